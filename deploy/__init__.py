@@ -1,0 +1,1 @@
+"""Deployment: local stack launcher, docker-compose, Kubernetes manifests."""
