@@ -30,6 +30,7 @@ from connectors.settings import (
     SignalRange,
     ValidationConfig,
 )
+from twin.service_settings import ServiceSettings
 
 __all__ = [
     "Config", "ConfigError", "DeadbandConfig", "InfluxConfig", "IngestConfig", "LineConfig", "MqttConfig", "MqttTls",
@@ -112,7 +113,7 @@ class Config(_Model):
     validation: ValidationConfig = ValidationConfig()
     quarantine: QuarantineConfig = QuarantineConfig()
     ingest: IngestConfig = IngestConfig()
-    service: dict[str, Any] = {}  # the twin service's own section (typed by its owner)
+    service: ServiceSettings = ServiceSettings()  # the twin service's own section (twin/service_settings.py)
 
 
 # ------------------------------------------------------------------------------------------------------------------

@@ -1,0 +1,249 @@
+"""The twin service's configuration sections (``service:`` in the twin YAML), as typed pydantic models.
+
+Every default works on one machine with no edits: the HTTP API on loopback, CORS closed, tokens in ``var/twin``,
+advisory mode, and the ProZell reference cathode / graphite anode targets of seed 001. Environment overrides
+(``PILOTLINE__SERVICE__HTTP__PORT=8001``) are applied by ``twin.config`` before these models validate.
+
+Signal keys are ``<station>/<signal>`` as the connectors name them, e.g. ``Drying/Cathode/MassLoading``.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+
+
+class _Strict(BaseModel):
+    """Unknown keys are errors: a typo in the YAML must not silently fall back to a default."""
+
+    model_config = ConfigDict(extra="forbid", frozen=False)
+
+
+class HttpSettings(_Strict):
+    host: str = "127.0.0.1"
+    port: int = Field(8000, ge=0, le=65535)
+    # CORS is closed unless origins are listed explicitly (the dashboard is served from the same origin).
+    cors_origins: list[str] = Field(default_factory=list)
+    # Limits on expensive queries: a history request may span at most this window and return at most this many points.
+    max_history_window_s: float = Field(7 * 86400.0, gt=0)
+    max_history_points: int = Field(10_000, gt=0)
+    sse_interval_s: float = Field(1.0, gt=0)
+
+
+class AuthSettings(_Strict):
+    token_file: Path = Path("var/twin/tokens.json")
+    # Reads need a viewer token too; set false only for a kiosk on a closed network.
+    read_requires_token: bool = True
+
+
+class SpecLimits(_Strict):
+    """Specification band of one quality signal: lower / upper spec limit and target, in the signal's unit."""
+
+    lsl: float
+    usl: float
+    target: float | None = None
+
+    @model_validator(mode="after")
+    def _ordered(self) -> SpecLimits:
+        if not self.lsl < self.usl:
+            raise ValueError(f"spec limits need lsl < usl, got lsl={self.lsl}, usl={self.usl}")
+        if self.target is not None and not self.lsl <= self.target <= self.usl:
+            raise ValueError(f"target {self.target} lies outside [{self.lsl}, {self.usl}]")
+        return self
+
+    @property
+    def centre(self) -> float:
+        return self.target if self.target is not None else 0.5 * (self.lsl + self.usl)
+
+
+def _default_specs() -> dict[str, SpecLimits]:
+    # Seed 001 Table A1: ProZell cathode 14.31 mg/cm2 dry loading, 2.96 g/cm3 calendered density (process chain at
+    # nominal setpoints); graphite anode from models.process_chain defaults; +-3 % band around each.
+    return {
+        "Drying/Cathode/MassLoading": SpecLimits(lsl=13.88, usl=14.74, target=14.31),
+        "Calendering/Cathode/Density": SpecLimits(lsl=2.87, usl=3.05, target=2.96),
+        "Calendering/Cathode/CalenderedThickness": SpecLimits(lsl=46.9, usl=49.9, target=48.4),
+        "Drying/Anode/MassLoading": SpecLimits(lsl=7.21, usl=7.65, target=7.43),
+        "Calendering/Anode/Density": SpecLimits(lsl=1.38, usl=1.47, target=1.424),
+    }
+
+
+class LiveSettings(_Strict):
+    window_size: int = Field(600, ge=10, description="samples kept per signal for the rolling windows")
+    ewma_lambda: float = Field(0.2, gt=0, le=1, description="EWMA weight (Montgomery: 0.05-0.25 for small shifts)")
+    ewma_L: float = Field(3.0, gt=0, description="EWMA control-limit width in sigmas")
+    specs: dict[str, SpecLimits] = Field(default_factory=_default_specs)
+    # Alarm thresholds
+    dew_point_signal: str = "DryRoom/DewPoint"
+    dew_point_limit_C: float = -40.0
+    out_of_spec_stretch_samples: int = Field(5, ge=1, description="consecutive out-of-spec samples of one roll")
+    stuck_after_samples: int = Field(30, ge=3, description="identical consecutive values that mean a stuck sensor")
+    missing_after_s: float = Field(30.0, gt=0, description="no sample for this long (wall clock) means missing")
+    watched_signals: list[str] = Field(default_factory=list, description="signals whose absence raises an alarm")
+
+
+class PredictSettings(_Strict):
+    enabled: bool = True
+    interval_s: float = Field(5.0, gt=0)
+    # Which registry model produces which prediction; empty means the process-chain physics only.
+    structure_model: str = "process_chain"
+    performance_model: str | None = None
+    cost_model: str | None = None
+    write_to_influx: bool = True
+    attach_to_genealogy: bool = True
+
+
+class Target(_Strict):
+    """One controlled quality variable of a product: target, tolerance (for scaling and confidence) and weight."""
+
+    signal: str
+    output: str = Field(description="process-chain output it corresponds to, e.g. drying.dry_mass_loading_mg_cm2")
+    target: float
+    tolerance: float = Field(gt=0)
+    weight: float = Field(1.0, ge=0)
+    # Gauge transport delay: the gauge sits this far along the web from the coating head; the delay from an actuator
+    # at position p is (gauge_position_m - p) / web speed, plus a fixed dead time (gauge averaging, scan time).
+    gauge_position_m: float = Field(0.0, ge=0)
+    dead_time_s: float = Field(0.0, ge=0)
+    min_samples: int = Field(5, ge=1, description="good samples needed after the delay before the bias is trusted")
+
+
+class Manipulated(_Strict):
+    """One setpoint the recommender may move: hard bounds and the largest step per control interval."""
+
+    input: str = Field(description="process-chain input, e.g. pump_flow_rate_cm3_h")
+    actual_signal: str
+    setpoint_node: str = Field(description="browse path of the writable setpoint, e.g. PilotLine/Coating/Cathode/PumpFlowRateSetpoint")
+    low: float
+    high: float
+    max_step: float = Field(gt=0)
+    position_m: float = Field(0.0, ge=0, description="where it acts along the web, from the coating head")
+    cost_weight: float = Field(0.0, ge=0, description="penalty per unit change, scaled by max_step")
+
+    @model_validator(mode="after")
+    def _bounds(self) -> Manipulated:
+        if not self.low < self.high:
+            raise ValueError(f"{self.input}: bounds need low < high, got [{self.low}, {self.high}]")
+        return self
+
+
+class MeasuredInput(_Strict):
+    """A model input the recommender does not move but reads from the line (web speed, roll temperature ...)."""
+
+    input: str
+    signal: str
+    position_m: float = Field(0.0, ge=0)
+
+
+class Loop(_Strict):
+    """A lane's control problem: which targets, which setpoints, which measured disturbances feed the model."""
+
+    electrode: Literal["cathode", "anode"] = "cathode"
+    targets: list[Target]
+    manipulated: list[Manipulated]
+    measured_inputs: list[MeasuredInput] = Field(default_factory=list)
+    # Signals whose quality/domain must be good for a recommendation (besides the targets and actuals).
+    web_speed_signal: str | None = None
+
+
+class Product(_Strict):
+    """Targets and objective of one product. ``objective``: ``tracking`` (weighted squared deviation from the targets)
+    or ``scalarised`` (seed 002 eq. 3: equal-weighted power function of properties scaled to [0, 1])."""
+
+    objective: Literal["tracking", "scalarised"] = "tracking"
+    loops: dict[str, Loop]
+    min_energy_density_Wh_kg: float | None = None
+
+
+def _default_products() -> dict[str, Product]:
+    cathode = Loop(
+        electrode="cathode",
+        targets=[
+            Target(signal="Drying/Cathode/MassLoading", output="drying.dry_mass_loading_mg_cm2", target=14.31,
+                   tolerance=0.2, gauge_position_m=10.0),
+            Target(signal="Calendering/Cathode/Density", output="calendering.calendered_density_g_cm3", target=2.96,
+                   tolerance=0.03, gauge_position_m=22.0),
+        ],
+        manipulated=[
+            Manipulated(input="pump_flow_rate_cm3_h", actual_signal="Coating/Cathode/PumpFlowRate",
+                        setpoint_node="PilotLine/Coating/Cathode/PumpFlowRateSetpoint", low=500.0, high=900.0,
+                        max_step=40.0),
+            Manipulated(input="line_load_N_mm", actual_signal="Calendering/Cathode/LineLoad",
+                        setpoint_node="PilotLine/Calendering/Cathode/LineLoadSetpoint", low=40.0, high=140.0,
+                        max_step=8.0, position_m=20.0),
+        ],
+        measured_inputs=[MeasuredInput(input="web_speed_m_min", signal="Coating/Cathode/WebSpeed"),
+                         MeasuredInput(input="roll_temperature_C", signal="Calendering/Cathode/RollTemperature",
+                                       position_m=20.0)],
+        web_speed_signal="Coating/Cathode/WebSpeed",
+    )
+    anode = Loop(
+        electrode="anode",
+        targets=[
+            Target(signal="Drying/Anode/MassLoading", output="drying.dry_mass_loading_mg_cm2", target=7.43,
+                   tolerance=0.1, gauge_position_m=10.0),
+            Target(signal="Calendering/Anode/Density", output="calendering.calendered_density_g_cm3", target=1.424,
+                   tolerance=0.015, gauge_position_m=22.0),
+        ],
+        manipulated=[
+            Manipulated(input="pump_flow_rate_cm3_h", actual_signal="Coating/Anode/PumpFlowRate",
+                        setpoint_node="PilotLine/Coating/Anode/PumpFlowRateSetpoint", low=600.0, high=1000.0,
+                        max_step=40.0),
+            Manipulated(input="line_load_N_mm", actual_signal="Calendering/Anode/LineLoad",
+                        setpoint_node="PilotLine/Calendering/Anode/LineLoadSetpoint", low=10.0, high=80.0,
+                        max_step=4.0, position_m=20.0),
+        ],
+        measured_inputs=[MeasuredInput(input="web_speed_m_min", signal="Coating/Anode/WebSpeed"),
+                         MeasuredInput(input="roll_temperature_C", signal="Calendering/Anode/RollTemperature",
+                                       position_m=20.0)],
+        web_speed_signal="Coating/Anode/WebSpeed",
+    )
+    return {"prozell-cathode": Product(loops={"Cathode": cathode, "Anode": anode})}
+
+
+class ControlSettings(_Strict):
+    mode: Literal["off", "advisory", "closed_loop"] = "advisory"
+    interval_s: float = Field(5.0, gt=0, description="wall-clock seconds between recommendation rounds")
+    product: str = "prozell-cathode"
+    products: dict[str, Product] = Field(default_factory=_default_products)
+    bias_filter: float = Field(0.6, gt=0, le=1, description="weight of a new bias estimate (1 = no filtering)")
+    recommendation_ttl_s: float = Field(300.0, gt=0, description="a proposal not approved within this expires")
+    min_improvement: float = Field(0.05, ge=0, description="skip proposals that lower the objective by less")
+    grant_node: str = "PilotLine/RemoteSetpointsEnabled"
+    mqtt_topic: str = "pilotline/{line}/twin/recommendations"
+
+    @model_validator(mode="after")
+    def _product_exists(self) -> ControlSettings:
+        if self.product not in self.products:
+            raise ValueError(f"control.product {self.product!r} is not among products {sorted(self.products)}")
+        return self
+
+    @property
+    def active(self) -> Product:
+        return self.products[self.product]
+
+
+class DashboardSettings(_Strict):
+    enabled: bool = True
+    title: str = "Pilot line PL1"
+    # Key signals shown per station in the line overview (empty: every signal the twin has seen).
+    overview: dict[str, list[str]] = Field(default_factory=dict)
+
+
+class GenealogySettings(_Strict):
+    enabled: bool = True
+    store_path: Path | None = None
+
+
+class ServiceSettings(_Strict):
+    """The ``service:`` section of the twin configuration."""
+
+    http: HttpSettings = Field(default_factory=HttpSettings)
+    auth: AuthSettings = Field(default_factory=AuthSettings)
+    live: LiveSettings = Field(default_factory=LiveSettings)
+    predict: PredictSettings = Field(default_factory=PredictSettings)
+    control: ControlSettings = Field(default_factory=ControlSettings)
+    dashboard: DashboardSettings = Field(default_factory=DashboardSettings)
+    genealogy: GenealogySettings = Field(default_factory=GenealogySettings)
