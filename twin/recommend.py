@@ -1,0 +1,288 @@
+"""Setpoint recommendations: bias estimation with gauge transport delays, then optimisation on the plant model.
+
+Feedback (why a bias estimator): the plant model is right about the physics but not about today's slurry or rolls
+(solid content drifts between batches, compaction resistance with the rolls). For every good gauge sample taken at
+time t we evaluate the model on the inputs that were acting on *that piece of web*: each actuator's actual value at
+t - (gauge position - actuator position) / web speed - dead time. The mean residual (measured - model) of the most
+recent samples is the bias; a first-order filter smooths it. Because the delay is honoured per actuator, a setpoint
+change that has not yet reached the gauge does not leak into the bias, so the loop does not double-correct.
+
+Optimisation: minimise the objective of the product (``tracking``: sum w_i ((y_i + b_i - target_i) / tol_i)^2, or
+``scalarised``: seed 002 eq. 3, Cf = 1/n sum y_scaled^2 over the minimised set, with y_scaled = |deviation| /
+(4 tol) clipped to [0, 1]) plus a move penalty, over the manipulated setpoints, with L-BFGS-B inside the intersection
+of the hard bounds and current +- max step. Nothing is proposed from a bad-quality, missing or out-of-domain state.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from collections.abc import Mapping
+from dataclasses import asdict, dataclass, field
+from typing import Any, Literal, Protocol
+
+import numpy as np
+from scipy.optimize import minimize
+from scipy.stats import norm
+
+from twin.plant_model import PlantModel
+from twin.service_settings import ControlSettings, Loop, Product, Target
+
+RefusalKind = Literal["missing", "bad_quality", "out_of_domain", "insufficient_data", "on_target", "no_improvement"]
+
+
+class SignalSource(Protocol):
+    """What the recommender reads: the live state (latest value with quality, and windows of good samples)."""
+
+    def value(self, key: str) -> Any: ...
+
+    def window(self, key: str, since_ns: int | None = None, until_ns: int | None = None) -> tuple[np.ndarray, np.ndarray]: ...
+
+
+@dataclass
+class SetpointChange:
+    input: str
+    node: str
+    before: float
+    after: float
+    low: float
+    high: float
+    max_step: float
+
+
+@dataclass
+class ExpectedEffect:
+    signal: str
+    output: str
+    target: float
+    tolerance: float
+    current: float      # model at the current setpoints + bias: what the gauge should read now (segment mean)
+    expected: float     # model at the proposed setpoints + bias: what it should read once the change reaches it
+    bias: float
+    bias_se: float
+    model_std: float
+    measured_mean: float
+    samples: int
+
+
+@dataclass
+class Proposal:
+    loop: str
+    electrode: str
+    setpoints: list[SetpointChange]
+    expected: list[ExpectedEffect]
+    objective_before: float
+    objective_after: float
+    confidence: float
+    model_version: str
+    reason: str
+    inputs: dict[str, float]
+    time_ns: int = field(default_factory=time.time_ns)
+    compute_ms: float = 0.0
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+@dataclass
+class Refusal:
+    loop: str
+    kind: RefusalKind
+    reason: str
+    details: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def anomaly(self) -> bool:
+        """Refusals that mean the state cannot be trusted (a closed loop must stop on them)."""
+        return self.kind in ("missing", "bad_quality", "out_of_domain")
+
+
+def _step_hold(t_hist: np.ndarray, v_hist: np.ndarray, t_query: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Value acting at each query time (last sample at or before it); the mask says where history reaches back."""
+    idx = np.searchsorted(t_hist, t_query, side="right") - 1
+    ok = idx >= 0
+    out = np.full(t_query.shape, np.nan)
+    out[ok] = v_hist[idx[ok]]
+    return out, ok
+
+
+class Recommender:
+    """Stateless apart from the filtered biases; call ``recommend(loop_name)`` once per control interval."""
+
+    def __init__(self, settings: ControlSettings, model: PlantModel, source: SignalSource,
+                 bias_samples: int = 20, deadband: float = 0.5) -> None:
+        self.settings = settings
+        self.model = model
+        self.source = source
+        self.bias_samples = bias_samples
+        self.deadband = deadband
+        self.biases: dict[tuple[str, str], float] = {}
+
+    @property
+    def product(self) -> Product:
+        return self.settings.active
+
+    # -- state checks -----------------------------------------------------------------------------------------------
+    def _latest_good(self, key: str) -> tuple[float | None, Refusal | None, str]:
+        last = self.source.value(key)
+        if last is None:
+            return None, None, f"no sample of {key} yet"
+        if last.quality != "good" or not math.isfinite(last.value):
+            return None, None, f"{key} is {last.quality} ({last.value})"
+        return float(last.value), None, ""
+
+    def _current(self, loop_name: str, loop: Loop) -> tuple[dict[str, float], dict[str, float]] | Refusal:
+        u0: dict[str, float] = {}
+        d: dict[str, float] = {}
+        missing, bad = [], []
+        for m in loop.manipulated:
+            value, _, why = self._latest_good(m.actual_signal)
+            if value is None:
+                (missing if "no sample" in why else bad).append(why)
+            else:
+                # the commanded setpoint, when the line reports it, is where the actuator is going: step from there
+                sp, _, _ = self._latest_good(m.actual_signal + "Setpoint")
+                u0[m.input] = sp if sp is not None else value
+        for mi in loop.measured_inputs:
+            value, _, why = self._latest_good(mi.signal)
+            if value is None:
+                (missing if "no sample" in why else bad).append(why)
+            else:
+                d[mi.input] = value
+        for t in loop.targets:
+            value, _, why = self._latest_good(t.signal)
+            if value is None:
+                (missing if "no sample" in why else bad).append(why)
+        if bad:
+            return Refusal(loop_name, "bad_quality", "; ".join(bad))
+        if missing:
+            return Refusal(loop_name, "missing", "; ".join(missing))
+        violations = self.model.check_domain({**u0, **d})
+        if violations:
+            return Refusal(loop_name, "out_of_domain", "model inputs out of domain: " + "; ".join(violations),
+                           {"violations": violations})
+        return u0, d
+
+    # -- bias --------------------------------------------------------------------------------------------------------
+    def estimate_bias(self, loop: Loop, target: Target) -> tuple[float, float, float, int] | None:
+        """(bias, standard error, measured mean, n) from the most recent good gauge samples, or None if too few."""
+        t_meas, v_meas = self.source.window(target.signal)
+        if len(t_meas) == 0:
+            return None
+        t_meas, v_meas = t_meas[-self.bias_samples * 3:], v_meas[-self.bias_samples * 3:]
+        speed_key = loop.web_speed_signal
+        if speed_key is not None:
+            ts, vs = self.source.window(speed_key)
+            speed_m_min, ok = _step_hold(ts, vs, t_meas) if len(ts) else (np.full(len(t_meas), np.nan),
+                                                                          np.zeros(len(t_meas), bool))
+        else:
+            speed_m_min, ok = np.full(len(t_meas), 1.0), np.ones(len(t_meas), bool)
+        ok &= np.isfinite(speed_m_min) & (speed_m_min > 0)
+        speed_m_s = np.where(ok, speed_m_min, 1.0) / 60.0
+        inputs: dict[str, np.ndarray] = {}
+        actors = [(m.input, m.actual_signal, m.position_m) for m in loop.manipulated] + [
+            (mi.input, mi.signal, mi.position_m) for mi in loop.measured_inputs]
+        for name, signal, pos in actors:
+            delay_ns = ((max(0.0, target.gauge_position_m - pos) / speed_m_s + target.dead_time_s) * 1e9).astype(np.int64)
+            th, vh = self.source.window(signal)
+            if len(th) == 0:
+                return None
+            vals, have = _step_hold(th, vh, t_meas - delay_ns)
+            # the window must reach back past the delayed instant, otherwise we would guess the input
+            ok &= have
+            inputs[name] = np.where(have, vals, vh[-1])
+        if int(ok.sum()) < target.min_samples:
+            return None
+        sel = np.flatnonzero(ok)[-self.bias_samples:]
+        answer = self.model.evaluate(loop.electrode, {k: v[sel] for k, v in inputs.items()})
+        pred = np.asarray(answer.outputs[target.output], dtype=float)
+        resid = v_meas[sel] - pred
+        n = len(resid)
+        se = float(resid.std(ddof=1) / math.sqrt(n)) if n > 1 else float("inf")
+        return float(resid.mean()), se, float(v_meas[sel].mean()), n
+
+    # -- objective ---------------------------------------------------------------------------------------------------
+    def _objective(self, targets: list[Target], y: Mapping[str, np.ndarray], bias: Mapping[str, float]) -> np.ndarray:
+        dev = [(np.asarray(y[t.output]) + bias[t.signal] - t.target) / t.tolerance for t in targets]
+        if self.product.objective == "scalarised":
+            # seed 002 eq. 3 with every property in the minimised set Ym (deviation from target, scaled to [0, 1])
+            scaled = [np.clip(np.abs(x) / 4.0, 0.0, 1.0) for x in dev]
+            return sum(s ** 2 for s in scaled) / len(scaled)
+        return sum(t.weight * x ** 2 for t, x in zip(targets, dev, strict=True))
+
+    # -- the round --------------------------------------------------------------------------------------------------
+    def recommend(self, loop_name: str) -> Proposal | Refusal:
+        started = time.perf_counter()
+        loop = self.product.loops.get(loop_name)
+        if loop is None:
+            raise KeyError(f"unknown loop {loop_name!r}; configured loops: {sorted(self.product.loops)}")
+        state = self._current(loop_name, loop)
+        if isinstance(state, Refusal):
+            return state
+        u0, d = state
+        bias: dict[str, float] = {}
+        info: dict[str, tuple[float, float, float, int]] = {}
+        for t in loop.targets:
+            est = self.estimate_bias(loop, t)
+            if est is None:
+                return Refusal(loop_name, "insufficient_data",
+                               f"fewer than {t.min_samples} good samples of {t.signal} with their inputs in history")
+            key = (loop_name, t.signal)
+            prev = self.biases.get(key)
+            b = est[0] if prev is None else prev + self.settings.bias_filter * (est[0] - prev)
+            self.biases[key] = b
+            bias[t.signal] = b
+            info[t.signal] = est
+
+        names = [m.input for m in loop.manipulated]
+        x0 = np.array([u0[n] for n in names])
+        step = np.array([m.max_step for m in loop.manipulated])
+        lo = np.maximum([m.low for m in loop.manipulated], x0 - step)
+        hi = np.minimum([m.high for m in loop.manipulated], x0 + step)
+        lo, hi = np.minimum(lo, hi), np.maximum(lo, hi)  # a current value outside the bounds: move toward them
+        cost_w = np.array([m.cost_weight for m in loop.manipulated])
+
+        def evaluate(x: np.ndarray) -> dict[str, np.ndarray]:
+            return self.model.evaluate(loop.electrode, {**d, **dict(zip(names, x, strict=True))}).outputs
+
+        def f(z: np.ndarray) -> float:
+            x = x0 + z * step
+            return float(self._objective(loop.targets, evaluate(x), bias)) + float(np.sum(cost_w * z ** 2))
+
+        y0 = evaluate(x0)
+        j0 = float(self._objective(loop.targets, y0, bias))
+        worst = max(abs(float(y0[t.output]) + bias[t.signal] - t.target) / t.tolerance for t in loop.targets)
+        if worst < self.deadband:
+            return Refusal(loop_name, "on_target", f"every target within {self.deadband} tolerance", {"worst": worst})
+        z_lo, z_hi = (lo - x0) / step, (hi - x0) / step
+        res = minimize(f, np.clip(np.zeros_like(x0), z_lo, z_hi), method="L-BFGS-B",
+                       bounds=list(zip(z_lo, z_hi, strict=True)), options={"maxiter": 100})
+        x = np.clip(np.round(x0 + res.x * step, 2), lo, hi)
+        y1 = evaluate(x)
+        j1 = float(self._objective(loop.targets, y1, bias))
+        if j0 - j1 <= self.settings.min_improvement * max(j0, 1e-9) or np.allclose(x, x0):
+            return Refusal(loop_name, "no_improvement", f"objective {j0:.3g} -> {j1:.3g} is not worth a change")
+
+        # confidence: probability the new segment mean lands within tolerance, from the bias and model uncertainty
+        expected, probs = [], []
+        std_answer = self.model.evaluate(loop.electrode, {**d, **dict(zip(names, x, strict=True))}).std
+        for t in loop.targets:
+            b_mean, b_se, meas_mean, n = info[t.signal]
+            model_std = float(np.asarray(std_answer.get(t.output, 0.0)).reshape(-1)[0]) if std_answer else 0.0
+            sigma = math.sqrt(min(b_se, 10 * t.tolerance) ** 2 + model_std ** 2) or 1e-12
+            exp_v = float(y1[t.output]) + bias[t.signal]
+            off = exp_v - t.target
+            probs.append(float(norm.cdf((t.tolerance - off) / sigma) - norm.cdf((-t.tolerance - off) / sigma)))
+            expected.append(ExpectedEffect(signal=t.signal, output=t.output, target=t.target, tolerance=t.tolerance,
+                                           current=float(y0[t.output]) + bias[t.signal], expected=exp_v,
+                                           bias=bias[t.signal], bias_se=b_se, model_std=model_std,
+                                           measured_mean=meas_mean, samples=n))
+        changes = [SetpointChange(input=m.input, node=m.setpoint_node, before=float(x0[i]), after=float(x[i]),
+                                  low=m.low, high=m.high, max_step=m.max_step) for i, m in enumerate(loop.manipulated)]
+        worst_sig = max(expected, key=lambda e: abs(e.current - e.target) / e.tolerance)
+        reason = (f"{worst_sig.signal} estimated {worst_sig.current:.4g} vs target {worst_sig.target:.4g} "
+                  f"(bias {worst_sig.bias:+.3g} from {worst_sig.samples} samples); objective {j0:.3g} -> {j1:.3g}")
+        return Proposal(loop=loop_name, electrode=loop.electrode, setpoints=changes, expected=expected,
+                        objective_before=j0, objective_after=j1, confidence=min(probs),
+                        model_version=self.model.version, reason=reason, inputs={**u0, **d},
+                        compute_ms=(time.perf_counter() - started) * 1e3)
