@@ -244,6 +244,29 @@ def solvent_evaporated_g_m2(wet_loading_mg_cm2: ArrayLike, dry_loading_mg_cm2: A
     return (_a(wet_loading_mg_cm2) - _a(dry_loading_mg_cm2)) * 10.0
 
 
+def post_drying_moisture_ppm(
+    moisture_ppm: ArrayLike,
+    oven_temperature_C: ArrayLike,
+    duration_h: ArrayLike,
+    equilibrium_ppm: ArrayLike = 150.0,
+    rate_ref_per_h: ArrayLike = 1.0,
+    reference_C: ArrayLike = 120.0,
+    activation_energy_J_mol: ArrayLike = 40e3,
+) -> FloatArray:
+    """Residual moisture after vacuum post-drying: first-order desorption towards an equilibrium content.
+
+    w(t) = w_eq + (w0 - w_eq) exp(-k(T) t), k(T) = k_ref exp(-Ea/R (1/T - 1/T_ref)). Seed 004 (section on
+    post-drying) names temperature, time and pressure as the drivers and sorption equilibrium as the model family but
+    prints no coefficients; k_ref = 1 /h at 120 degC, Ea = 40 kJ/mol and w_eq = 150 ppm are order-of-magnitude
+    assumptions of ours (a few hours at 120 degC bring an electrode to a few hundred ppm).
+    """
+    temperature_K = _a(oven_temperature_C) + 273.15
+    reference_K = _a(reference_C) + 273.15
+    k_per_h = _a(rate_ref_per_h) * np.exp(-_a(activation_energy_J_mol) / 8.314 * (1.0 / temperature_K - 1.0 / reference_K))
+    w_eq = _a(equilibrium_ppm)
+    return w_eq + (_a(moisture_ppm) - w_eq) * np.exp(-k_per_h * _a(duration_h))
+
+
 # --------------------------------------------------------------------------------------------------------------------
 # The chain
 # --------------------------------------------------------------------------------------------------------------------
