@@ -183,6 +183,7 @@ class Recommender:
         actors = [(m.input, m.actual_signal, m.position_m) for m in loop.manipulated] + [
             (mi.input, mi.signal, mi.position_m) for mi in loop.measured_inputs]
         for name, signal, pos in actors:
+            pos = target.input_positions_m.get(name, pos)
             delay_ns = ((max(0.0, target.gauge_position_m - pos) / speed_m_s + target.dead_time_s) * 1e9).astype(np.int64)
             th, vh = self.source.window(signal)
             if len(th) == 0:

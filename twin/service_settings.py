@@ -63,10 +63,10 @@ def _default_specs() -> dict[str, SpecLimits]:
     # nominal setpoints); graphite anode from models.process_chain defaults; +-3 % band around each.
     return {
         "Drying/Cathode/MassLoading": SpecLimits(lsl=13.88, usl=14.74, target=14.31),
-        "Calendering/Cathode/Density": SpecLimits(lsl=2.87, usl=3.05, target=2.96),
+        "Calendering/Cathode/CoatingDensity": SpecLimits(lsl=2.87, usl=3.05, target=2.96),
         "Calendering/Cathode/CalenderedThickness": SpecLimits(lsl=46.9, usl=49.9, target=48.4),
         "Drying/Anode/MassLoading": SpecLimits(lsl=7.21, usl=7.65, target=7.43),
-        "Calendering/Anode/Density": SpecLimits(lsl=1.38, usl=1.47, target=1.424),
+        "Calendering/Anode/CoatingDensity": SpecLimits(lsl=1.38, usl=1.47, target=1.424),
     }
 
 
@@ -108,6 +108,9 @@ class Target(_Strict):
     gauge_position_m: float = Field(0.0, ge=0)
     dead_time_s: float = Field(0.0, ge=0)
     min_samples: int = Field(5, ge=1, description="good samples needed after the delay before the bias is trusted")
+    # Per-input override of the actuator position for this gauge: e.g. the calender runs a finished coated roll, so
+    # for the calendered density the coater inputs are taken as current (position = gauge position).
+    input_positions_m: dict[str, float] = Field(default_factory=dict)
 
 
 class Manipulated(_Strict):
@@ -163,7 +166,7 @@ def _default_products() -> dict[str, Product]:
         targets=[
             Target(signal="Drying/Cathode/MassLoading", output="drying.dry_mass_loading_mg_cm2", target=14.31,
                    tolerance=0.2, gauge_position_m=10.0),
-            Target(signal="Calendering/Cathode/Density", output="calendering.calendered_density_g_cm3", target=2.96,
+            Target(signal="Calendering/Cathode/CoatingDensity", output="calendering.calendered_density_g_cm3", target=2.96,
                    tolerance=0.03, gauge_position_m=22.0),
         ],
         manipulated=[
@@ -184,7 +187,7 @@ def _default_products() -> dict[str, Product]:
         targets=[
             Target(signal="Drying/Anode/MassLoading", output="drying.dry_mass_loading_mg_cm2", target=7.43,
                    tolerance=0.1, gauge_position_m=10.0),
-            Target(signal="Calendering/Anode/Density", output="calendering.calendered_density_g_cm3", target=1.424,
+            Target(signal="Calendering/Anode/CoatingDensity", output="calendering.calendered_density_g_cm3", target=1.424,
                    tolerance=0.015, gauge_position_m=22.0),
         ],
         manipulated=[

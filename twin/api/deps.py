@@ -1,0 +1,42 @@
+"""Authentication dependencies: a bearer token names a principal; each route states the least role it needs."""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
+
+from fastapi import Depends, HTTPException, Request
+from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
+
+from twin.auth import Principal, Role
+from twin.context import TwinContext
+
+bearer = HTTPBearer(auto_error=False, description="a token from `python -m twin token create --role R --name N`")
+ANONYMOUS = Principal("anonymous", Role.viewer)
+
+
+def ctx_of(request: Request) -> TwinContext:
+    return request.app.state.ctx  # type: ignore[no-any-return]
+
+
+def require(role: Role) -> Callable[..., Awaitable[Principal]]:
+    async def dep(request: Request, cred: HTTPAuthorizationCredentials | None = Depends(bearer)) -> Principal:
+        ctx = ctx_of(request)
+        if cred is None:
+            if role == Role.viewer and not ctx.settings.auth.read_requires_token:
+                return ANONYMOUS
+            raise HTTPException(401, "missing bearer token: send 'Authorization: Bearer <token>'",
+                                headers={"WWW-Authenticate": "Bearer"})
+        principal = ctx.tokens.verify(cred.credentials)
+        if principal is None:
+            raise HTTPException(401, "unknown or revoked token", headers={"WWW-Authenticate": "Bearer"})
+        if not principal.allows(role):
+            raise HTTPException(403, f"this needs the {role.name} role; {principal.name} is {principal.role.name}")
+        return principal
+
+    dep.__name__ = f"require_{role.name}"
+    return dep
+
+
+viewer = require(Role.viewer)
+operator = require(Role.operator)
+engineer = require(Role.engineer)
