@@ -276,6 +276,7 @@ class Controller:
                                    "status": status, "time_ns": time.time_ns()})
                 if ok:
                     self.counts["writes"] += 1
+                    self.recommender.commanded[ch.node] = (ch.after, time.monotonic())
                     self.audit.record("write", who, why, recommendation_id=rec.id, loop=rec.proposal.loop,
                                       target=ch.node, before=ch.before, after=ch.after,
                                       model_version=rec.proposal.model_version, details={"status": status})

@@ -117,6 +117,13 @@ class Recommender:
         self.bias_samples = bias_samples
         self.deadband = deadband
         self.biases: dict[tuple[str, str], float] = {}
+        # setpoint node -> (value, monotonic time) of our last successful write (the controller fills it)
+        self.commanded: dict[str, tuple[float, float]] = {}
+        self.commanded_ttl_s = 120.0
+
+    @staticmethod
+    def _manipulated_names(loop: Loop) -> set[str]:
+        return {m.input for m in loop.manipulated}
 
     @property
     def product(self) -> Product:
@@ -140,8 +147,11 @@ class Recommender:
             if value is None:
                 (missing if "no sample" in why else bad).append(why)
             else:
-                # the commanded setpoint, when the line reports it, is where the actuator is going: step from there
+                # where the actuator is going: the setpoint the line reports, else what we wrote lately, else actual
                 sp, _, _ = self._latest_good(m.actual_signal + "Setpoint")
+                written = self.commanded.get(m.setpoint_node)
+                if sp is None and written is not None and time.monotonic() - written[1] < self.commanded_ttl_s:
+                    sp = written[0]
                 u0[m.input] = sp if sp is not None else value
         for mi in loop.measured_inputs:
             value, _, why = self._latest_good(mi.signal)
@@ -184,6 +194,12 @@ class Recommender:
             (mi.input, mi.signal, mi.position_m) for mi in loop.measured_inputs]
         for name, signal, pos in actors:
             pos = target.input_positions_m.get(name, pos)
+            if name in self._manipulated_names(loop):
+                # the commanded setpoint is the model input when the line reports it: actuator faults (pump wear:
+                # it delivers less than told) then show up in the bias and the recommendation compensates them
+                sp_t, _ = self.source.window(signal + "Setpoint")
+                if len(sp_t):
+                    signal = signal + "Setpoint"
             delay_ns = ((max(0.0, target.gauge_position_m - pos) / speed_m_s + target.dead_time_s) * 1e9).astype(np.int64)
             th, vh = self.source.window(signal)
             if len(th) == 0:

@@ -161,13 +161,18 @@ class Product(_Strict):
 
 
 def _default_products() -> dict[str, Product]:
+    # Gauge geometry of the bundled simulator (simulator/web_lane.py): beta gauge 7.0 m after the die; the calender
+    # runs finished coated rolls at the coater's web speed with its caliper 0.5 m after the nip, so for the density
+    # the coater inputs count as current and the calender inputs lag 0.5 m.
     cathode = Loop(
         electrode="cathode",
         targets=[
             Target(signal="Drying/Cathode/MassLoading", output="drying.dry_mass_loading_mg_cm2", target=14.31,
-                   tolerance=0.2, gauge_position_m=10.0),
+                   tolerance=0.2, gauge_position_m=7.0,
+                   input_positions_m={"line_load_N_mm": 7.0, "roll_temperature_C": 7.0}),
             Target(signal="Calendering/Cathode/CoatingDensity", output="calendering.calendered_density_g_cm3", target=2.96,
-                   tolerance=0.03, gauge_position_m=22.0),
+                   tolerance=0.03, gauge_position_m=0.5,
+                   input_positions_m={"pump_flow_rate_cm3_h": 0.5, "web_speed_m_min": 0.5}),
         ],
         manipulated=[
             Manipulated(input="pump_flow_rate_cm3_h", actual_signal="Coating/Cathode/PumpFlowRate",
@@ -175,20 +180,21 @@ def _default_products() -> dict[str, Product]:
                         max_step=40.0),
             Manipulated(input="line_load_N_mm", actual_signal="Calendering/Cathode/LineLoad",
                         setpoint_node="PilotLine/Calendering/Cathode/LineLoadSetpoint", low=40.0, high=140.0,
-                        max_step=8.0, position_m=20.0),
+                        max_step=8.0),
         ],
         measured_inputs=[MeasuredInput(input="web_speed_m_min", signal="Coating/Cathode/WebSpeed"),
-                         MeasuredInput(input="roll_temperature_C", signal="Calendering/Cathode/RollTemperature",
-                                       position_m=20.0)],
+                         MeasuredInput(input="roll_temperature_C", signal="Calendering/Cathode/RollTemperature")],
         web_speed_signal="Coating/Cathode/WebSpeed",
     )
     anode = Loop(
         electrode="anode",
         targets=[
             Target(signal="Drying/Anode/MassLoading", output="drying.dry_mass_loading_mg_cm2", target=7.43,
-                   tolerance=0.1, gauge_position_m=10.0),
+                   tolerance=0.1, gauge_position_m=7.0,
+                   input_positions_m={"line_load_N_mm": 7.0, "roll_temperature_C": 7.0}),
             Target(signal="Calendering/Anode/CoatingDensity", output="calendering.calendered_density_g_cm3", target=1.424,
-                   tolerance=0.015, gauge_position_m=22.0),
+                   tolerance=0.015, gauge_position_m=0.5,
+                   input_positions_m={"pump_flow_rate_cm3_h": 0.5, "web_speed_m_min": 0.5}),
         ],
         manipulated=[
             Manipulated(input="pump_flow_rate_cm3_h", actual_signal="Coating/Anode/PumpFlowRate",
@@ -196,11 +202,10 @@ def _default_products() -> dict[str, Product]:
                         max_step=40.0),
             Manipulated(input="line_load_N_mm", actual_signal="Calendering/Anode/LineLoad",
                         setpoint_node="PilotLine/Calendering/Anode/LineLoadSetpoint", low=10.0, high=80.0,
-                        max_step=4.0, position_m=20.0),
+                        max_step=4.0),
         ],
         measured_inputs=[MeasuredInput(input="web_speed_m_min", signal="Coating/Anode/WebSpeed"),
-                         MeasuredInput(input="roll_temperature_C", signal="Calendering/Anode/RollTemperature",
-                                       position_m=20.0)],
+                         MeasuredInput(input="roll_temperature_C", signal="Calendering/Anode/RollTemperature")],
         web_speed_signal="Coating/Anode/WebSpeed",
     )
     return {"prozell-cathode": Product(loops={"Cathode": cathode, "Anode": anode})}
