@@ -114,6 +114,7 @@ class Sample:
     ``cm3/h``, ``Cel``, ``V``). ``quality`` comes from the OPC UA status code (or the payload's own flag); a bad
     value is kept and stored as bad, never dropped. ``trace`` holds the IDs current at ``time_ns`` (keys in
     ``TRACE_KEYS``). ``received_ns`` is when the connector got it (for latency; not stored as a field).
+    ``tags`` are extra low-cardinality tags from configuration (Telegraf's ``default_tags``).
     """
 
     time_ns: int
@@ -126,6 +127,7 @@ class Sample:
     source: str = ""
     trace: Mapping[str, TraceValue] = field(default_factory=dict)
     received_ns: int = 0
+    tags: Mapping[str, str] = field(default_factory=dict)
 
     @property
     def time(self) -> datetime:
@@ -137,6 +139,8 @@ class Sample:
             "value": self.value, "unit": self.unit, "quality": self.quality, "source": self.source,
             "trace": dict(self.trace),
         }
+        if self.tags:
+            d["tags"] = dict(self.tags)
         if self.received_ns:
             d["received_ns"] = self.received_ns
         return d
@@ -170,10 +174,13 @@ class Sample:
         received = d.get("received_ns", 0)
         if isinstance(received, bool) or not isinstance(received, int):
             raise RecordError("received_ns must be an integer")
+        tags = d.get("tags", {}) or {}
+        if not isinstance(tags, Mapping) or not all(isinstance(k, str) and isinstance(v, str) for k, v in tags.items()):
+            raise RecordError("tags must be an object of string -> string")
         return cls(
             time_ns=time_ns, line=d["line"], station=d["station"], signal=d["signal"], value=value,
             unit=d.get("unit", ""), quality=quality, source=d.get("source", ""), trace=dict(trace),
-            received_ns=received,
+            received_ns=received, tags=dict(tags),
         )
 
     @property

@@ -12,6 +12,8 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
+from connectors.units import EXTRA_UCUM, UNECE_TO_UCUM
+
 
 class _Model(BaseModel):
     model_config = ConfigDict(extra="forbid", validate_default=True)
@@ -57,7 +59,7 @@ class OpcuaDiscovery(_Model):
 class OpcuaConfig(_Model):
     enabled: bool = True
     endpoint: str = "opc.tcp://127.0.0.1:4840"
-    namespace_uri: str = "urn:pilotline:sim"
+    namespace_uri: str = "urn:pilotline:simulator"
     security_policy: Literal["None", "Basic256Sha256", "Aes128Sha256RsaOaep", "Aes256Sha256RsaPss"] = "None"
     security_mode: Literal["None", "Sign", "SignAndEncrypt"] = "None"
     certificate: Path = Path("var/pki/client_cert.der")  # created with the key when absent and security is on
@@ -155,14 +157,11 @@ class ValidationConfig(_Model):
         "DewPoint": SignalRange(min=-100, max=30, unit="Cel"),
         "Voltage": SignalRange(min=-1, max=6, unit="V"),
         "Temperature": SignalRange(min=-60, max=400, unit="Cel"),
+        "Porosity": SignalRange(min=0, max=100, unit="%"),
+        "Current": SignalRange(min=-1000, max=1000, unit="A"),
         "LineLoad": SignalRange(min=0, max=10_000, unit="N/mm"),
     }
-    units: list[str] = [
-        "", "1", "%", "um", "mm", "m", "mg/cm2", "g/m2", "g/cm3", "kg", "g", "cm3/h", "mL/min", "L/min",
-        "m/min", "m/s", "Cel", "K", "Pa", "kPa", "hPa", "bar", "mbar", "N", "N/mm", "kN", "V", "A", "mA",
-        "mA.h", "A.h", "W", "kW", "W.h", "mW.h", "Ohm", "mOhm", "s", "min", "h", "Hz", "/min", "rpm", "kg/h",
-        "ppm", "mAh/g", "mA.h/g", "J", "kJ",
-    ]
+    units: list[str] = sorted({*UNECE_TO_UCUM.values(), *EXTRA_UCUM})
     reject_unknown_units: bool = True
     id_pattern: str = r"^[A-Z][A-Z0-9]*(-[A-Z0-9]+)+$"
     max_future_s: float = 300.0  # samples stamped further ahead than this are quarantined (clock fault)

@@ -1,0 +1,127 @@
+"""Move batches from the spool to the database: confirm on 2xx, retry with bounded backoff, never drop silently."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from connectors.records import Rejected
+from twin.store.influx import LineWriter, WriteError
+from twin.store.spool import Batch, Spool
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class ForwarderStats:
+    written_lines: int = 0
+    written_batches: int = 0
+    failed_attempts: int = 0
+    refused_batches: int = 0
+    last_error: str = ""
+    last_write_ns: int = 0
+    database_up: bool = False
+
+
+class Forwarder:
+    def __init__(
+        self,
+        spool: Spool,
+        writer: LineWriter,
+        *,
+        batch_size: int = 5000,
+        flush_interval_s: float = 0.5,
+        retry_initial_s: float = 0.5,
+        retry_max_s: float = 10.0,
+        on_refused: Callable[[Rejected], None] | None = None,
+        on_confirmed: Callable[[Batch, int], None] | None = None,
+    ) -> None:
+        self.spool = spool
+        self.writer = writer
+        self.batch_size = batch_size
+        self.flush_interval_s = flush_interval_s
+        self.retry_initial_s = retry_initial_s
+        self.retry_max_s = retry_max_s
+        self.on_refused = on_refused
+        self.on_confirmed = on_confirmed
+        self.stats = ForwarderStats()
+        self._wake = asyncio.Event()
+        self._stopping = False
+
+    def notify(self) -> None:
+        """Something was appended: do not wait for the flush interval."""
+        self._wake.set()
+
+    async def run(self) -> None:
+        await self.writer.start()
+        try:
+            while True:
+                try:
+                    batch = await asyncio.to_thread(self.spool.read_batch, self.batch_size)
+                except OSError as exc:  # a segment dropped under us (drop_oldest) or disk trouble
+                    log.error("spool read failed: %s; reading again from the cursor", exc)
+                    self.spool.rewind()
+                    await asyncio.sleep(self.retry_initial_s)
+                    continue
+                if batch is None:
+                    if self._stopping:
+                        return
+                    self._wake.clear()
+                    try:
+                        await asyncio.wait_for(self._wake.wait(), timeout=self.flush_interval_s)
+                    except TimeoutError:
+                        pass
+                    continue
+                await self._send(batch)
+        finally:
+            await self.writer.close()
+
+    async def _send(self, batch: Batch) -> None:
+        delay = self.retry_initial_s
+        data = batch.data
+        while True:
+            try:
+                await self.writer.write(data)
+            except WriteError as exc:
+                self.stats.failed_attempts += 1
+                self.stats.last_error = str(exc)
+                if not exc.retryable:
+                    self.stats.refused_batches += 1
+                    log.error("database refused a batch of %d lines for good: %s (kept in quarantine)",
+                              batch.lines, exc)
+                    if self.on_refused is not None:
+                        self.on_refused(Rejected("database_refused", str(exc), "influx", data, time.time_ns()))
+                    break
+                if self.stats.database_up:
+                    log.warning("database write failed, retrying with backoff (data is safe in the spool): %s", exc)
+                self.stats.database_up = False
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, self.retry_max_s)
+                continue
+            if not self.stats.database_up:
+                log.info("database writes succeed again")
+            self.stats.database_up = True
+            self.stats.written_lines += batch.lines
+            self.stats.written_batches += 1
+            self.stats.last_write_ns = time.time_ns()
+            break
+        await asyncio.to_thread(self.spool.confirm, batch)
+        if self.on_confirmed is not None:
+            self.on_confirmed(batch, time.time_ns())
+
+    async def drain(self, timeout_s: float) -> bool:
+        """Wait until the spool is empty (or ``timeout_s``); True when everything is confirmed."""
+        deadline = time.monotonic() + timeout_s
+        while time.monotonic() < deadline:
+            if self.spool.depth_lines == 0:
+                return True
+            self.notify()
+            await asyncio.sleep(0.05)
+        return self.spool.depth_lines == 0
+
+    def stop_when_empty(self) -> None:
+        self._stopping = True
+        self.notify()

@@ -1,0 +1,114 @@
+"""Samples and trace events as InfluxDB line protocol: the schema lives here and in the README, nowhere else.
+
+Schema (DESIGN.md section 4: measurement per station, low-cardinality tags, unbounded IDs in fields):
+
+- measurement = the station's first part (``Coating``, ``Drying``, ``DryRoom``, ``Formation``)
+- tags: ``line``, ``lane`` (``Cathode`` / ``Anode`` / ... when the station has one), ``signal``, ``unit``,
+  ``quality`` (good / uncertain / bad), ``roll_id`` and ``slurry_batch_id`` (tens per day), ``channel`` (cycler
+  channel, bounded), plus configured default tags
+- fields: ``value`` (float; every number is stored as float so a series never changes type), or ``value_bool`` /
+  ``value_str``; a bad sample without a finite value has only ``bad=true``; ``roll_position_m`` (float), ``seq``
+  (integer), ``segment_id``, ``sheet_id``, ``stack_id``, ``cell_id``, ``formation_run_id`` (strings)
+- timestamp: the sample's ``time_ns`` (ns precision). Same series and timestamp overwrite, so replays are idempotent.
+
+Trace events go to measurement ``trace_events`` with tags ``line``, ``kind``, ``type``, ``step`` and fields ``id``,
+``seq``, ``station``, ``time_ns`` and ``json`` (the whole event). Their point timestamp is the event time truncated
+to the microsecond plus ``seq % 1000`` ns, so two events of the same kind and type at the same instant never
+overwrite each other while a replay of the same event still does.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from collections.abc import Iterable
+from typing import Final
+
+from connectors.records import Sample, TraceEvent
+
+TRACE_MEASUREMENT: Final = "trace_events"
+TAG_TRACE_KEYS: Final = ("roll_id", "slurry_batch_id", "channel")
+STRING_FIELD_TRACE_KEYS: Final = ("segment_id", "sheet_id", "stack_id", "cell_id", "formation_run_id")
+
+_MEAS_ESC: Final = str.maketrans({",": r"\,", " ": r"\ ", "\\": "\\\\"})
+_TAG_ESC: Final = str.maketrans({",": r"\,", " ": r"\ ", "=": r"\=", "\\": "\\\\"})
+_STR_ESC: Final = str.maketrans({'"': r"\"", "\\": "\\\\", "\n": r"\n"})
+
+
+def _tag(s: str) -> str:
+    return s.translate(_TAG_ESC)
+
+
+def _str_field(s: str) -> str:
+    return '"' + s.translate(_STR_ESC) + '"'
+
+
+def _float(v: float) -> str:
+    r = repr(float(v))
+    return r
+
+
+def measurement_of(station: str) -> tuple[str, str]:
+    """``Coating/Cathode`` -> (``Coating``, ``Cathode``); ``DryRoom`` -> (``DryRoom``, ``""``)."""
+    head, _, lane = station.partition("/")
+    return head, lane
+
+
+def sample_line(s: Sample) -> str:
+    """One line of line protocol; tag keys sorted (InfluxData's write advice)."""
+    meas, lane = measurement_of(s.station)
+    tags: dict[str, str] = dict(s.tags)
+    tags["line"] = s.line
+    if lane:
+        tags["lane"] = lane
+    tags["signal"] = s.signal
+    if s.unit:
+        tags["unit"] = s.unit
+    tags["quality"] = s.quality
+    trace = s.trace
+    for k in TAG_TRACE_KEYS:
+        v = trace.get(k)
+        if isinstance(v, str) and v:
+            tags[k] = v
+    fields: list[str] = []
+    v = s.value
+    if isinstance(v, bool):
+        fields.append(f"value_bool={'true' if v else 'false'}")
+    elif isinstance(v, int | float):
+        if math.isfinite(v):
+            fields.append(f"value={_float(v)}")
+        else:
+            fields.append("bad=true")
+    else:
+        fields.append(f"value_str={_str_field(str(v))}")
+    pos = trace.get("roll_position_m")
+    if isinstance(pos, int | float) and not isinstance(pos, bool) and math.isfinite(pos):
+        fields.append(f"roll_position_m={_float(pos)}")
+    seq = trace.get("seq")
+    if isinstance(seq, int | float) and not isinstance(seq, bool) and math.isfinite(seq):
+        fields.append(f"seq={int(seq)}i")
+    for k in STRING_FIELD_TRACE_KEYS:
+        sv = trace.get(k)
+        if isinstance(sv, str) and sv:
+            fields.append(f"{k}={_str_field(sv)}")
+    tag_text = ",".join(f"{_tag(k)}={_tag(tags[k])}" for k in sorted(tags) if tags[k])
+    return f"{meas.translate(_MEAS_ESC)},{tag_text} {','.join(fields)} {s.time_ns}"
+
+
+def trace_event_timestamp(e: TraceEvent) -> int:
+    return (e.time_ns // 1000) * 1000 + e.seq % 1000
+
+
+def trace_event_line(e: TraceEvent) -> str:
+    tags = {"line": e.line, "kind": e.kind, "type": e.type, "step": e.step}
+    tag_text = ",".join(f"{k}={_tag(v)}" for k, v in sorted(tags.items()) if v)
+    payload = json.dumps(e.to_json(), separators=(",", ":"), sort_keys=True)
+    fields = (f"id={_str_field(e.id)},seq={e.seq}i,station={_str_field(e.station)},time_ns={e.time_ns}i,"
+              f"json={_str_field(payload)}")
+    return f"{TRACE_MEASUREMENT},{tag_text} {fields} {trace_event_timestamp(e)}"
+
+
+def encode(records: Iterable[Sample | TraceEvent]) -> tuple[bytes, int]:
+    """Newline-joined lines and how many there are."""
+    lines = [sample_line(r) if isinstance(r, Sample) else trace_event_line(r) for r in records]
+    return ("\n".join(lines) + "\n").encode() if lines else b"", len(lines)

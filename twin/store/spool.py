@@ -1,0 +1,412 @@
+"""A durable on-disk queue of line-protocol batches in front of the database: append-only segments, replay on start.
+
+Why not influxdb-client's batching: its buffer is memory only and loses data on exit (peers.md, #165 #394 #504).
+Here a batch is acknowledged to its source (MQTT PUBACK) only after it is in a segment file (and fsync'ed, with
+``fsync=always``). The writer reads from the cursor, sends, and moves the cursor only on a 2xx; after a crash the
+unconfirmed tail is sent again, which is harmless because InfluxDB overwrites the same series and timestamp.
+
+Layout of ``dir``: ``seg-000000000001.spl`` ... (append-only) and ``cursor.json`` (segment, offset of the first
+unconfirmed frame; replaced atomically). A frame is a 28-byte header ``PLS1 | payload length | crc32 | line count |
+append time ns`` followed by the payload. On start the last segment is scanned and cut at the first torn or
+corrupt frame (a crash mid-append); segments entirely before the cursor are deleted.
+
+When full (``max_bytes``): ``block`` raises ``SpoolFull`` so the caller holds back (MQTT is not acknowledged and the
+broker keeps the messages); ``reject_new`` raises ``SpoolFull`` and counts the batch as rejected (the caller drops
+it); ``drop_oldest`` deletes the oldest segment, sent or not, and counts its lines as dropped.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import struct
+import threading
+import time
+import zlib
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Final, Literal
+
+log = logging.getLogger(__name__)
+
+MAGIC: Final = b"PLS1"
+HEADER: Final = struct.Struct("<4sIIIQ")
+FsyncPolicy = Literal["always", "interval", "never"]
+WhenFull = Literal["block", "drop_oldest", "reject_new"]
+
+
+class SpoolFull(Exception):
+    """The spool reached ``max_bytes``; with ``block`` retry later, with ``reject_new`` the batch was refused."""
+
+
+@dataclass(frozen=True, order=True)
+class Position:
+    segment: int
+    offset: int
+
+
+@dataclass
+class Batch:
+    """Frames read for one database write; ``end`` is where the cursor goes once it is confirmed."""
+
+    payloads: list[bytes]
+    lines: int
+    end: Position
+    oldest_append_ns: int
+    append_ns: list[int] = field(default_factory=list)
+
+    @property
+    def data(self) -> bytes:
+        return b"".join(self.payloads)
+
+
+@dataclass
+class _Segment:
+    index: int
+    path: Path
+    size: int = 0
+    lines: int = 0
+    frames: int = 0
+    first_append_ns: int = 0
+
+
+@dataclass(frozen=True)
+class SpoolStats:
+    depth_bytes: int
+    depth_lines: int
+    segments: int
+    oldest_age_s: float
+    appended_lines: int
+    confirmed_lines: int
+    dropped_lines: int
+    rejected_lines: int
+    truncated_bytes: int
+    full: bool  # the last append was refused for lack of room
+
+
+class Spool:
+    def __init__(
+        self,
+        directory: str | Path,
+        *,
+        fsync: FsyncPolicy = "always",
+        fsync_interval_s: float = 1.0,
+        segment_bytes: int = 8 * 1024 * 1024,
+        max_bytes: int = 2 * 1024 * 1024 * 1024,
+        when_full: WhenFull = "block",
+    ) -> None:
+        self.dir = Path(directory)
+        self.dir.mkdir(parents=True, exist_ok=True)
+        self.fsync = fsync
+        self.fsync_interval_s = fsync_interval_s
+        self.segment_bytes = segment_bytes
+        self.max_bytes = max_bytes
+        self.when_full = when_full
+        self._lock = threading.RLock()
+        self._segments: list[_Segment] = []
+        self._fd: int | None = None
+        self._last_sync = time.monotonic()
+        self._cursor = Position(1, 0)
+        self._cursor_lines_in_seg = 0  # lines before the cursor inside the cursor's segment
+        self._read_pos = Position(1, 0)
+        self.appended_lines = 0
+        self.confirmed_lines = 0
+        self.dropped_lines = 0
+        self.rejected_lines = 0
+        self.truncated_bytes = 0
+        self._full = False
+        self._recover()
+
+    # -- start-up ----------------------------------------------------------------------------------------------------
+    def _seg_path(self, index: int) -> Path:
+        return self.dir / f"seg-{index:012d}.spl"
+
+    def _recover(self) -> None:
+        segs = sorted(int(p.stem.split("-")[1]) for p in self.dir.glob("seg-*.spl"))
+        cursor = self._load_cursor()
+        for n, idx in enumerate(segs):
+            seg = _Segment(idx, self._seg_path(idx))
+            self._scan(seg, repair=(n == len(segs) - 1))
+            self._segments.append(seg)
+        if not self._segments:
+            self._segments.append(_Segment(1, self._seg_path(1)))
+            self._seg_path(1).touch()
+        first = self._segments[0].index
+        if cursor is None or cursor.segment < first:
+            cursor = Position(first, 0)
+        seg = self._find(cursor.segment)
+        if seg is None:  # cursor beyond every segment: nothing pending
+            cursor = Position(self._segments[-1].index, self._segments[-1].size)
+            seg = self._segments[-1]
+        cursor = Position(cursor.segment, min(cursor.offset, seg.size))
+        self._cursor = cursor
+        self._cursor_lines_in_seg = self._lines_before(seg, cursor.offset)
+        self._read_pos = cursor
+        self._delete_confirmed_segments()
+        active = self._segments[-1]
+        self._fd = os.open(active.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
+        if self.depth_lines:
+            log.info("spool %s: %d lines in %d segment(s) to replay", self.dir, self.depth_lines, len(self._segments))
+
+    def _load_cursor(self) -> Position | None:
+        try:
+            d = json.loads((self.dir / "cursor.json").read_text())
+            return Position(int(d["segment"]), int(d["offset"]))
+        except (OSError, ValueError, KeyError, TypeError):
+            return None
+
+    def _scan(self, seg: _Segment, repair: bool) -> None:
+        """Count frames; in the last segment, cut a torn tail (the crash case)."""
+        size = seg.path.stat().st_size
+        off = 0
+        with open(seg.path, "rb") as fh:
+            while off + HEADER.size <= size:
+                hdr = fh.read(HEADER.size)
+                magic, length, crc, lines, t_ns = HEADER.unpack(hdr)
+                if magic != MAGIC or off + HEADER.size + length > size:
+                    break
+                payload = fh.read(length)
+                if zlib.crc32(payload) != crc:
+                    break
+                if seg.frames == 0:
+                    seg.first_append_ns = t_ns
+                seg.frames += 1
+                seg.lines += lines
+                off += HEADER.size + length
+        if off < size:
+            if repair:
+                log.warning("spool %s: cutting %d bytes of torn frame at the end", seg.path.name, size - off)
+                os.truncate(seg.path, off)
+            else:
+                log.error("spool %s: corrupt frame at %d; %d bytes after it are skipped", seg.path.name, off,
+                          size - off)
+            self.truncated_bytes += size - off
+        seg.size = off
+
+    def _lines_before(self, seg: _Segment, offset: int) -> int:
+        n = 0
+        pos = 0
+        with open(seg.path, "rb") as fh:
+            while pos < offset:
+                hdr = fh.read(HEADER.size)
+                if len(hdr) < HEADER.size:
+                    break
+                _, length, _, lines, _ = HEADER.unpack(hdr)
+                fh.seek(length, os.SEEK_CUR)
+                pos += HEADER.size + length
+                n += lines
+        return n
+
+    def _find(self, index: int) -> _Segment | None:
+        for s in self._segments:
+            if s.index == index:
+                return s
+        return None
+
+    # -- appending ---------------------------------------------------------------------------------------------------
+    @property
+    def size_bytes(self) -> int:
+        return sum(s.size for s in self._segments)
+
+    def append(self, payload: bytes, lines: int) -> int:
+        """Persist one batch; returns (its append stamp, ns) once durable per the fsync policy. Raises ``SpoolFull``."""
+        stamp = time.time_ns()
+        if not payload:
+            return stamp
+        frame = HEADER.pack(MAGIC, len(payload), zlib.crc32(payload), lines, stamp) + payload
+        with self._lock:
+            while self.size_bytes + len(frame) > self.max_bytes:
+                if self.when_full == "drop_oldest" and len(self._segments) > 1:
+                    self._drop_oldest_segment()
+                    continue
+                if self.when_full == "reject_new":
+                    self.rejected_lines += lines
+                self._full = True
+                raise SpoolFull(f"spool {self.dir} holds {self.size_bytes} of {self.max_bytes} bytes "
+                                f"(when_full={self.when_full})")
+            active = self._segments[-1]
+            if active.size > 0 and active.size + len(frame) > self.segment_bytes:
+                active = self._rotate()
+            assert self._fd is not None
+            os.write(self._fd, frame)
+            self._full = False
+            if active.frames == 0:
+                active.first_append_ns = stamp
+            active.size += len(frame)
+            active.frames += 1
+            active.lines += lines
+            self.appended_lines += lines
+            if self.fsync == "always" or (
+                self.fsync == "interval" and time.monotonic() - self._last_sync >= self.fsync_interval_s
+            ):
+                os.fsync(self._fd)
+                self._last_sync = time.monotonic()
+        return stamp
+
+    def _rotate(self) -> _Segment:
+        assert self._fd is not None
+        if self.fsync != "never":
+            os.fsync(self._fd)
+        os.close(self._fd)
+        seg = _Segment(self._segments[-1].index + 1, self._seg_path(self._segments[-1].index + 1))
+        self._fd = os.open(seg.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
+        self._segments.append(seg)
+        if self.fsync != "never":
+            self._fsync_dir()
+        return seg
+
+    def _fsync_dir(self) -> None:
+        fd = os.open(self.dir, os.O_RDONLY)
+        try:
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+
+    def _drop_oldest_segment(self) -> None:
+        seg = self._segments.pop(0)
+        if seg.index == self._cursor.segment:
+            lost = seg.lines - self._cursor_lines_in_seg
+        elif seg.index > self._cursor.segment:
+            lost = seg.lines
+        else:
+            lost = 0
+        self.dropped_lines += lost
+        log.error("spool full: dropped segment %s with %d unsent lines (when_full=drop_oldest)", seg.path.name, lost)
+        seg.path.unlink(missing_ok=True)
+        nxt = self._segments[0]
+        if self._cursor.segment <= seg.index:
+            self._cursor = Position(nxt.index, 0)
+            self._cursor_lines_in_seg = 0
+            self._save_cursor()
+        if self._read_pos.segment <= seg.index:
+            self._read_pos = Position(nxt.index, 0)
+
+    def sync(self) -> None:
+        with self._lock:
+            if self._fd is not None:
+                os.fsync(self._fd)
+                self._last_sync = time.monotonic()
+
+    # -- reading and confirming ------------------------------------------------------------------------------------
+    def read_batch(self, max_lines: int, max_bytes: int = 64 * 1024 * 1024) -> Batch | None:
+        """Frames from the read position on, up to about ``max_lines``; ``None`` when nothing is pending."""
+        with self._lock:
+            pos = self._read_pos
+            if pos < self._cursor:
+                pos = self._cursor
+            segs = [(s.index, s.path, s.size) for s in self._segments if s.index >= pos.segment]
+        payloads: list[bytes] = []
+        stamps: list[int] = []
+        lines = 0
+        nbytes = 0
+        end = pos
+        for index, path, size in segs:
+            off = pos.offset if index == pos.segment else 0
+            if off >= size:
+                end = Position(index, size) if index != pos.segment else end
+                continue
+            with open(path, "rb") as fh:
+                fh.seek(off)
+                while off < size and lines < max_lines and nbytes < max_bytes:
+                    hdr = fh.read(HEADER.size)
+                    magic, length, crc, n, t_ns = HEADER.unpack(hdr)
+                    payload = fh.read(length)
+                    if magic != MAGIC or zlib.crc32(payload) != crc:
+                        raise OSError(f"spool {path.name}: corrupt frame at offset {off}")
+                    payloads.append(payload)
+                    stamps.append(t_ns)
+                    lines += n
+                    nbytes += length
+                    off += HEADER.size + length
+            end = Position(index, off)
+            if lines >= max_lines or nbytes >= max_bytes:
+                break
+        if not payloads:
+            return None
+        with self._lock:
+            self._read_pos = end
+        return Batch(payloads, lines, end, min(stamps), stamps)
+
+    def rewind(self) -> None:
+        """After a failed write: read again from the cursor."""
+        with self._lock:
+            self._read_pos = self._cursor
+
+    def confirm(self, batch: Batch) -> None:
+        """The database has the batch: move the cursor past it and delete fully sent segments."""
+        with self._lock:
+            if batch.end <= self._cursor:
+                return
+            if batch.end.segment == self._cursor.segment:
+                self._cursor_lines_in_seg += batch.lines
+            else:
+                seg = self._find(batch.end.segment)
+                self._cursor_lines_in_seg = self._lines_before(seg, batch.end.offset) if seg else 0
+            self._cursor = batch.end
+            self.confirmed_lines += batch.lines
+            self._save_cursor()
+            self._delete_confirmed_segments()
+
+    def _save_cursor(self) -> None:
+        tmp = self.dir / "cursor.json.tmp"
+        with open(tmp, "w") as fh:
+            json.dump({"segment": self._cursor.segment, "offset": self._cursor.offset}, fh)
+            if self.fsync == "always":
+                fh.flush()
+                os.fsync(fh.fileno())
+        os.replace(tmp, self.dir / "cursor.json")
+
+    def _delete_confirmed_segments(self) -> None:
+        while len(self._segments) > 1 and self._segments[0].index < self._cursor.segment:
+            seg = self._segments.pop(0)
+            seg.path.unlink(missing_ok=True)
+        # a fully confirmed, full-size active-1 segment: the cursor may sit at its end; step it over
+        if len(self._segments) > 1:
+            first = self._segments[0]
+            if first.index == self._cursor.segment and self._cursor.offset >= first.size:
+                self._segments.pop(0)
+                first.path.unlink(missing_ok=True)
+                self._cursor = Position(self._segments[0].index, 0)
+                self._cursor_lines_in_seg = 0
+                self._save_cursor()
+
+    # -- metrics -----------------------------------------------------------------------------------------------------
+    @property
+    def depth_lines(self) -> int:
+        with self._lock:
+            total = 0
+            for s in self._segments:
+                if s.index > self._cursor.segment:
+                    total += s.lines
+                elif s.index == self._cursor.segment:
+                    total += s.lines - self._cursor_lines_in_seg
+            return total
+
+    def stats(self) -> SpoolStats:
+        with self._lock:
+            depth_bytes = 0
+            oldest_ns = 0
+            for s in self._segments:
+                if s.index > self._cursor.segment:
+                    depth_bytes += s.size
+                elif s.index == self._cursor.segment:
+                    depth_bytes += s.size - self._cursor.offset
+                if depth_bytes and not oldest_ns:
+                    oldest_ns = s.first_append_ns
+            depth_lines = self.depth_lines
+            age = max(0.0, (time.time_ns() - oldest_ns) / 1e9) if depth_lines and oldest_ns else 0.0
+            return SpoolStats(
+                depth_bytes=depth_bytes, depth_lines=depth_lines, segments=len(self._segments), oldest_age_s=age,
+                appended_lines=self.appended_lines, confirmed_lines=self.confirmed_lines,
+                dropped_lines=self.dropped_lines, rejected_lines=self.rejected_lines,
+                truncated_bytes=self.truncated_bytes, full=self._full,
+            )
+
+    def close(self) -> None:
+        with self._lock:
+            if self._fd is not None:
+                if self.fsync != "never":
+                    os.fsync(self._fd)
+                os.close(self._fd)
+                self._fd = None
