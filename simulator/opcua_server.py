@@ -1,0 +1,312 @@
+"""The OPC UA face of the line (asyncua): address space from ``spec``, security, users, guarded setpoint writes.
+
+Writes are checked before asyncua's own write service sees them:
+
+- viewer (and anonymous) sessions: ``BadUserAccessDenied`` for every write;
+- operator writing a ``...Setpoint`` while ``RemoteSetpointsEnabled`` is false: ``BadNotWritable``;
+- value not finite or outside the node's EURange: ``BadOutOfRange``; wrong data type: ``BadTypeMismatch``;
+- read-only nodes: asyncua's ``BadUserAccessDenied`` (their AccessLevel has no CurrentWrite).
+
+A refused write changes nothing. An accepted one is applied to the plant at once and published with the simulated
+time as SourceTimestamp.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+from collections.abc import Callable
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+from asyncua import Server, ua
+from asyncua.crypto.cert_gen import setup_self_signed_certificate
+from asyncua.crypto.permission_rules import User, UserRole
+from cryptography.x509.oid import ExtendedKeyUsageOID
+
+from .faults import WAITING_STATUS
+from .plant import Plant
+from .spec import NAMESPACE_URI, ROOT, UNECE_NAMESPACE, UNITS, NodeSpec, unece_unit_id
+from .users import LineUserManager
+
+log = logging.getLogger("simulator.opcua")
+
+POLICIES = {
+    "none": ua.SecurityPolicyType.NoSecurity,
+    "sign": ua.SecurityPolicyType.Basic256Sha256_Sign,
+    "sign-encrypt": ua.SecurityPolicyType.Basic256Sha256_SignAndEncrypt,
+}
+APPLICATION_URI = "urn:pilotline:simulator:server"
+VARIANT = {"Double": ua.VariantType.Double, "String": ua.VariantType.String, "Boolean": ua.VariantType.Boolean,
+           "UInt32": ua.VariantType.UInt32}
+DATATYPE = {"Double": ua.ObjectIds.Double, "String": ua.ObjectIds.String, "Boolean": ua.ObjectIds.Boolean,
+            "UInt32": ua.ObjectIds.UInt32}
+INITIAL = {"Double": 0.0, "String": "", "Boolean": False, "UInt32": 0}
+TRACE_EVENT_FIELDS: list[tuple[str, ua.VariantType]] = [
+    ("Seq", ua.VariantType.UInt32), ("Line", ua.VariantType.String), ("Kind", ua.VariantType.String),
+    ("MaterialId", ua.VariantType.String), ("MaterialType", ua.VariantType.String),
+    ("Step", ua.VariantType.String), ("Station", ua.VariantType.String), ("Equipment", ua.VariantType.String),
+    ("Inputs", ua.VariantType.String), ("StartTime", ua.VariantType.String), ("EndTime", ua.VariantType.String),
+    ("Payload", ua.VariantType.String),
+]
+
+
+def status(name: str) -> ua.StatusCode:
+    return ua.StatusCode(getattr(ua.StatusCodes, name))
+
+
+async def ensure_certificate(data_dir: Path, host: str) -> tuple[Path, Path]:
+    """Server certificate + key in ``data_dir/pki``: created on first start, reused (renewed only when invalid)."""
+    pki = data_dir / "pki"
+    pki.mkdir(parents=True, exist_ok=True)
+    cert, key = pki / "server_cert.der", pki / "server_key.pem"
+    await setup_self_signed_certificate(
+        key, cert, APPLICATION_URI, host, [ExtendedKeyUsageOID.SERVER_AUTH, ExtendedKeyUsageOID.CLIENT_AUTH],
+        {"countryName": "DE", "organizationName": "pilotline-twin", "commonName": "pilotline simulator"},
+    )
+    return cert, key
+
+
+class LineServer:
+    """Builds, starts, stops (and restarts) the asyncua server; publishes plant values into it."""
+
+    def __init__(self, plant: Plant, host: str, port: int, data_dir: Path, security: list[str],
+                 users: LineUserManager, on_write: Callable[[str, Any], None] | None = None) -> None:
+        self.plant = plant
+        self.host, self.port, self.data_dir = host, port, data_dir
+        self.security = security
+        self.users = users
+        self.on_write = on_write
+        self.server: Server | None = None
+        self.ns = 2
+        self.node_ids: dict[str, ua.NodeId] = {}
+        self.spec_by_nodeid: dict[ua.NodeId, NodeSpec] = {}
+        self.cache: dict[str, tuple[Any, str]] = {}
+        self.event_gen: Any = None
+
+    @property
+    def up(self) -> bool:
+        return self.server is not None
+
+    @property
+    def endpoint(self) -> str:
+        return f"opc.tcp://{self.host}:{self.port}"
+
+    def nodeid_string(self, path: str) -> str:
+        return f"ns={self.ns};s={ROOT}.{path}"
+
+    async def start(self) -> None:
+        server = Server(user_manager=self.users)  # type: ignore[arg-type]
+        await server.init()
+        server.set_endpoint(f"opc.tcp://{self.host}:{self.port}/")
+        server.set_server_name("Pilot-line simulator")
+        await server.set_application_uri(APPLICATION_URI)
+        server.set_security_policy([POLICIES[s] for s in self.security])
+        tokens: list[type] = [ua.UserNameIdentityToken]
+        if self.users.allow_anonymous:
+            tokens.insert(0, ua.AnonymousIdentityToken)
+        server.set_identity_tokens(tokens)
+        if any(s != "none" for s in self.security):
+            cert, key = await ensure_certificate(self.data_dir, self.host)
+            await server.load_certificate(str(cert))
+            await server.load_private_key(str(key))
+        self.ns = await server.register_namespace(NAMESPACE_URI)
+        await self._build(server)
+        self._guard_writes(server)
+        await server.start()
+        self.server = server
+        self.cache.clear()
+        log.info("OPC UA server listening on %s (security %s)", self.endpoint, ",".join(self.security))
+
+    async def stop(self) -> None:
+        if self.server is not None:
+            server, self.server = self.server, None
+            await server.stop()
+
+    # -- address space ----------------------------------------------------------------------------------------------
+    async def _build(self, server: Server) -> None:
+        ns = self.ns
+        session = server.iserver.isession
+        items: list[ua.AddNodesItem] = []
+        objects: set[str] = set()
+
+        def obj(path: str, parent: ua.NodeId) -> None:
+            if path in objects:
+                return
+            objects.add(path)
+            item = ua.AddNodesItem()
+            item.RequestedNewNodeId = ua.NodeId(path, ns)
+            item.BrowseName = ua.QualifiedName(path.split(".")[-1], ns)
+            item.NodeClass = ua.NodeClass.Object
+            item.ParentNodeId = parent
+            item.ReferenceTypeId = ua.NodeId(ua.ObjectIds.Organizes if path == ROOT else ua.ObjectIds.HasComponent)
+            item.TypeDefinition = ua.NodeId(ua.ObjectIds.FolderType if path == ROOT else ua.ObjectIds.BaseObjectType)
+            attrs = ua.ObjectAttributes()
+            attrs.DisplayName = ua.LocalizedText(path.split(".")[-1])
+            attrs.Description = ua.LocalizedText(path.replace(".", "/"))
+            attrs.EventNotifier = 1 if path == ROOT else 0
+            item.NodeAttributes = attrs
+            items.append(item)
+
+        obj(ROOT, ua.NodeId(ua.ObjectIds.ObjectsFolder))
+        for spec in self.plant.specs:
+            parts = spec.node_id.split(".")
+            for i in range(2, len(parts)):
+                obj(".".join(parts[:i]), ua.NodeId(".".join(parts[: i - 1]), ns))
+            nid = ua.NodeId(spec.node_id, ns)
+            self.node_ids[spec.path] = nid
+            self.spec_by_nodeid[nid] = spec
+            items.append(self._variable(spec, nid, ua.NodeId(".".join(parts[:-1]), ns)))
+            if spec.analog:
+                items += self._analog_properties(spec, nid)
+        for res in await session.add_nodes(items):
+            res.StatusCode.check()
+        # initial state: measurements wait for their first sample, commands show their current value
+        for spec in self.plant.specs:
+            if spec.analog and not spec.writable:
+                await server.write_attribute_value(self.node_ids[spec.path], ua.DataValue(
+                    ua.Variant(None, ua.VariantType.Null), StatusCode=status(WAITING_STATUS)))
+        base = server.get_node(ua.NodeId(ua.ObjectIds.BaseEventType))
+        etype = await base.add_object_type(ua.NodeId("TraceEventType", ns), ua.QualifiedName("TraceEventType", ns))
+        for name, vtype in TRACE_EVENT_FIELDS:
+            await etype.add_property(ua.NodeId(f"TraceEventType.{name}", ns), ua.QualifiedName(name, ns),
+                                     ua.get_default_value(vtype), varianttype=vtype)
+        self.event_gen = await server.get_event_generator(etype, ua.NodeId(ROOT, ns))
+
+    def _variable(self, spec: NodeSpec, nid: ua.NodeId, parent: ua.NodeId) -> ua.AddNodesItem:
+        item = ua.AddNodesItem()
+        item.RequestedNewNodeId = nid
+        item.BrowseName = ua.QualifiedName(spec.path.split(".")[-1], self.ns)
+        item.NodeClass = ua.NodeClass.Variable
+        item.ParentNodeId = parent
+        item.ReferenceTypeId = ua.NodeId(ua.ObjectIds.HasComponent)
+        item.TypeDefinition = ua.NodeId(ua.ObjectIds.AnalogItemType if spec.analog else
+                                        ua.ObjectIds.BaseDataVariableType)
+        attrs = ua.VariableAttributes()
+        attrs.DisplayName = ua.LocalizedText(spec.path.split(".")[-1])
+        attrs.Description = ua.LocalizedText(spec.description)
+        attrs.DataType = ua.NodeId(DATATYPE[spec.kind])
+        attrs.Value = ua.Variant(INITIAL[spec.kind], VARIANT[spec.kind])
+        attrs.ValueRank = ua.ValueRank.Scalar
+        attrs.ArrayDimensions = None
+        access = ua.AccessLevel.CurrentRead.mask | (ua.AccessLevel.CurrentWrite.mask if spec.writable else 0)
+        attrs.AccessLevel = access
+        attrs.UserAccessLevel = access
+        attrs.WriteMask = 0
+        attrs.UserWriteMask = 0
+        attrs.Historizing = False
+        item.NodeAttributes = attrs
+        return item
+
+    def _analog_properties(self, spec: NodeSpec, nid: ua.NodeId) -> list[ua.AddNodesItem]:
+        assert spec.unit is not None and spec.eu_range is not None
+        symbol, name = UNITS[spec.unit]
+        eu = ua.EUInformation(NamespaceUri=UNECE_NAMESPACE, UnitId=unece_unit_id(spec.unit),
+                              DisplayName=ua.LocalizedText(symbol), Description=ua.LocalizedText(name))
+        rng = ua.Range(Low=float(spec.eu_range[0]), High=float(spec.eu_range[1]))
+        out = []
+        for bname, value, dtype in (("EngineeringUnits", eu, ua.ObjectIds.EUInformation),
+                                    ("EURange", rng, ua.ObjectIds.Range)):
+            item = ua.AddNodesItem()
+            item.RequestedNewNodeId = ua.NodeId(f"{spec.node_id}.{bname}", self.ns)
+            item.BrowseName = ua.QualifiedName(bname, 0)
+            item.NodeClass = ua.NodeClass.Variable
+            item.ParentNodeId = nid
+            item.ReferenceTypeId = ua.NodeId(ua.ObjectIds.HasProperty)
+            item.TypeDefinition = ua.NodeId(ua.ObjectIds.PropertyType)
+            attrs = ua.VariableAttributes()
+            attrs.DisplayName = ua.LocalizedText(bname)
+            attrs.DataType = ua.NodeId(dtype)
+            attrs.Value = ua.Variant(value, ua.VariantType.ExtensionObject)
+            attrs.ValueRank = ua.ValueRank.Scalar
+            attrs.AccessLevel = ua.AccessLevel.CurrentRead.mask
+            attrs.UserAccessLevel = ua.AccessLevel.CurrentRead.mask
+            item.NodeAttributes = attrs
+            out.append(item)
+        return out
+
+    # -- writes -----------------------------------------------------------------------------------------------------
+    def _guard_writes(self, server: Server) -> None:
+        service = server.iserver.attribute_service
+        original = service.write
+
+        async def guarded(params: ua.WriteParameters, user: User = User(role=UserRole.Admin)) -> list[ua.StatusCode]:
+            results: list[ua.StatusCode] = []
+            for wv in params.NodesToWrite:
+                spec = self.spec_by_nodeid.get(wv.NodeId)
+                if user.role == UserRole.Admin or spec is None or not spec.writable:
+                    results += await original(ua.WriteParameters(NodesToWrite=[wv]), user)
+                    continue
+                results.append(await self._client_write(server, spec, wv, user))
+            return results
+
+        service.write = guarded  # type: ignore[method-assign]
+
+    async def _client_write(self, server: Server, spec: NodeSpec, wv: ua.WriteValue, user: User) -> ua.StatusCode:
+        if wv.AttributeId != ua.AttributeIds.Value:
+            return status("BadNotWritable")
+        if self.users.role(user) != "operator":
+            return status("BadUserAccessDenied")
+        if spec.setpoint_of is not None and not self.plant.grant:
+            return status("BadNotWritable")
+        variant = wv.Value.Value if wv.Value is not None else None
+        value = variant.Value if variant is not None else None
+        if spec.kind == "Boolean":
+            if not isinstance(value, bool):
+                return status("BadTypeMismatch")
+        else:
+            if isinstance(value, bool) or not isinstance(value, (int, float)):
+                return status("BadTypeMismatch")
+            value = float(value)
+            lo, hi = spec.eu_range or (-math.inf, math.inf)
+            if not math.isfinite(value) or not lo <= value <= hi:
+                return status("BadOutOfRange")
+        if spec.path == "RemoteSetpointsEnabled":
+            self.plant.grant = bool(value)
+        else:
+            self.plant.set_setpoint(spec.path, float(value))  # type: ignore[arg-type]
+        log.info("write %s = %r by %s", spec.path, value, user.name)
+        await self._write(server, spec.path, value, "Good", self.plant.now())
+        if self.on_write is not None:
+            self.on_write(spec.path, value)
+        return ua.StatusCode()
+
+    # -- publishing -------------------------------------------------------------------------------------------------
+    async def _write(self, server: Server, path: str, value: Any, status_name: str, t: datetime) -> None:
+        spec = self.plant.by_path[path]
+        bad = status_name.startswith("Bad")
+        variant = ua.Variant(None, ua.VariantType.Null) if bad or value is None else ua.Variant(value, VARIANT[spec.kind])
+        dv = ua.DataValue(variant, StatusCode=status(status_name), SourceTimestamp=t,
+                          ServerTimestamp=datetime.now(timezone.utc))
+        await server.write_attribute_value(self.node_ids[path], dv)
+        self.cache[path] = (value, status_name)
+
+    async def publish(self, values: dict[str, tuple[Any, str]], t: datetime) -> list[tuple[str, Any, str]]:
+        """Write what changed; returns [(nodeid string, value, status)] of what was published, for the record."""
+        server = self.server
+        if server is None:
+            return []
+        published: list[tuple[str, Any, str]] = []
+        for path, (value, st) in values.items():
+            old = self.cache.get(path)
+            if old is not None and old[1] == st and (old[0] == value or (
+                    isinstance(value, float) and isinstance(old[0], float) and math.isnan(value) and math.isnan(old[0]))):
+                continue
+            await self._write(server, path, value, st, t)
+            published.append((self.nodeid_string(path), value, st))
+        return published
+
+    async def trace_event(self, event: dict[str, Any], t: datetime) -> None:
+        if self.server is None or self.event_gen is None:
+            return
+        ev = self.event_gen.event
+        ev.Seq = ua.Variant(event["seq"], ua.VariantType.UInt32)
+        ev.Line, ev.Kind, ev.MaterialId = event["line"], event["kind"], event["id"]
+        ev.MaterialType, ev.Step, ev.Station = event["type"], event["step"], event["station"]
+        ev.Equipment, ev.StartTime, ev.EndTime = event["equipment"], event["start"], event["end"]
+        ev.Inputs = json.dumps(event["inputs"], separators=(",", ":"))
+        ev.Payload = json.dumps(event, separators=(",", ":"))
+        ev.Severity = 100
+        await self.event_gen.trigger(t, f"{event['kind']} {event['type']} {event['id']}")

@@ -1,0 +1,143 @@
+"""The main loop: step the plant by ``tick`` simulated seconds, publish, pace to ``tick / speed`` wall seconds.
+
+Simulated time is ``start + k * tick`` after k steps, whatever the wall clock does; when the machine cannot keep
+up, the loop runs steps back to back (simulated time then lags ``speed`` x wall time) instead of skipping, so the
+record of a run depends only on seed and scenario.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import signal
+import time
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+from .mqtt_out import MqttOut
+from .opcua_server import LineServer
+from .plant import Plant
+from .record import Recorder
+from .scenario import Scenario
+from .spec import ROOT
+from .users import LineUserManager
+
+log = logging.getLogger("simulator")
+
+
+@dataclass
+class Options:
+    host: str = "127.0.0.1"
+    port: int = 4840
+    speed: float = 1.0
+    tick_s: float = 1.0
+    seed: int = 0
+    line_id: str = "PL1"
+    data_dir: Path = Path("var/simulator")
+    security: tuple[str, ...] = ("sign", "sign-encrypt")
+    mqtt_url: str | None = None
+    record: Path | None = None
+    start_time: datetime | None = None
+    duration_s: float | None = None
+    profile_points: int = 0
+
+
+class Runner:
+    def __init__(self, opts: Options, scenario: Scenario, users: LineUserManager) -> None:
+        self.opts = opts
+        start = opts.start_time or datetime.now(timezone.utc)
+        self.plant = Plant(scenario, opts.seed, opts.line_id, start, opts.profile_points)
+        self.recorder = Recorder(opts.record) if opts.record else None
+        self.server = LineServer(self.plant, opts.host, opts.port, opts.data_dir, list(opts.security), users)
+        self.mqtt = MqttOut(opts.mqtt_url, f"pilotline-sim-{opts.line_id}") if opts.mqtt_url else None
+        self.stop_requested = False
+        self.down_until_s: float | None = None
+        self.steps = 0
+        self.values_published = 0
+
+    def request_stop(self, *_: Any) -> None:
+        self.stop_requested = True
+
+    async def run(self) -> None:
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            loop.add_signal_handler(sig, self.request_stop)
+        await self.server.start()
+        print(f"simulator: OPC UA {self.server.endpoint} ({','.join(self.opts.security)}), line {self.opts.line_id}, "
+              f"speed {self.opts.speed:g}, tick {self.opts.tick_s:g} s"
+              + (f", MQTT {self.opts.mqtt_url}" if self.mqtt else "")
+              + (f", record {self.opts.record}" if self.recorder else ""), flush=True)
+        wall0 = time.monotonic()
+        period = self.opts.tick_s / self.opts.speed
+        try:
+            while not self.stop_requested:
+                await self.step()
+                if self.opts.duration_s is not None and self.plant.t_s >= self.opts.duration_s:
+                    break
+                delay = wall0 + self.steps * period - time.monotonic()
+                await asyncio.sleep(max(delay, 0.0))
+        finally:
+            await self.server.stop()
+            if self.mqtt:
+                self.mqtt.close()
+            if self.recorder:
+                self.recorder.close()
+
+    async def step(self) -> None:
+        plant = self.plant
+        values = plant.step(self.opts.tick_s)
+        self.steps += 1
+        t = plant.now()
+        rec = self.recorder
+        published = await self.server.publish(values, t)
+        self.values_published += len(published)
+        if rec:
+            for source, value, st in published:
+                rec.write(t, f"opcua:{source}", value, st)
+        for event in plant.trace.drain():
+            if self.server.up:
+                await self.server.trace_event(event, t)
+                if rec:
+                    rec.write(t, f"opcua-event:ns={self.server.ns};s={ROOT}", event, None)
+            if self.mqtt:
+                topic = f"pilotline/{self.opts.line_id}/trace"
+                self.mqtt.publish(topic, event)
+                if rec:
+                    rec.write(t, f"mqtt:{topic}", event, None)
+        for topic, payload in plant.formation.messages:
+            if self.mqtt:
+                self.mqtt.publish(topic, payload)
+                if rec:
+                    rec.write(t, f"mqtt:{topic}", payload, None)
+        plant.formation.messages.clear()
+        await self._restarts(t)
+        if rec:
+            rec.flush()
+
+    async def _restarts(self, t: datetime) -> None:
+        plant = self.plant
+        if plant.server_restarts and self.down_until_s is None:
+            downtime = plant.server_restarts.pop(0)
+            log.warning("fault: OPC UA server stops for %.1f simulated s", downtime)
+            await self.server.stop()
+            self.down_until_s = plant.t_s + downtime
+            if self.recorder:
+                self.recorder.write(t, "sim:opcua-server", "down", None)
+        elif self.down_until_s is not None and plant.t_s >= self.down_until_s:
+            self.down_until_s = None
+            await self._start_again()
+            if self.recorder:
+                self.recorder.write(t, "sim:opcua-server", "up", None)
+
+    async def _start_again(self) -> None:
+        for attempt in range(50):
+            try:
+                await self.server.start()
+                return
+            except OSError as exc:  # the port can take a moment to be free again
+                log.warning("restart attempt %d failed: %s", attempt + 1, exc)
+                self.server.server = None
+                await asyncio.sleep(0.1)
+        raise RuntimeError(f"OPC UA server could not be restarted on port {self.opts.port}")
