@@ -1,0 +1,258 @@
+"""Predictions for each roll segment and each cell, from the trace events: structure, then performance and cost.
+
+Why from trace events: they say which material a prediction is about (segment, cell), with the parameters of the
+step that made it, so every prediction attaches to a node of the genealogy graph. A cell's electrodes are found by
+walking the events' inputs back (cell -> stack -> sheets -> slit coil -> calendered roll -> coated roll) and taking
+the segment predictions of the roll stretch the sheets were cut from.
+
+Structure comes from the plant model (process-chain physics, or its ONNX surrogate through ``models.runtime``);
+performance and cost from the registry's surrogates when ``predict.performance_model`` / ``cost_model`` name them.
+Without them the cell prediction is the cathode-limited capacity of the reference pouch (areal capacity x coated
+cathode area, ``models.cell_format``), labelled as such. Every prediction carries its model version, domain check
+and uncertainty (the surrogate's std; 0 for the physics, which is exact for its own inputs).
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import time
+from collections import OrderedDict
+from collections.abc import Callable, Mapping
+from typing import Any
+
+import numpy as np
+
+from models.cell_format import REFERENCE_POUCH
+from twin.plant_model import PlantModel
+from twin.service_settings import PredictSettings
+
+log = logging.getLogger("twin.predict")
+
+Prediction = dict[str, Any]
+Sink = Callable[[Prediction], None]
+LatestFn = Callable[[str], float | None]
+
+STRUCTURE_OUTPUTS = (
+    "drying.dry_mass_loading_mg_cm2", "drying.dry_porosity", "drying.dry_film_thickness_um",
+    "calendering.calendered_porosity", "calendering.calendered_thickness_um", "calendering.calendered_density_g_cm3",
+    "calendering.active_volume_fraction", "calendering.areal_capacity_mAh_cm2",
+)
+ROLL_PARAMS = ("pump_flow_rate_cm3_h", "web_speed_m_min", "coating_width_mm", "solid_content")
+
+
+class Lineage:
+    """Parents of every ID seen in trace events (bounded), to walk a cell back to its coated rolls."""
+
+    def __init__(self, keep: int = 200_000) -> None:
+        self.parents: OrderedDict[str, list[dict[str, Any]]] = OrderedDict()
+        self.params: dict[str, dict[str, float]] = {}
+        self.keep = keep
+
+    def add(self, ev: Mapping[str, Any]) -> None:
+        if ev.get("kind") != "created":
+            return
+        self.parents[str(ev["id"])] = [dict(i) for i in ev.get("inputs", [])]
+        if ev.get("parameters"):
+            self.params[str(ev["id"])] = {k: float(v) for k, v in ev["parameters"].items()
+                                          if isinstance(v, (int, float)) and not isinstance(v, bool)}
+        while len(self.parents) > self.keep:
+            old, _ = self.parents.popitem(last=False)
+            self.params.pop(old, None)
+
+    def coated_stretches(self, entity: str, depth: int = 8) -> list[tuple[str, float | None, float | None]]:
+        """(coated roll id, from_m, to_m) reached from ``entity``; positions are carried unchanged (README)."""
+        out: list[tuple[str, float | None, float | None]] = []
+
+        def walk(eid: str, a: float | None, b: float | None, d: int) -> None:
+            if eid.startswith("CR-"):
+                out.append((eid, a, b))
+                return
+            if d == 0:
+                return
+            for p in self.parents.get(eid, []):
+                pid = str(p.get("id", ""))
+                if pid.startswith(("LOT-", "SB-")):
+                    continue
+                pa, pb = p.get("from_m"), p.get("to_m")
+                walk(pid, pa if pa is not None else a, pb if pb is not None else b, d - 1)
+
+        walk(entity, None, None, depth)
+        return out
+
+
+class Predictor:
+    def __init__(self, settings: PredictSettings, line: str, model: PlantModel, latest: LatestFn,
+                 registry: Any = None, sinks: list[Sink] | None = None,
+                 observe_latency: Callable[[str, float], None] | None = None) -> None:
+        self.settings = settings
+        self.line = line
+        self.model = model
+        self.latest = latest
+        self.registry = registry
+        self.sinks = list(sinks or [])
+        self.lineage = Lineage()
+        self.segments: dict[str, list[tuple[float, float, Prediction]]] = {}
+        self.observe = observe_latency or (lambda name, s: None)
+        self.counts = {"segment": 0, "cell": 0, "errors": 0, "out_of_domain": 0}
+
+    # -- events -------------------------------------------------------------------------------------------------------
+    def on_event(self, ev: Mapping[str, Any]) -> list[Prediction]:
+        """Feed every trace event (as the JSON dict); returns the predictions it produced."""
+        self.lineage.add(ev)
+        if ev.get("kind") != "created" or not self.settings.enabled:
+            return []
+        try:
+            if ev.get("type") == "RollSegment":
+                return [self._segment(ev)]
+            if ev.get("type") == "Cell":
+                return self._cell(ev)
+        except Exception:  # noqa: BLE001 - a prediction failure must not stop the twin; counted and logged
+            self.counts["errors"] += 1
+            log.exception("prediction for %s failed", ev.get("id"))
+        return []
+
+    def _lane(self, entity: str) -> tuple[str, str]:
+        return ("Cathode", "cathode") if "-C-" in entity else ("Anode", "anode")
+
+    def _segment(self, ev: Mapping[str, Any]) -> Prediction:
+        seg = str(ev["id"])
+        lane, electrode = self._lane(seg)
+        src = (ev.get("inputs") or [{}])[0]
+        roll, a, b = str(src.get("id", "")), src.get("from_m"), src.get("to_m")
+        roll_params = self.lineage.params.get(roll, {})
+        inputs: dict[str, float] = {k: roll_params[k] for k in ROLL_PARAMS if k in roll_params}
+        for name, signal in (("line_load_N_mm", f"Calendering/{lane}/LineLoad"),
+                             ("roll_temperature_C", f"Calendering/{lane}/RollTemperature")):
+            v = self.latest(signal)
+            if v is not None:
+                inputs[name] = v
+        pred = self._structure(seg, "RollSegment", electrode, inputs)
+        measured = (ev.get("properties") or {}).get("mass_loading_mg_cm2_mean")
+        if isinstance(measured, (int, float)) and math.isfinite(measured):
+            pred["measured"] = {"drying.dry_mass_loading_mg_cm2": float(measured)}
+        if roll and a is not None and b is not None:
+            self.segments.setdefault(roll, []).append((float(a), float(b), pred))
+            if len(self.segments) > 500:
+                self.segments.pop(next(iter(self.segments)))
+        self.counts["segment"] += 1
+        self._emit(pred)
+        return pred
+
+    def _structure(self, subject: str, subject_type: str, electrode: str, inputs: dict[str, float]) -> Prediction:
+        t0 = time.perf_counter()
+        violations = self.model.check_domain(inputs)
+        answer = self.model.evaluate(electrode, inputs)
+        self.observe(self.model.version, time.perf_counter() - t0)
+        outputs = {k: float(np.asarray(answer.outputs[k]).reshape(-1)[0]) for k in STRUCTURE_OUTPUTS
+                   if k in answer.outputs}
+        std = {k: float(np.asarray(v).reshape(-1)[0]) for k, v in answer.std.items() if k in outputs}
+        violations += list(answer.violations)
+        if violations:
+            self.counts["out_of_domain"] += 1
+        return {"time_ns": time.time_ns(), "line": self.line, "subject": subject, "subject_type": subject_type,
+                "kind": "structure", "electrode": electrode, "outputs": outputs, "std": std,
+                "in_domain": not violations, "violations": violations, "model_version": answer.model_version,
+                "inputs": inputs}
+
+    def _electrode_structure(self, cell: str, prefix: str) -> Prediction | None:
+        """The mean segment prediction over the roll stretches of ``cell`` on the lane with roll prefix ``prefix``."""
+        preds: list[Prediction] = []
+        for roll, a, b in self.lineage.coated_stretches(cell):
+            if not roll.startswith(prefix):
+                continue
+            for sa, sb, p in self.segments.get(roll, []):
+                if a is None or b is None or (sa < b and sb > a):
+                    preds.append(p)
+        if not preds:
+            return None
+        keys = preds[0]["outputs"].keys()
+        mean = {k: float(np.mean([p["outputs"][k] for p in preds])) for k in keys}
+        return {**preds[0], "outputs": mean, "segments": [p["subject"] for p in preds],
+                "in_domain": all(p["in_domain"] for p in preds)}
+
+    def _cell(self, ev: Mapping[str, Any]) -> list[Prediction]:
+        cell = str(ev["id"])
+        cathode = self._electrode_structure(cell, "CR-C-")
+        anode = self._electrode_structure(cell, "CR-A-")
+        if cathode is None:
+            return []
+        out: list[Prediction] = []
+        in_domain = cathode["in_domain"] and (anode is None or anode["in_domain"])
+        version = cathode["model_version"]
+        outputs: dict[str, float] = {}
+        std: dict[str, float] = {}
+        if self.registry is not None and self.settings.performance_model:
+            res = self._registry(self.settings.performance_model, cathode, anode)
+            outputs.update(res["outputs"])
+            std.update(res["std"])
+            in_domain = in_domain and res["in_domain"]
+            version = res["model_version"]
+        else:
+            cap_mAh_cm2 = cathode["outputs"].get("calendering.areal_capacity_mAh_cm2", math.nan)
+            outputs["capacity_Ah_cathode_limited"] = cap_mAh_cm2 * REFERENCE_POUCH.cathode_area_cm2 / 1000.0
+            outputs["cathode_mass_loading_mg_cm2"] = cathode["outputs"].get("drying.dry_mass_loading_mg_cm2", math.nan)
+            outputs["cathode_porosity"] = cathode["outputs"].get("calendering.calendered_porosity", math.nan)
+            if anode is not None:
+                outputs["anode_mass_loading_mg_cm2"] = anode["outputs"].get("drying.dry_mass_loading_mg_cm2", math.nan)
+                outputs["np_ratio"] = (anode["outputs"].get("calendering.areal_capacity_mAh_cm2", math.nan)
+                                       / cap_mAh_cm2) if cap_mAh_cm2 else math.nan
+        perf = {"time_ns": time.time_ns(), "line": self.line, "subject": cell, "subject_type": "Cell",
+                "kind": "performance", "outputs": outputs, "std": std, "in_domain": in_domain, "violations": [],
+                "model_version": version,
+                "inputs": {"cathode_segments": cathode.get("segments", []),
+                           "anode_segments": (anode or {}).get("segments", [])}}
+        out.append(perf)
+        if self.registry is not None and self.settings.cost_model:
+            res = self._registry(self.settings.cost_model, cathode, anode)
+            out.append({**perf, "kind": "cost", "outputs": res["outputs"], "std": res["std"],
+                        "in_domain": res["in_domain"], "model_version": res["model_version"]})
+        self.counts["cell"] += 1
+        for p in out:
+            self._emit(p)
+        return out
+
+    def _registry(self, name: str, cathode: Prediction, anode: Prediction | None) -> dict[str, Any]:
+        inputs = {f"cathode.{k}": v for k, v in cathode["outputs"].items()}
+        if anode is not None:
+            inputs.update({f"anode.{k}": v for k, v in anode["outputs"].items()})
+        inputs.update({f"cathode.{k}": v for k, v in cathode["inputs"].items()})
+        t0 = time.perf_counter()
+        res = self.registry.predict(name, inputs)
+        self.observe(name, time.perf_counter() - t0)
+        return {"outputs": {k: float(np.asarray(v).reshape(-1)[0]) for k, v in dict(res.outputs).items()},
+                "std": {k: float(np.asarray(v).reshape(-1)[0]) for k, v in dict(res.std or {}).items()},
+                "in_domain": bool(np.all(res.in_domain)), "model_version": str(res.model_version)}
+
+    def _emit(self, pred: Prediction) -> None:
+        for sink in self.sinks:
+            try:
+                sink(pred)
+            except Exception:  # noqa: BLE001 - one failing sink (graph, database) must not drop the others
+                self.counts["errors"] += 1
+                log.exception("prediction sink %r failed", sink)
+
+
+def prediction_lines(pred: Prediction) -> str:
+    """InfluxDB lines for one prediction: measurement ``twin_predictions``, one point per output.
+
+    Tags: line, kind, subject_type, output, model (bounded); fields: value, std, in_domain, subject (unbounded id).
+    """
+
+    def tag(v: str) -> str:
+        return v.replace("\\", "\\\\").replace(",", "\\,").replace("=", "\\=").replace(" ", "\\ ")
+
+    lines = []
+    for i, (name, value) in enumerate(sorted(pred["outputs"].items())):
+        if not isinstance(value, (int, float)) or not math.isfinite(value):
+            continue
+        sd = pred.get("std", {}).get(name)
+        fields = [f"value={float(value)!r}", f"in_domain={'true' if pred['in_domain'] else 'false'}",
+                  f'subject="{pred["subject"]}"']
+        if isinstance(sd, (int, float)) and math.isfinite(sd):
+            fields.append(f"std={float(sd)!r}")
+        tags = (f"twin_predictions,line={tag(pred['line'])},kind={tag(pred['kind'])},"
+                f"subject_type={tag(pred['subject_type'])},output={tag(name)},model={tag(pred['model_version'])}")
+        # distinct timestamps per subject so two subjects predicted in the same ns never overwrite each other
+        lines.append(f"{tags} {','.join(fields)} {pred['time_ns'] + i}")
+    return "\n".join(lines)

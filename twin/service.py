@@ -1,0 +1,392 @@
+"""The twin service: ingest, live state, predictions, recommendations, control, genealogy and the HTTP app, in one
+process (``python -m twin run --config FILE``).
+
+Composition only: each part lives in its own module and knows nothing of the others; this file wires the ingest
+pipeline's subscriber hook to the live state, the predictor and the genealogy store, gives the controller the OPC UA
+setpoint writer and the line's grant, sends audit entries and predictions to InfluxDB (through the ingest spool, so
+they survive a database outage like every sample) and to the graph, and serves the API with uvicorn.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import logging
+import math
+import signal
+import time
+from collections.abc import Sequence
+from typing import Any
+
+from connectors.records import Sample, TraceEvent
+from twin.alarms import AlarmManager
+from twin.api import create_app
+from twin.audit import AuditEntry, AuditLog, audit_line_protocol
+from twin.auth import TokenStore
+from twin.config import Config
+from twin.context import TwinContext
+from twin.control import Controller
+from twin.ingest import IngestPipeline
+from twin.live import LiveState
+from twin.metrics import Metrics
+from twin.plant_model import PhysicsModel, PlantModel, RegistryModel
+from twin.predict import Prediction, Predictor, prediction_lines
+from twin.recommend import Recommender
+
+log = logging.getLogger("twin.service")
+
+
+class JsonFormatter(logging.Formatter):
+    """Structured logs: one JSON object per line (time, level, logger, message, and any ``extra`` fields)."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        out: dict[str, Any] = {"time": self.formatTime(record, "%Y-%m-%dT%H:%M:%S"), "level": record.levelname,
+                               "logger": record.name, "msg": record.getMessage()}
+        if record.exc_info:
+            out["exc"] = self.formatException(record.exc_info)
+        return json.dumps(out, default=str)
+
+
+def setup_logging(level: str = "INFO") -> None:
+    handler = logging.StreamHandler()
+    handler.setFormatter(JsonFormatter())
+    root = logging.getLogger()
+    root.handlers[:] = [handler]
+    root.setLevel(level)
+
+
+class SetpointPort:
+    """The controller's way to the line: write a setpoint and read the grant, through the OPC UA connector.
+
+    The connector's writer checks EURange and the grant itself and never retries blindly; here we only adapt its
+    answer to ``(ok, status text)`` and treat a missing connector as a refused write.
+    """
+
+    def __init__(self, pipeline: IngestPipeline, live: LiveState, grant_node: str) -> None:
+        self.pipeline = pipeline
+        self.live = live
+        self.grant_node = grant_node
+
+    def _client(self) -> Any:
+        return getattr(self.pipeline, "opcua", None)
+
+    async def write(self, node: str, value: float) -> tuple[bool, str]:
+        client = self._client()
+        if client is None or not hasattr(client, "write_setpoint"):
+            return False, "no OPC UA connection: setpoints cannot be written"
+        result = await client.write_setpoint(node, float(value))
+        ok = bool(getattr(result, "ok", result is True))
+        status = str(getattr(result, "status", "Good" if ok else "refused"))
+        message = getattr(result, "message", "")
+        return ok, f"{status} {message}".strip()
+
+    async def read_grant(self) -> bool:
+        client = self._client()
+        if client is not None and hasattr(client, "read_grant"):
+            return bool(await client.read_grant())
+        # without a read path, the last sampled value of the grant node (the connector subscribes to it)
+        key = self.grant_node.removeprefix("PilotLine/")
+        last = self.live.value(key) or self.live.value(f"{key.rsplit('/', 1)[0]}/{key.rsplit('/', 1)[-1]}")
+        return bool(last is not None and last.quality == "good" and last.value >= 0.5)
+
+
+class TwinService:
+    def __init__(self, cfg: Config, *, opcua: bool | None = None, mqtt: bool | None = None) -> None:
+        self.cfg = cfg
+        s = cfg.service
+        self.line = cfg.line.id
+        self.alarms = AlarmManager()
+        self.live = LiveState(s.live, self.alarms)
+        self.audit = AuditLog()
+        self.tokens = TokenStore(s.auth.token_file)
+        self.pipeline = IngestPipeline(cfg, opcua=opcua, mqtt=mqtt)
+        self.metrics = Metrics(self.stats)
+        self.registry = self._load_registry()
+        self.model: PlantModel = self._plant_model()
+        self.recommender = Recommender(s.control, self.model, self.live)
+        self.port = SetpointPort(self.pipeline, self.live, s.control.grant_node)
+        start_mode = s.control.mode if s.control.mode != "closed_loop" else "advisory"
+        self.controller = Controller(self.recommender, self.audit, self.alarms, self.port.write, self.port.read_grant,
+                                     publish=self._publish_recommendation, mode=start_mode,
+                                     ttl_s=s.control.recommendation_ttl_s)
+        self.genealogy = self._load_genealogy()
+        self.ctx = TwinContext(settings=s, line=self.line, live=self.live, alarms=self.alarms, audit=self.audit,
+                               tokens=self.tokens, controller=self.controller, metrics=self.metrics,
+                               config_dump=lambda: self.cfg.model_dump(mode="json"), history=self._history,
+                               ready=self._ready)
+        self.predictor = Predictor(s.predict, self.line, self.model, self._latest_value, registry=self.registry,
+                                   sinks=[self.ctx.add_prediction, self._store_prediction, self._graph_prediction],
+                                   observe_latency=lambda m, sec: self.metrics.model_latency.labels(m).observe(sec))
+        self.audit.add_sink(self._store_audit)
+        self.audit.add_sink(self._graph_audit)
+        self._attach_genealogy_routes()
+        self.app = create_app(self.ctx)
+        self.pipeline.subscribe(self._on_records)
+        self._query: Any = None
+        self._mqtt_pub: Any = None
+        self._tasks: list[asyncio.Task[None]] = []
+        self._connector_up: dict[str, bool] = {}
+
+    # -- optional parts --------------------------------------------------------------------------------------------
+    def _load_registry(self) -> Any:
+        p = self.cfg.service.predict
+        if not (p.performance_model or p.cost_model or p.structure_model != "process_chain"):
+            return None
+        try:
+            from models.runtime import ModelRegistry
+        except ImportError:
+            log.warning("models.runtime is not available: predictions use the process-chain physics only")
+            return None
+        try:
+            return ModelRegistry.load()
+        except Exception:  # noqa: BLE001 - missing artifacts: run on physics, say so
+            log.exception("loading the model registry failed: predictions use the process-chain physics only")
+            return None
+
+    def _plant_model(self) -> PlantModel:
+        name = self.cfg.service.predict.structure_model
+        if self.registry is not None and name != "process_chain":
+            try:
+                return RegistryModel(self.registry, name)
+            except Exception:  # noqa: BLE001
+                log.exception("surrogate %s unusable; the recommender uses the process-chain physics", name)
+        return PhysicsModel()
+
+    def _load_genealogy(self) -> Any:
+        g = self.cfg.service.genealogy
+        if not g.enabled:
+            return None
+        try:
+            from ontology.store import GenealogyStore  # type: ignore[import-not-found]
+        except ImportError:
+            log.warning("ontology.store is not available: genealogy is off")
+            return None
+        try:
+            return GenealogyStore(g.store_path) if g.store_path else GenealogyStore()
+        except Exception:  # noqa: BLE001
+            log.exception("the genealogy store could not be opened; genealogy is off")
+            return None
+
+    def _attach_genealogy_routes(self) -> None:
+        if self.genealogy is None:
+            return
+        try:
+            from ontology.api import make_router  # type: ignore[import-not-found]
+        except ImportError:
+            return
+        self.ctx.genealogy_router = make_router(self.genealogy)
+
+    # -- ingest hook -------------------------------------------------------------------------------------------------
+    def _on_records(self, records: Sequence[Sample | TraceEvent]) -> None:
+        live = self.live
+        for r in records:
+            if isinstance(r, Sample):
+                v = r.value
+                if isinstance(v, bool):
+                    v = 1.0 if v else 0.0
+                elif not isinstance(v, (int, float)):
+                    continue
+                trace = r.trace
+                pos = trace.get("roll_position_m")
+                roll = trace.get("roll_id")
+                live.update(f"{r.station}/{r.signal}", float(v), r.time_ns, r.quality, r.unit or None,
+                            roll if isinstance(roll, str) else None,
+                            float(pos) if isinstance(pos, (int, float)) else None)
+            else:
+                ev = r.to_json()
+                if self.genealogy is not None:
+                    try:
+                        self.genealogy.add_event(ev)
+                    except Exception:  # noqa: BLE001 - the graph quarantines what it cannot take
+                        log.exception("genealogy rejected trace event %s", ev.get("seq"))
+                self.predictor.on_event(ev)
+
+    def _latest_value(self, key: str) -> float | None:
+        last = self.live.value(key)
+        if last is None or last.quality != "good" or not math.isfinite(last.value):
+            return None
+        return last.value
+
+    # -- sinks -------------------------------------------------------------------------------------------------------
+    def _spool_lines(self, text: str) -> None:
+        if not text:
+            return
+        data = (text + "\n").encode()
+        n = text.count("\n") + 1
+        self.pipeline.spool.append(data, n)
+        self.pipeline.forwarder.notify()
+
+    def _store_audit(self, entry: AuditEntry) -> None:
+        self._spool_lines(audit_line_protocol(entry, self.line))
+
+    def _store_prediction(self, pred: Prediction) -> None:
+        if self.cfg.service.predict.write_to_influx:
+            self._spool_lines(prediction_lines(pred))
+
+    def _graph_prediction(self, pred: Prediction) -> None:
+        if self.genealogy is None or not self.cfg.service.predict.attach_to_genealogy:
+            return
+        self.genealogy.add_prediction(pred["subject"], pred["kind"], pred["model_version"], pred["outputs"],
+                                      std=pred.get("std"), in_domain=pred["in_domain"])
+
+    def _graph_audit(self, entry: AuditEntry) -> None:
+        if self.genealogy is None or entry.action not in ("write", "write_refused", "approved", "rejected",
+                                                           "proposed"):
+            return
+        self.genealogy.add_audit(entry.to_dict())
+
+    def _publish_recommendation(self, rec: dict[str, Any]) -> None:
+        if self._mqtt_pub is None:
+            return
+        topic = self.cfg.service.control.mqtt_topic.format(line=self.line)
+        self._mqtt_pub.publish(topic, json.dumps(rec, default=str), qos=1)
+
+    # -- queries -----------------------------------------------------------------------------------------------------
+    async def _history(self, station: str, signal: str, start_ns: int, end_ns: int, limit: int) -> list[dict[str, Any]]:
+        from twin.store.query import InfluxQuery, QueryError
+
+        if self._query is None:
+            i = self.cfg.influx
+            self._query = InfluxQuery(i.url, i.database if i.version == 1 else i.bucket, version=i.version,
+                                      token=i.token, username=i.username, password=i.password)
+        try:
+            rows = await self._query.signal_history(station, signal, start_ns, end_ns, line=self.line, limit=limit)
+        except QueryError as exc:
+            if "unreachable" in str(exc) or "HTTP 5" in str(exc):
+                raise OSError(str(exc)) from None
+            raise
+        return [{"time_ns": r.get("time"), "value": r.get("value"), "quality": r.get("quality"),
+                 "roll_id": r.get("roll_id"), "roll_position_m": r.get("roll_position_m")} for r in rows]
+
+    def _ready(self) -> dict[str, bool]:
+        parts: dict[str, bool] = {"ingest": bool(self.pipeline._tasks)}  # noqa: SLF001 - started or not
+        db = self.pipeline.forwarder.stats
+        parts["database"] = bool(getattr(db, "connected", True))
+        parts.update({f"connector:{k}": v for k, v in self._connector_states().items()})
+        return parts
+
+    def _connector_states(self) -> dict[str, bool]:
+        out: dict[str, bool] = {}
+        if self.pipeline.opcua is not None:
+            st = self.pipeline.opcua.status()
+            out["opcua"] = bool(st.get("connected")) if isinstance(st, dict) else bool(getattr(st, "connected", False))
+        if self.pipeline.mqtt is not None:
+            out["mqtt"] = bool(getattr(self.pipeline.mqtt.state, "connected", False))
+        return out
+
+    def stats(self) -> dict[str, Any]:
+        p = self.pipeline.stats()
+        spool = p.get("spool", {})
+        return {
+            "samples_total": self.live.samples_total,
+            "queues": {"ingest_inbox": p.get("inbox_records", 0)},
+            "spool_depth": spool.get("depth_lines", spool.get("lines", 0)),
+            "spool_bytes": spool.get("bytes", 0),
+            "spool_age_s": spool.get("oldest_age_s", 0) or 0,
+            "connectors": self._connector_states(),
+            "recommendations": self.controller.counts,
+            "mode": self.controller.mode,
+            "alarms_active": self.alarms.active_count(),
+            "quarantined": sum(p.get("quarantine", {}).values()) if isinstance(p.get("quarantine"), dict) else 0,
+        }
+
+    # -- background tasks --------------------------------------------------------------------------------------------
+    async def _control_loop(self) -> None:
+        interval = self.cfg.service.control.interval_s
+        while True:
+            await asyncio.sleep(interval)
+            t0 = time.perf_counter()
+            try:
+                await self.controller.run_round()
+            except Exception:  # noqa: BLE001 - a round failing must not end the loop; it drops closed loop
+                log.exception("recommendation round failed")
+                await self.controller.fallback("a recommendation round raised an error")
+            self.metrics.recommend_latency.observe(time.perf_counter() - t0)
+
+    async def _watch_loop(self) -> None:
+        """Missing sensors, connector state: alarms, and the closed loop drops to advisory on a lost connection."""
+        while True:
+            await asyncio.sleep(1.0)
+            self.live.check_missing()
+            for name, up in self._connector_states().items():
+                was = self._connector_up.get(name, True)
+                if not up and was:
+                    self.alarms.raise_("connector_down", name, f"{name} connector disconnected", "critical")
+                    await self.controller.fallback(f"{name} connection lost")
+                elif up and not was:
+                    self.alarms.clear("connector_down", name)
+                self._connector_up[name] = up
+
+    def _start_mqtt_publisher(self) -> None:
+        if not self.cfg.mqtt.enabled:
+            return
+        import paho.mqtt.client as mqtt
+        from urllib.parse import urlparse
+
+        u = urlparse(self.cfg.mqtt.url)
+        client = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id=f"{self.cfg.mqtt.client_id}-pub",
+                             clean_session=True)
+        if self.cfg.mqtt.username:
+            client.username_pw_set(self.cfg.mqtt.username, self.cfg.mqtt.password)
+        if u.scheme in ("mqtts", "ssl"):
+            client.tls_set()
+        client.reconnect_delay_set(1, 10)
+        client.connect_async(u.hostname or "127.0.0.1", u.port or 1883, keepalive=30)
+        client.loop_start()
+        self._mqtt_pub = client
+
+    async def start(self) -> None:
+        await self.pipeline.start()
+        self._start_mqtt_publisher()
+        self._tasks.append(asyncio.create_task(self._control_loop(), name="twin-control"))
+        self._tasks.append(asyncio.create_task(self._watch_loop(), name="twin-watch"))
+        log.info("twin started", extra={"line": self.line})
+
+    async def stop(self) -> None:
+        for t in self._tasks:
+            t.cancel()
+        for t in self._tasks:
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await t
+        self._tasks.clear()
+        if self._mqtt_pub is not None:
+            self._mqtt_pub.loop_stop()
+            self._mqtt_pub.disconnect()
+        await self.pipeline.stop()
+        if self._query is not None:
+            await self._query.close()
+        if self.genealogy is not None and hasattr(self.genealogy, "close"):
+            self.genealogy.close()
+
+    async def serve(self) -> None:
+        """Start everything, serve HTTP until SIGINT / SIGTERM, stop everything."""
+        import uvicorn
+
+        h = self.cfg.service.http
+        server = uvicorn.Server(uvicorn.Config(self.app, host=h.host, port=h.port, log_level="warning",
+                                               access_log=False, lifespan="off"))
+        await self.start()
+        stop = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            with contextlib.suppress(NotImplementedError):
+                loop.add_signal_handler(sig, stop.set)
+        # we own SIGINT / SIGTERM (uvicorn would re-raise them after serving, before our orderly stop)
+        server.capture_signals = contextlib.nullcontext  # type: ignore[method-assign,assignment]
+        serve_task = asyncio.create_task(server.serve())
+        print(f"twin: dashboard http://{h.host}:{h.port}/  API docs http://{h.host}:{h.port}/docs", flush=True)
+        await stop.wait()
+        server.should_exit = True
+        with contextlib.suppress(Exception):
+            await serve_task
+        await self.stop()
+
+
+def run(config_path: str | None) -> int:
+    from twin.config import load_config
+
+    setup_logging()
+    cfg = load_config(config_path)
+    asyncio.run(TwinService(cfg).serve())
+    return 0
