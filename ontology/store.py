@@ -1,0 +1,814 @@
+"""The genealogy store: places trace events in an RDF graph in the background and answers genealogy questions.
+
+Backends (one rdflib interface): `oxigraph` (persistent pyoxigraph store through oxrdflib; SPARQL runs natively in
+Oxigraph), `memory` (rdflib's in-memory store; for tests and as the benchmark baseline) and `sparql` (a remote
+SPARQL 1.1 query/update endpoint through rdflib's SPARQLUpdateStore, for a plant-wide store).
+
+`add_event` only puts the dict on a queue and returns: a worker thread checks, places and writes events in batches,
+so a slow graph never blocks ingest. An event that cannot be placed is quarantined with the reason; one that waits
+for an input that has not been created yet is placed automatically when it is.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import queue
+import threading
+import time as _time
+from collections import OrderedDict
+from collections.abc import Callable, Iterable, Mapping
+from contextlib import nullcontext
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any, ContextManager, Final, Literal as TypingLiteral
+
+from rdflib import XSD, Graph, Literal, URIRef
+from rdflib.graph import DATASET_DEFAULT_GRAPH_ID
+
+from ontology import iris
+from ontology.builder import GraphBuilder, Triple, vocabulary
+from ontology.events import ID_PATTERN, EventError, TraceEvent, check_id, check_number, parse_event, parse_time
+from ontology.iris import PL
+from ontology.quarantine import Entry, Quarantine
+from ontology.queries import load
+
+log = logging.getLogger(__name__)
+
+Backend = TypingLiteral["oxigraph", "memory", "sparql"]
+DewPointPort = Callable[[str, datetime, datetime], "float | None"]
+"""Answers "highest dew point (degC) on this line between start and end" from the time-series store, or None."""
+
+ROLL_TYPES: Final = ("CoatedRoll", "CalenderedRoll", "SlitCoil")
+
+
+class UnknownIdError(LookupError):
+    """The ID (or ID on that line) is not in the graph; the message says what was not found."""
+
+
+class QueryInputError(ValueError):
+    """A query argument is malformed; the message says why (maps to HTTP 400)."""
+
+
+@dataclass
+class StoreConfig:
+    path: Path | None = None
+    backend: Backend = "oxigraph"
+    base_iri: str = iris.DEFAULT_BASE_IRI
+    query_endpoint: str | None = None
+    update_endpoint: str | None = None
+    batch_size: int = 2000
+    queue_max: int = 1_000_000
+    source_cache: int = 50_000
+
+
+@dataclass
+class _Counters:
+    received: int = 0
+    placed: int = 0
+    duplicates: int = 0
+    quarantined: int = 0
+    released: int = 0
+    predictions: int = 0
+    audits: int = 0
+    write_errors: int = 0
+    triples_written: int = 0
+    last_error: str | None = None
+    lines: dict[str, bytearray] = field(default_factory=dict)
+
+
+def _key(line: str, entity_id: str) -> str:
+    return f"{line}\x00{entity_id}"
+
+
+class GenealogyStore:
+    """Persistent cell genealogy; see the module docstring. Use as a context manager or call close()."""
+
+    def __init__(self, config: StoreConfig | None = None, *, dew_point_port: DewPointPort | None = None) -> None:
+        self.config = config or StoreConfig()
+        self.builder = GraphBuilder(self.config.base_iri)
+        self.dew_point_port = dew_point_port
+        self.graph, self._ox = self._open_graph()
+        # pyoxigraph reads from snapshots and is safe beside a writer; rdflib's memory store and the HTTP store are not
+        self._lock: ContextManager[Any] = threading.RLock() if self._ox is None else nullcontext()
+        qpath = self.config.path / "quarantine.jsonl" if self.config.path is not None else None
+        self.quarantine = Quarantine(qpath)
+        self._index: dict[str, tuple[str, int]] = {}  # "line\0id" -> (type, seq of the creating event; 0 = received)
+        self._lines: set[str] = set()
+        self._sources: OrderedDict[str, tuple[tuple[URIRef, ...], tuple[URIRef, ...]]] = OrderedDict()
+        self.counters = _Counters()
+        self._queue: queue.Queue[tuple[str, Any]] = queue.Queue(maxsize=self.config.queue_max)
+        self._stop = threading.Event()
+        self._idle = threading.Event()
+        self._idle.set()
+        self._ensure_vocabulary()
+        self._rebuild_index()
+        self._worker = threading.Thread(target=self._run, name="genealogy-writer", daemon=True)
+        self._worker.start()
+
+    # ------------------------------------------------------------------ lifecycle
+    def _open_graph(self) -> tuple[Graph, Any]:
+        cfg = self.config
+        if cfg.backend == "oxigraph":
+            from oxrdflib import OxigraphStore
+
+            store = OxigraphStore()
+            if cfg.path is not None:
+                cfg.path.mkdir(parents=True, exist_ok=True)
+                store.open(str(cfg.path / "oxigraph"))
+            graph = Graph(store=store, identifier=DATASET_DEFAULT_GRAPH_ID)
+            return graph, store._inner
+        if cfg.backend == "memory":
+            if cfg.path is not None:
+                cfg.path.mkdir(parents=True, exist_ok=True)
+            return Graph(), None
+        if cfg.backend == "sparql":
+            if not cfg.query_endpoint:
+                raise ValueError("backend 'sparql' needs query_endpoint (and update_endpoint, if different)")
+            from rdflib.plugins.stores.sparqlstore import SPARQLUpdateStore
+
+            store = SPARQLUpdateStore(cfg.query_endpoint, cfg.update_endpoint or cfg.query_endpoint)
+            if cfg.path is not None:
+                cfg.path.mkdir(parents=True, exist_ok=True)
+            return Graph(store=store, identifier=DATASET_DEFAULT_GRAPH_ID), None
+        raise ValueError(f"backend must be oxigraph, memory or sparql, got {cfg.backend!r}")
+
+    def _ensure_vocabulary(self) -> None:
+        """The project TBox lives in the same graph so that exported data and /api/sparql users can read it."""
+        probe = (URIRef(str(PL)[:-1]), None, None)
+        with self._lock:
+            if next(iter(self.graph.triples(probe)), None) is None:
+                self._write(list(vocabulary()))
+
+    def _rebuild_index(self) -> None:
+        for row in self._select("index"):
+            seq = int(row.get("seq", 0) or 0)
+            self._index[_key(row["line"], row["id"])] = (row["type"], seq)
+            self._lines.add(row["line"])
+        for row in self._select("seqs"):
+            self._mark_seq(row["line"], int(row["seq"]))
+        for entry in self.quarantine:
+            payload = entry.payload
+            if entry.what == "event" and isinstance(payload, Mapping):
+                seq, line = payload.get("seq"), payload.get("line")
+                if isinstance(seq, int) and isinstance(line, str) and seq > 0:
+                    self._mark_seq(line, seq)
+
+    def flush(self, timeout: float = 30.0) -> bool:
+        """Wait until everything queued so far is placed and written; True if it was within `timeout` seconds."""
+        deadline = _time.monotonic() + timeout
+        while _time.monotonic() < deadline:
+            if self._queue.unfinished_tasks == 0 and self._idle.is_set():
+                return True
+            _time.sleep(0.005)
+        return False
+
+    def close(self) -> None:
+        self.flush(timeout=60.0)
+        self._stop.set()
+        self._worker.join(timeout=10.0)
+        if self._ox is not None:
+            self._ox.flush()
+
+    def __enter__(self) -> GenealogyStore:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    # ------------------------------------------------------------------ ingest API (never blocks)
+    def add_event(self, event: Mapping[str, Any]) -> None:
+        """Queue one trace event (README schema) and return at once; problems end up in the quarantine."""
+        self._enqueue("event", event)
+
+    def add_prediction(self, entity_id: str, model_name: str, model_version: str, outputs: Mapping[str, float],
+                       std: Mapping[str, float] | None = None, time: datetime | str | None = None,
+                       *, line: str | None = None) -> None:
+        """Record what a model predicted about an entity (shown in its genealogy with the model version).
+
+        Arguments are checked now (a caller's mistake raises ValueError); an entity not in the graph yet is waited for.
+        """
+        check_id(entity_id, "entity_id")
+        for name, text in (("model_name", model_name), ("model_version", model_version)):
+            if not isinstance(text, str) or not text.strip() or len(text) > 128:
+                raise EventError(f"'{name}' must be a non-empty string of at most 128 characters, got {text!r}")
+        if not isinstance(outputs, Mapping) or not outputs:
+            raise EventError("'outputs' must be a non-empty mapping of output name -> number")
+        clean_out = {str(k): check_number(v, f"outputs.{k}") for k, v in outputs.items()}
+        clean_std = {str(k): check_number(v, f"std.{k}") for k, v in (std or {}).items()}
+        unknown = set(clean_std) - set(clean_out)
+        if unknown:
+            raise EventError(f"'std' has keys that are not outputs: {sorted(unknown)}")
+        if any(v < 0 for v in clean_std.values()):
+            raise EventError("'std' values must be >= 0")
+        when = _as_time(time, "time")
+        self._enqueue("prediction", {"entity_id": entity_id, "model_name": model_name, "model_version": model_version,
+                                     "outputs": clean_out, "std": clean_std, "time": when.isoformat(), "line": line})
+
+    def add_audit(self, target: str, who: str, when: datetime | str, before: Any, after: Any, why: str,
+                  model_version: str | None = None, *, line: str | None = None) -> None:
+        """Record a recommendation / setpoint decision. `target` is a trace ID (linked to the entity) or a setpoint
+        name such as an OPC UA node path (kept as text)."""
+        if not isinstance(target, str) or not target.strip() or len(target) > 256 or not target.isprintable():
+            raise EventError(f"'target' must be a trace ID or a setpoint name (printable, <= 256 chars), got {target!r}")
+        for name, text in (("who", who), ("why", why)):
+            if not isinstance(text, str) or not text.strip() or len(text) > 2000:
+                raise EventError(f"'{name}' must be a non-empty string, got {text!r}")
+        if model_version is not None and (not isinstance(model_version, str) or not model_version.strip()):
+            raise EventError(f"'model_version' must be a non-empty string or None, got {model_version!r}")
+        for name, value in (("before", before), ("after", after)):
+            try:
+                json.dumps(value, allow_nan=False)
+            except (TypeError, ValueError):
+                raise EventError(f"'{name}' must be JSON-serialisable without NaN, got {value!r}") from None
+        stamp = _as_time(when, "when")
+        self._enqueue("audit", {"target": target, "who": who, "when": stamp.isoformat(), "before": before,
+                                "after": after, "why": why, "model_version": model_version, "line": line})
+
+    def _enqueue(self, what: str, payload: Any) -> None:
+        try:
+            self._queue.put_nowait((what, payload))
+        except queue.Full:
+            self.quarantine.add(f"backlog full ({self.config.queue_max} items waiting): kept here, not placed", payload,
+                                what=what)
+            self.counters.quarantined += 1
+
+    # ------------------------------------------------------------------ worker
+    def _run(self) -> None:
+        while not (self._stop.is_set() and self._queue.empty()):
+            try:
+                first = self._queue.get(timeout=0.1)
+            except queue.Empty:
+                continue
+            self._idle.clear()
+            items = [first]
+            while len(items) < self.config.batch_size:
+                try:
+                    items.append(self._queue.get_nowait())
+                except queue.Empty:
+                    break
+            triples: list[Triple] = []
+            work = list(items)
+            while work:
+                what, payload = work.pop(0)
+                try:
+                    released = self._place(what, payload, triples)
+                except Exception as exc:  # the worker must survive anything one bad item does
+                    log.exception("placing a %s failed", what)
+                    self.quarantine.add(f"internal error while placing: {exc!r}", _plain(payload), what=what)
+                    self.counters.quarantined += 1
+                    released = []
+                for entry in released:
+                    self.counters.released += 1
+                    work.append(("retry-" + entry.what, entry.payload))
+            self._write_with_retry(triples)
+            for _ in items:
+                self._queue.task_done()
+            if self._queue.empty():
+                self._idle.set()
+
+    def _write_with_retry(self, triples: list[Triple]) -> None:
+        delay = 0.2
+        while triples:
+            try:
+                self._write(triples)
+                return
+            except Exception as exc:  # remote endpoint down, disk full: keep the batch and try again
+                self.counters.write_errors += 1
+                self.counters.last_error = repr(exc)
+                log.warning("writing %d triples failed (%r); retrying in %.1f s", len(triples), exc, delay)
+                if self._stop.is_set() and delay > 5:
+                    path = self.config.path / "unwritten.nt" if self.config.path else None
+                    if path is not None:
+                        with path.open("a", encoding="utf-8") as fh:
+                            fh.writelines(f"{s.n3()} {p.n3()} {o.n3()} .\n" for s, p, o in triples)
+                    return
+                _time.sleep(delay)
+                delay = min(delay * 2, 10.0)
+
+    def _write(self, triples: list[Triple]) -> None:
+        if self._ox is not None:
+            import pyoxigraph as ox
+            from oxrdflib._converter import to_ox
+
+            default = ox.DefaultGraph()
+            self._ox.extend([ox.Quad(to_ox(s), to_ox(p), to_ox(o), default) for s, p, o in triples])
+        else:
+            with self._lock:
+                self.graph.addN((s, p, o, self.graph) for s, p, o in triples)
+        self.counters.triples_written += len(triples)
+
+    def _mark_seq(self, line: str, seq: int) -> bool:
+        bits = self.counters.lines.setdefault(line, bytearray())
+        byte, bit = divmod(seq, 8)
+        if byte >= len(bits):
+            bits.extend(b"\x00" * (byte - len(bits) + 1 + len(bits) // 2))
+        if bits[byte] & (1 << bit):
+            return False
+        bits[byte] |= 1 << bit
+        return True
+
+    def _seen_seq(self, line: str, seq: int) -> bool:
+        bits = self.counters.lines.get(line)
+        byte, bit = divmod(seq, 8)
+        return bits is not None and byte < len(bits) and bool(bits[byte] & (1 << bit))
+
+    def _place(self, what: str, payload: Any, out: list[Triple]) -> list[Entry]:
+        retry = what.startswith("retry-")
+        kind = what.removeprefix("retry-")
+        if kind == "event":
+            return self._place_event(payload, out, retry)
+        if kind == "prediction":
+            return self._place_prediction(payload, out)
+        if kind == "audit":
+            return self._place_audit(payload, out)
+        raise ValueError(f"unknown work item {what!r}")
+
+    def _reject(self, reason: str, payload: Any, what: str = "event", waiting_for: list[str] | None = None) -> list[Entry]:
+        self.quarantine.add(reason, _plain(payload), what=what, waiting_for=waiting_for)
+        self.counters.quarantined += 1
+        return []
+
+    def _place_event(self, raw: Any, out: list[Triple], retry: bool) -> list[Entry]:
+        if not retry:
+            self.counters.received += 1
+        try:
+            event = parse_event(raw)
+        except EventError as exc:
+            return self._reject(f"malformed: {exc}", raw)
+        if not retry and not self._mark_seq(event.line, event.seq):
+            self.counters.duplicates += 1  # at-least-once delivery: the same event again
+            return []
+        line = event.line
+        own_key = _key(line, event.id)
+        known = self._index.get(own_key)
+        if event.kind == "created":
+            if known is not None:
+                if known[0] != event.type:
+                    return self._reject(f"duplicate ID with conflicting type: {event.id} is already a {known[0]} "
+                                        f"(created by event seq {known[1]}), this event says {event.type}", raw)
+                if known[1] == event.seq:
+                    self.counters.duplicates += 1
+                    return []
+                return self._reject(f"duplicate ID: {event.id} ({event.type}) was already created by event seq "
+                                    f"{known[1]}", raw)
+        elif known is None:
+            return self._reject(f"unknown ID {event.id}: a '{event.kind}' event needs the {event.type} to exist; "
+                                "placed automatically when it is created", raw, waiting_for=[own_key])
+        elif known[0] != event.type:
+            return self._reject(f"conflicting type: {event.id} is a {known[0]}, this event says {event.type}", raw)
+        missing: list[str] = []
+        received: list[str] = []
+        for used in event.inputs:
+            found = self._index.get(_key(line, used.id))
+            if found is None:
+                if used.type == "RawMaterialLot":
+                    received.append(used.id)
+                else:
+                    missing.append(used.id)
+            elif found[0] != used.type:
+                return self._reject(f"conflicting input type: {used.id} is a {found[0]}, the event lists it as "
+                                    f"{used.type}", raw)
+        if missing:
+            return self._reject(f"unknown input ID(s) {', '.join(missing)}: placed automatically when they are "
+                                "created", raw, waiting_for=[_key(line, m) for m in missing])
+        for lot in dict.fromkeys(received):
+            out += self.builder.received_lot_triples(line, lot, event.time)
+            self._index[_key(line, lot)] = ("RawMaterialLot", 0)
+        producers = {used.id: self._producer(line, used.id) for used in event.inputs}
+        sources = self._cell_sources(event) if event.type == "Cell" and event.kind == "created" else None
+        out += self.builder.event_triples(event, producers, sources)
+        self.counters.placed += 1
+        self._lines.add(line)
+        released: list[Entry] = []
+        if event.kind == "created":
+            self._index[own_key] = (event.type, event.seq)
+            if event.type == "CellStack":
+                self._remember_sources(line, event)
+            released += self.quarantine.release_waiting(own_key)
+            released += self.quarantine.release_waiting(_key("*", event.id))
+        for lot in received:
+            released += self.quarantine.release_waiting(_key(line, lot))
+        return released
+
+    def _producer(self, line: str, entity_id: str) -> URIRef | None:
+        found = self._index.get(_key(line, entity_id))
+        if found is None:
+            return None
+        entity_type, seq = found
+        if seq == 0:
+            return self.builder.receiving(line, entity_id)
+        if entity_type == "FormationRun":
+            return self.builder.entity(line, entity_id)
+        return self.builder.process(line, seq)
+
+    def _remember_sources(self, line: str, event: TraceEvent) -> None:
+        from ontology.builder import polarity_of
+
+        pos = tuple(self.builder.entity(line, i.id) for i in event.inputs
+                    if i.type == "ElectrodeSheet" and polarity_of(i.id) == "positive")
+        neg = tuple(self.builder.entity(line, i.id) for i in event.inputs
+                    if i.type == "ElectrodeSheet" and polarity_of(i.id) == "negative")
+        self._sources[_key(line, event.id)] = (pos, neg)
+        while len(self._sources) > self.config.source_cache:
+            self._sources.popitem(last=False)
+
+    def _cell_sources(self, event: TraceEvent) -> tuple[tuple[URIRef, ...], tuple[URIRef, ...]]:
+        pos: list[URIRef] = []
+        neg: list[URIRef] = []
+        for used in event.inputs:
+            if used.type == "ElectrodeSheet":
+                from ontology.builder import polarity_of
+
+                (pos if polarity_of(used.id) == "positive" else neg).append(self.builder.entity(event.line, used.id))
+            if used.type != "CellStack":
+                continue
+            cached = self._sources.get(_key(event.line, used.id))
+            if cached is None:
+                stack = self.builder.entity(event.line, used.id)
+                with self._lock:
+                    cached = (tuple(self.graph.objects(stack, PL.hasPositiveElectrodeSource)),  # type: ignore[arg-type]
+                              tuple(self.graph.objects(stack, PL.hasNegativeElectrodeSource)))
+            pos += cached[0]
+            neg += cached[1]
+        return tuple(pos), tuple(neg)
+
+    def _resolve_line(self, entity_id: str, line: str | None) -> str | None:
+        if line is not None:
+            return line if _key(line, entity_id) in self._index else None
+        hits = [ln for ln in sorted(self._lines) if _key(ln, entity_id) in self._index]
+        return hits[0] if len(hits) == 1 else None
+
+    def _place_prediction(self, p: dict[str, Any], out: list[Triple]) -> list[Entry]:
+        line = self._resolve_line(p["entity_id"], p.get("line"))
+        if line is None:
+            return self._reject(f"unknown entity {p['entity_id']} for a prediction: placed automatically when it is "
+                                "created", p, "prediction", [_key(p.get("line") or "*", p["entity_id"])])
+        run_key = _digest(p["model_name"], p["model_version"], p["time"], json.dumps(p["outputs"], sort_keys=True))
+        out += self.builder.prediction_triples(line, p["entity_id"], p["model_name"], p["model_version"], p["outputs"],
+                                               p["std"], datetime.fromisoformat(p["time"]), run_key)
+        self.counters.predictions += 1
+        return []
+
+    def _place_audit(self, a: dict[str, Any], out: list[Triple]) -> list[Entry]:
+        target = a["target"]
+        entity = None
+        setpoint = target
+        line = a.get("line")
+        if ID_PATTERN.match(target) and len(target) <= 64:
+            resolved = self._resolve_line(target, line)
+            if resolved is None:
+                return self._reject(f"unknown entity {target} for an audit record: placed automatically when it is "
+                                    "created", a, "audit", [_key(line or "*", target)])
+            entity, setpoint, line = target, None, resolved
+        line = line or (sorted(self._lines)[0] if len(self._lines) == 1 else "plant")
+        run_key = _digest(target, a["who"], a["when"], json.dumps([a["before"], a["after"]], sort_keys=True))
+        out += self.builder.audit_triples(line, entity, setpoint, a["who"], datetime.fromisoformat(a["when"]),
+                                          a["before"], a["after"], a["why"], a["model_version"], run_key)
+        self.counters.audits += 1
+        return []
+
+    # ------------------------------------------------------------------ queries
+    def _select(self, name: str, **bindings: Any) -> list[dict[str, Any]]:
+        init = {k: _term(v) for k, v in bindings.items()}
+        with self._lock:
+            result = self.graph.query(load(name), initBindings=init)
+            rows = []
+            for row in result:
+                rows.append({str(var): _py(row[var]) for var in result.vars if row[var] is not None})  # type: ignore[index]
+        return rows
+
+    def _construct(self, name: str, **bindings: Any) -> Graph:
+        init = {k: _term(v) for k, v in bindings.items()}
+        with self._lock:
+            result = self.graph.query(load(name), initBindings=init)
+            out = Graph()
+            for prefix, ns in (("pl", PL), ("emmo", iris.EMMO), ("echem", iris.ECHEM), ("battery", iris.BATTERY),
+                               ("mfg", iris.MFG)):
+                out.bind(prefix, ns)
+            for triple in result:
+                out.add(triple)  # type: ignore[arg-type]
+        return out
+
+    def find(self, entity_id: str, line: str | None = None) -> tuple[URIRef, str, str]:
+        """(IRI, line, type) of a trace ID; UnknownIdError if absent, QueryInputError if the ID is malformed."""
+        try:
+            check_id(entity_id, "id")
+        except EventError as exc:
+            raise QueryInputError(str(exc)) from None
+        if line is not None and not isinstance(line, str):
+            raise QueryInputError("line must be a string")
+        bindings: dict[str, Any] = {"id": Literal(entity_id)}
+        if line is not None:
+            bindings["line"] = Literal(line)
+        rows = self._select("find_entity", **bindings)
+        if not rows:
+            where = f" on line {line}" if line else ""
+            raise UnknownIdError(f"no entity with trace ID {entity_id}{where} in the genealogy graph")
+        if len(rows) > 1:
+            lines = sorted(r["line"] for r in rows)
+            raise QueryInputError(f"trace ID {entity_id} exists on several lines ({', '.join(lines)}); pass line=")
+        row = rows[0]
+        return URIRef(str(self.builder.entity(row["line"], entity_id))), row["line"], row["type"]
+
+    def genealogy(self, entity_id: str, line: str | None = None) -> dict[str, Any]:
+        """Upstream trace of an entity (normally a cell): the whole tree with steps, equipment, parameters, measured
+        values, raw-data windows, roll segments under its sheets, formation, predictions, audits and the dry-room
+        dew point during its assembly."""
+        root, line, entity_type = self.find(entity_id, line)
+        entities: dict[str, dict[str, Any]] = {}
+        for row in self._select("upstream", root=root):
+            item = entities.setdefault(row["id"], {"id": row["id"], "type": row["type"], "iri": str(row["entity"]),
+                                                   "steps": [], "parameters": {}, "measured": {}})
+            if "polarity" in row:
+                item["polarity"] = row["polarity"]
+            if "length" in row:
+                item["length_m"] = row["length"]
+            if "proc" in row:
+                step = {k: row[k] for k in ("step", "kind", "seq", "time", "start", "end", "station", "equipment")
+                        if k in row}
+                step["iri"] = str(row["proc"])
+                if step not in item["steps"]:
+                    item["steps"].append(step)
+        for item in entities.values():
+            item["steps"].sort(key=lambda s: (s.get("seq") or 0))
+        for row in self._select("upstream_values", root=root):
+            item = entities.get(row["id"])
+            if item is None:
+                continue
+            bucket = item["parameters"].setdefault(row["step"], {}) if row["role"] == "parameter" else item["measured"]
+            bucket[row["key"]] = _value_dict(row)
+        edges = [{"child": r["childId"], "parent": r["parentId"],
+                  **({"from_m": r["fromM"], "to_m": r["toM"]} if "fromM" in r else {})}
+                 for r in self._select("upstream_edges", root=root)]
+        raw = [{"id": r["id"], "step": r["step"], "influxdb": {"measurement": r["measurement"],
+                                                               "tags": {"line": r["line"]},
+                                                               "start": r["start"], "end": r["end"]}}
+               for r in self._select("raw_data", root=root)]
+        segments: dict[tuple[str, str], dict[str, Any]] = {}
+        for r in self._select("segments", root=root):
+            seg = segments.setdefault((r["sheetId"], r["segmentId"]), {
+                "sheet": r["sheetId"], "segment": r["segmentId"], "roll": r["rollId"],
+                "from_m": r["segFrom"], "to_m": r["segTo"], "measured": {}})
+            if "key" in r:
+                seg["measured"][r["key"]] = {"value": r.get("value"), "unit": r.get("unit")}
+        formation: dict[str, dict[str, Any]] = {}
+        for r in self._select("formation", root=root):
+            run = formation.setdefault(r["runId"], {"id": r["runId"], "channel": r.get("channel"), "time": r["time"],
+                                                    "start": r.get("start"), "end": r.get("end"), "results": {}})
+            if "key" in r:
+                run["results"][r["key"]] = {"value": r.get("value"), "unit": r.get("unit")}
+        predictions: dict[str, dict[str, Any]] = {}
+        for r in self._select("predictions", root=root):
+            pred = predictions.setdefault(str(r["run"]), {"model": r["model"], "model_version": r["version"],
+                                                          "time": r["time"], "outputs": {}})
+            if "key" in r:
+                pred["outputs"][r["key"]] = {"value": r.get("value"), "std": r.get("std"), "unit": r.get("unit")}
+        audits = [{"who": r["who"], "time": r["time"], "setpoint": r.get("setpoint"), "before": _unjson(r.get("before")),
+                   "after": _unjson(r.get("after")), "why": r["why"], "model_version": r.get("version")}
+                  for r in self._select("audits", root=root)]
+        by_type: dict[str, list[str]] = {}
+        equipment: set[str] = set()
+        for item in entities.values():
+            by_type.setdefault(item["type"], []).append(item["id"])
+            equipment.update(s["equipment"] for s in item["steps"] if "equipment" in s)
+        return {
+            "id": entity_id,
+            "line": line,
+            "type": entity_type,
+            "iri": str(root),
+            "positive_electrode": sorted(by_type.get("ElectrodeSheet", []) and
+                                         [i["id"] for i in entities.values() if i.get("polarity") == "positive"
+                                          and i["type"] == "ElectrodeSheet"]),
+            "negative_electrode": sorted([i["id"] for i in entities.values() if i.get("polarity") == "negative"
+                                          and i["type"] == "ElectrodeSheet"]),
+            "slurry_batches": sorted(by_type.get("SlurryBatch", [])),
+            "raw_material_lots": sorted(by_type.get("RawMaterialLot", [])),
+            "by_type": {k: sorted(v) for k, v in sorted(by_type.items())},
+            "equipment": sorted(equipment),
+            "conditions": self._conditions(root, line),
+            "entities": sorted(entities.values(), key=lambda e: (e["type"], e["id"])),
+            "edges": sorted(edges, key=lambda e: (e["child"], e["parent"])),
+            "raw_data": raw,
+            "segments": sorted(segments.values(), key=lambda s: (s["sheet"], s["segment"])),
+            "formation": list(formation.values()),
+            "predictions": list(predictions.values()),
+            "audits": audits,
+        }
+
+    def _conditions(self, root: URIRef, line: str) -> dict[str, Any]:
+        rows = self._select("assembly_conditions", root=root)
+        row = rows[0] if rows else {}
+        dew = self._select("dew_point_summary", root=root)
+        if dew and dew[0].get("maxDewPoint") is not None:
+            row["maxDewPoint"] = dew[0]["maxDewPoint"]
+        out: dict[str, Any] = {
+            "assembly_window": {"start": row.get("from"), "end": row.get("to")} if row.get("from") else None,
+            "max_dew_point_C": None,
+            "dew_point_source": None,
+            "stored_max_dew_point_C": row.get("maxDewPoint"),
+        }
+        if row.get("maxDewPoint") is not None:
+            out["max_dew_point_C"], out["dew_point_source"] = row["maxDewPoint"], "trace-event summary"
+        if self.dew_point_port is not None and row.get("from") and row.get("to"):
+            try:
+                live = self.dew_point_port(line, _aware(row["from"]), _aware(row["to"]))
+            except Exception as exc:  # the time-series store may be down; the genealogy still answers
+                out["dew_point_port_error"] = repr(exc)
+            else:
+                if live is not None:
+                    out["influxdb_max_dew_point_C"] = live
+                    out["max_dew_point_C"], out["dew_point_source"] = float(live), "influxdb samples"
+        return out
+
+    def genealogy_graph(self, entity_id: str, line: str | None = None) -> Graph:
+        root, _, _ = self.find(entity_id, line)
+        return self._construct("genealogy_graph", root=root)
+
+    def downstream(self, entity_id: str, from_m: float | None = None, to_m: float | None = None,
+                   line: str | None = None) -> dict[str, Any]:
+        """Downstream track: cells (and all entities) made from an entity; with from_m/to_m, only cells whose sheets
+        were cut from that stretch of a roll. For a slurry batch coated on a known stretch of a roll, only the cells
+        from that stretch count."""
+        if (from_m is None) != (to_m is None):
+            raise QueryInputError("give both from_m and to_m, or neither")
+        if from_m is not None:
+            try:
+                from_m, to_m = check_number(from_m, "from_m"), check_number(to_m, "to_m")
+            except EventError as exc:
+                raise QueryInputError(str(exc)) from None
+            if from_m < 0 or to_m <= from_m:
+                raise QueryInputError(f"need 0 <= from_m < to_m, got {from_m}..{to_m}")
+        root, line, entity_type = self.find(entity_id, line)
+        result: dict[str, Any] = {"id": entity_id, "line": line, "type": entity_type}
+        if from_m is not None:
+            if entity_type not in ROLL_TYPES:
+                raise QueryInputError(f"positions apply to rolls ({', '.join(ROLL_TYPES)}); {entity_id} is a "
+                                      f"{entity_type}")
+            rows = self._range(root, from_m, to_m)  # type: ignore[arg-type]
+            result.update(from_m=from_m, to_m=to_m, method="roll positions",
+                          cells=sorted({r["cellId"] for r in rows}),
+                          sheets=sorted({(r["sheetId"], r["carrierId"], r["f"], r["t"]) for r in rows}))
+            result["sheets"] = [{"sheet": s, "from": c, "from_m": f, "to_m": t} for s, c, f, t in result["sheets"]]
+            result["count"] = len(result["cells"])
+            return result
+        everything = self._select("downstream", root=root)
+        cells = {r["id"] for r in everything if r["type"] == "Cell"}
+        method = "genealogy closure"
+        if entity_type == "SlurryBatch":
+            stretches = self._select("coating_stretches", root=root)
+            if stretches:
+                method = "coated stretches of the rolls"
+                for s in stretches:
+                    roll_cells = {r["id"] for r in self._select("downstream", root=s["roll"]) if r["type"] == "Cell"}
+                    in_range = {r["cellId"] for r in self._range(s["roll"], s["fromM"], s["toM"])}
+                    cells -= roll_cells - in_range
+                result["coated_stretches"] = [{"roll": s["rollId"], "from_m": s["fromM"], "to_m": s["toM"]}
+                                              for s in stretches]
+        result.update(method=method, cells=sorted(cells), count=len(cells),
+                      entities=sorted(({"id": r["id"], "type": r["type"]} for r in everything),
+                                      key=lambda e: (e["type"], e["id"])))
+        return result
+
+    def _range(self, root: URIRef, from_m: float, to_m: float) -> list[dict[str, Any]]:
+        return self._select("downstream_range", root=root, fromM=Literal(float(from_m), datatype=XSD.double),
+                            toM=Literal(float(to_m), datatype=XSD.double))
+
+    def cells_dew_point_above(self, limit_C: float, *, check_samples: bool = False,
+                              max_port_calls: int = 10_000) -> dict[str, Any]:
+        """Cells assembled while the dry-room dew point exceeded `limit_C` (degC).
+
+        Uses the dew-point summaries stored from trace events; with `check_samples` and a dew-point port, cells
+        without a summary are checked against the samples (at most `max_port_calls` windows)."""
+        try:
+            limit = check_number(limit_C, "limit_C")
+        except EventError as exc:
+            raise QueryInputError(str(exc)) from None
+        rows = self._select("cells_dew_point_above", limit=Literal(limit, datatype=XSD.double))
+        cells = {(r["line"], r["cellId"]): {"id": r["cellId"], "line": r["line"], "max_dew_point_C": r["maxDewPoint"],
+                                            "source": "trace-event summary"} for r in rows}
+        checked, truncated = 0, False
+        if check_samples and self.dew_point_port is not None:
+            for w in self._select("assembly_windows"):
+                key = (w["line"], w["cellId"])
+                if key in cells:
+                    continue
+                if checked >= max_port_calls:
+                    truncated = True
+                    break
+                checked += 1
+                value = self.dew_point_port(w["line"], _aware(w["from"]), _aware(w["to"]))
+                if value is not None and value > limit:
+                    cells[key] = {"id": w["cellId"], "line": w["line"], "max_dew_point_C": float(value),
+                                  "source": "influxdb samples"}
+        found = sorted(cells.values(), key=lambda c: (-c["max_dew_point_C"], c["id"]))
+        return {"limit_C": limit, "cells": found, "count": len(found), "windows_checked_in_influxdb": checked,
+                "truncated": truncated}
+
+    def status(self) -> dict[str, Any]:
+        lines = {}
+        for name, bits in self.counters.lines.items():
+            count = sum(bin(b).count("1") for b in bits)
+            top = 0
+            for i in range(len(bits) - 1, -1, -1):
+                if bits[i]:
+                    top = i * 8 + bits[i].bit_length() - 1
+                    break
+            lines[name] = {"highest_seq": top, "received": count, "missing_seq": top - count}
+        c = self.counters
+        return {"backend": self.config.backend, "path": str(self.config.path) if self.config.path else None,
+                "base_iri": self.builder.base_iri, "queued": self._queue.qsize(), "received": c.received,
+                "placed": c.placed, "duplicates": c.duplicates, "quarantined_now": len(self.quarantine),
+                "released_from_quarantine": c.released, "predictions": c.predictions, "audits": c.audits,
+                "write_errors": c.write_errors, "last_error": c.last_error, "triples_written": c.triples_written,
+                "entities": len(self._index), "lines": lines}
+
+    def export(self, fmt: str = "turtle") -> bytes:
+        """The whole graph, serialised (turtle, nt, json-ld, xml)."""
+        formats = {"turtle": "TURTLE", "nt": "N_TRIPLES", "ntriples": "N_TRIPLES", "json-ld": "JSON_LD",
+                   "xml": "RDF_XML"}
+        if fmt not in formats:
+            raise QueryInputError(f"export format must be one of {', '.join(formats)}, got {fmt!r}")
+        if self._ox is not None:
+            import pyoxigraph as ox
+
+            data = self._ox.dump(format=getattr(ox.RdfFormat, formats[fmt]), from_graph=ox.DefaultGraph())
+            return data if isinstance(data, bytes) else b""
+        with self._lock:
+            return self.graph.serialize(format={"nt": "nt", "ntriples": "nt"}.get(fmt, fmt), encoding="utf-8")
+
+    def __len__(self) -> int:
+        if self._ox is not None:
+            return len(self._ox)
+        with self._lock:
+            return len(self.graph)
+
+
+def _term(value: Any) -> Any:
+    if isinstance(value, (URIRef, Literal)):
+        return value
+    return Literal(value)
+
+
+def _py(term: Any) -> Any:
+    if isinstance(term, Literal):
+        value = term.toPython()
+        if isinstance(value, datetime):
+            return value.astimezone(timezone.utc).isoformat().replace("+00:00", "Z") if value.tzinfo else value.isoformat()
+        if isinstance(value, Literal):
+            return str(value)
+        return value
+    return term
+
+
+def _aware(value: Any) -> datetime:
+    if isinstance(value, datetime):
+        return value if value.tzinfo else value.replace(tzinfo=timezone.utc)
+    return parse_time(str(value), "time")
+
+
+def _as_time(value: datetime | str | None, name: str) -> datetime:
+    if value is None:
+        return datetime.now(timezone.utc)
+    if isinstance(value, datetime):
+        if value.tzinfo is None:
+            raise EventError(f"'{name}' must be timezone-aware (UTC)")
+        return value.astimezone(timezone.utc)
+    return parse_time(value, name)
+
+
+def _value_dict(row: Mapping[str, Any]) -> dict[str, Any]:
+    out: dict[str, Any] = {"value": row.get("value", row.get("text"))}
+    if "unit" in row:
+        out["unit"] = row["unit"]
+    if "unitIri" in row:
+        out["unit_iri"] = str(row["unitIri"])
+    if "statistic" in row:
+        out["statistic"] = row["statistic"]
+    if "quantity" in row:
+        out["quantity_iri"] = str(row["quantity"])
+    return out
+
+
+def _unjson(value: Any) -> Any:
+    if isinstance(value, str):
+        try:
+            return json.loads(value)
+        except ValueError:
+            return value
+    return value
+
+
+def _digest(*parts: str) -> str:
+    return hashlib.sha1("\x1f".join(parts).encode("utf-8")).hexdigest()[:16]
+
+
+def _plain(payload: Any) -> Any:
+    """Something JSON can hold, whatever the caller sent (the quarantine keeps it verbatim where possible)."""
+    try:
+        json.dumps(payload, allow_nan=True)
+        return payload
+    except (TypeError, ValueError):
+        return repr(payload)
