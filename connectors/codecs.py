@@ -44,6 +44,7 @@ ID_MEMBERS: Final[dict[str, str]] = {
 }
 SKIP_MEMBERS: Final = frozenset({"seq", "time", "time_ns", "line", "units", "schema", "kind", "type"})
 MAX_PAYLOAD: Final = 1_000_000
+CYCLER_SCHEMAS: Final = {"telemetry": "pilotline.cycler.telemetry.v1", "result": "pilotline.cycler.result.v1"}
 
 
 def _camel(stem: str) -> str:
@@ -77,6 +78,10 @@ def decode_cycler(topic: str, line: str, channel: str, kind: str, raw: bytes,
     if not isinstance(d, Mapping):
         return Rejected("schema", f"cycler {kind} must be a JSON object, got {type(d).__name__}", topic, raw,
                         received_ns)
+    schema = d.get("schema", CYCLER_SCHEMAS[kind])
+    if schema != CYCLER_SCHEMAS[kind]:
+        return Rejected("schema", f"cycler {kind} schema must be {CYCLER_SCHEMAS[kind]!r}, got {schema!r}", topic,
+                        raw, received_ns)
     seq = d.get("seq")
     if isinstance(seq, bool) or not isinstance(seq, int) or seq < 0:
         return Rejected("schema", f"cycler {kind} needs an integer seq >= 0, got {seq!r}", topic, raw, received_ns)

@@ -31,6 +31,7 @@ TRACE_KEYS: Final[tuple[str, ...]] = (
     "slurry_batch_id",  # SB-C-000001, current at Mixing / Coating
     "roll_id",  # CR-C-000001 / CAL-C-000001 / SC-C-000001-1, the roll or coil the station works on
     "roll_position_m",  # position on that roll, m
+    "source_roll_id",  # the roll a station consumes while making roll_id (Calendering: CR-* while making CAL-*)
     "segment_id",  # SEG-C-000001-003
     "sheet_id",  # ES-C-000001
     "stack_id",  # STK-000001

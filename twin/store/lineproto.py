@@ -8,7 +8,7 @@ Schema (DESIGN.md section 4: measurement per station, low-cardinality tags, unbo
   channel, bounded), plus configured default tags
 - fields: ``value`` (float; every number is stored as float so a series never changes type), or ``value_bool`` /
   ``value_str``; a bad sample without a finite value has only ``bad=true``; ``roll_position_m`` (float), ``seq``
-  (integer), ``segment_id``, ``sheet_id``, ``stack_id``, ``cell_id``, ``formation_run_id`` (strings)
+  (integer), ``source_roll_id``, ``segment_id``, ``sheet_id``, ``stack_id``, ``cell_id``, ``formation_run_id`` (strings)
 - timestamp: the sample's ``time_ns`` (ns precision). Same series and timestamp overwrite, so replays are idempotent.
 
 Trace events go to measurement ``trace_events`` with tags ``line``, ``kind``, ``type``, ``step`` and fields ``id``,
@@ -28,7 +28,7 @@ from connectors.records import Sample, TraceEvent
 
 TRACE_MEASUREMENT: Final = "trace_events"
 TAG_TRACE_KEYS: Final = ("roll_id", "slurry_batch_id", "channel")
-STRING_FIELD_TRACE_KEYS: Final = ("segment_id", "sheet_id", "stack_id", "cell_id", "formation_run_id")
+STRING_FIELD_TRACE_KEYS: Final = ("source_roll_id", "segment_id", "sheet_id", "stack_id", "cell_id", "formation_run_id")
 
 _MEAS_ESC: Final = str.maketrans({",": r"\,", " ": r"\ ", "\\": "\\\\"})
 _TAG_ESC: Final = str.maketrans({",": r"\,", " ": r"\ ", "=": r"\=", "\\": "\\\\"})

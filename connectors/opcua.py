@@ -1,0 +1,750 @@
+"""OPC UA connector (asyncua): browse-based discovery, one subscription, trace context, reconnect by itself.
+
+What the field's tools get wrong and this module does not (peers.md):
+
+- Telegraf loops on ``BadNodeIdUnknown`` after a server restart (#15074, #19186): here every (re)connection starts
+  from a *new* ``Client``, resolves the namespace index from its URI and browses the address space again, so node
+  ids are re-resolved, never reused.
+- asyncua reconnects have hung (#1660): every call has a timeout, the session is probed by a watchdog (a read of
+  ``Server_ServerStatus_State`` and the age of the last publish response, keep-alives included), and any failure
+  tears the client down and starts over with bounded exponential backoff.
+- asyncua's handler path spawns a task per value, its iterator path drops the oldest on overflow: here a
+  ``Subscription`` subclass takes each ``PublishResult`` whole, in order, and hands it over as one batch.
+
+Trace context: the stations' ID variables (``RollId``, ``RollPosition``, ``SlurryBatchId``, ``CellId`` ...) are kept
+as a time-indexed history per station, and a sample gets the IDs that were current at its *source timestamp*. Samples
+are held for one publish cycle before they are emitted, so an ID change that the server delivers in the next publish
+response (same source instant) still reaches the samples it belongs to.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import bisect
+import contextlib
+import json
+import logging
+import socket
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from asyncua import Client, Node, ua
+from asyncua.common.subscription import Subscription
+
+from connectors.records import RecordError, Rejected, Sample, TraceEvent, TraceValue
+from connectors.settings import DeadbandConfig, OpcuaConfig
+from connectors.setpoints import SetpointResult, read_grant, write_setpoint
+from connectors.units import ucum_from_eu_information
+
+log = logging.getLogger(__name__)
+
+Ack = Callable[[], None]
+Sink = Callable[[Sequence[Sample | TraceEvent | Rejected], Ack | None], None]
+
+ANALOG_ITEM_TYPES = {ua.NodeId(2368, 0), ua.NodeId(17497, 0), ua.NodeId(17570, 0)}  # AnalogItem, AnalogUnit(Range)
+ROOT_NAME = "PilotLine"
+
+#: ID variables -> trace keys. ``RollPosition`` is also stored as a sample of its own.
+TRACE_VARIABLES: dict[str, str] = {
+    "BatchId": "slurry_batch_id", "SlurryBatchId": "slurry_batch_id", "RollId": "roll_id",
+    "SourceRollId": "source_roll_id", "RollPosition": "roll_position_m", "CellId": "cell_id",
+    "StackId": "stack_id", "FormationRunId": "formation_run_id", "SegmentId": "segment_id",
+}
+HISTORY_KEEP_NS = 900 * 10**9  # ID history kept per station and key (15 min of line time)
+
+
+class OpcuaError(Exception):
+    """A connector-level failure with advice; the supervisor logs it and reconnects."""
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# trace context
+# ---------------------------------------------------------------------------------------------------------------
+
+
+@dataclass
+class _History:
+    times: list[int] = field(default_factory=list)
+    values: list[TraceValue | None] = field(default_factory=list)
+
+    def set(self, t_ns: int, value: TraceValue | None) -> None:
+        i = bisect.bisect_right(self.times, t_ns)
+        if i > 0 and self.times[i - 1] == t_ns:
+            self.values[i - 1] = value
+            return
+        self.times.insert(i, t_ns)
+        self.values.insert(i, value)
+        if len(self.times) > 64 and self.times[0] < self.times[-1] - HISTORY_KEEP_NS:
+            cut = bisect.bisect_left(self.times, self.times[-1] - HISTORY_KEEP_NS) - 1
+            if cut > 0:
+                del self.times[:cut]
+                del self.values[:cut]
+
+    def at(self, t_ns: int) -> TraceValue | None:
+        i = bisect.bisect_right(self.times, t_ns)
+        return self.values[i - 1] if i else None
+
+
+class TraceContext:
+    """Per station, per trace key: which value was current when."""
+
+    def __init__(self) -> None:
+        self._h: dict[str, dict[str, _History]] = {}
+
+    def update(self, station: str, key: str, t_ns: int, value: TraceValue | None) -> None:
+        self._h.setdefault(station, {}).setdefault(key, _History()).set(t_ns, value)
+
+    def at(self, station: str, t_ns: int) -> dict[str, TraceValue]:
+        out: dict[str, TraceValue] = {}
+        for key, h in self._h.get(station, {}).items():
+            v = h.at(t_ns)
+            if v is not None and v != "":
+                out[key] = v
+        return out
+
+    def clear(self) -> None:
+        self._h.clear()
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# node catalogue
+# ---------------------------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class NodeInfo:
+    node_id: ua.NodeId
+    source: str  # "ns=2;s=PilotLine.Coating.Cathode.PumpFlowRate"
+    station: str  # "Coating/Cathode"
+    signal: str  # "PumpFlowRate"
+    unit: str
+    trace_key: str | None = None
+    tags: tuple[tuple[str, str], ...] = ()
+    sampling_interval_ms: float | None = None
+    deadband: DeadbandConfig | None = None
+    eu_range: tuple[float, float] | None = None
+
+
+def station_and_signal(path: Sequence[str]) -> tuple[str, str]:
+    """Browse names below PilotLine -> (station, signal): ``Coating/Cathode/PumpFlowRate`` -> (Coating/Cathode, ...).
+
+    Deeper items (``Drying/Cathode/MassLoadingProfile/P003``) keep the extra levels in the signal name with dots.
+    """
+    if len(path) == 1:
+        return "Line", path[0]
+    if len(path) == 2:
+        return path[0], path[1]
+    return f"{path[0]}/{path[1]}", ".".join(path[2:])
+
+
+def quality_of(status: ua.StatusCode | None) -> str:
+    code = 0 if status is None else int(status.value)
+    sev = code >> 30
+    return "good" if sev == 0 else "uncertain" if sev == 1 else "bad"
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# subscription taking whole publish responses
+# ---------------------------------------------------------------------------------------------------------------
+
+
+class _NullHandler:
+    def datachange_notification(self, node: Node, val: Any, data: Any) -> None:  # pragma: no cover - never called
+        pass
+
+
+class _BatchSubscription(Subscription):
+    def __init__(self, session: Any, params: ua.CreateSubscriptionParameters,
+                 on_batch: Callable[[list[tuple[int, ua.DataValue]], list[Any], bool], None]) -> None:
+        super().__init__(session, params, _NullHandler())
+        self._on_batch = on_batch
+
+    async def publish_callback(self, publish_result: ua.PublishResult) -> None:
+        self.last_publish_at = time.monotonic()
+        data = publish_result.NotificationMessage.NotificationData
+        changes: list[tuple[int, ua.DataValue]] = []
+        events: list[Any] = []
+        status_change = False
+        for notif in data or ():
+            if isinstance(notif, ua.DataChangeNotification):
+                changes.extend((item.ClientHandle, item.Value) for item in notif.MonitoredItems)
+            elif isinstance(notif, ua.EventNotificationList):
+                for ev in notif.Events:
+                    item = self._monitored_items.get(ev.ClientHandle)
+                    if item is not None and isinstance(item.mfilter, ua.EventFilter):
+                        events.append(ev.EventFields)
+            elif isinstance(notif, ua.StatusChangeNotification):
+                status_change = True
+        self._on_batch(changes, events, status_change)
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# the connector
+# ---------------------------------------------------------------------------------------------------------------
+
+
+@dataclass
+class OpcuaState:
+    state: str = "stopped"  # stopped | connecting | connected | backoff
+    connected: bool = False
+    connects: int = 0
+    reconnects: int = 0
+    last_data_ns: int = 0
+    last_keepalive_ns: int = 0
+    last_error: str = ""
+    nodes: int = 0
+    samples: int = 0
+    events: int = 0
+    namespace_index: int | None = None
+
+
+class OpcuaConnector:
+    def __init__(self, cfg: OpcuaConfig, line: str, sink: Sink) -> None:
+        self.cfg = cfg
+        self.line = line
+        self.sink = sink
+        self.state = OpcuaState()
+        self.context = TraceContext()
+        self._task: asyncio.Task[None] | None = None
+        self._stop = asyncio.Event()
+        self._client: Client | None = None
+        self._handles: dict[int, NodeInfo] = {}
+        self._event_fields: list[str] = []
+        self._pending: list[Sample] = []
+        self._pending_since = 0.0
+        self._connected_evt = asyncio.Event()
+
+    # -- public --------------------------------------------------------------------------------------------------------
+    async def start(self) -> None:
+        if self._task is None:
+            self._stop.clear()
+            self._task = asyncio.create_task(self._supervise(), name="opcua-supervisor")
+
+    async def stop(self) -> None:
+        self._stop.set()
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await self._task
+            self._task = None
+        self._flush_pending()
+        self.state.state = "stopped"
+        self.state.connected = False
+
+    async def wait_connected(self, timeout_s: float) -> bool:
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(self._connected_evt.wait(), timeout_s)
+        return self.state.connected
+
+    async def write_setpoint(self, node: str, value: float) -> SetpointResult:
+        """Through this connector's session: EURange and grant checked, written once, the server's status back."""
+        client, ns = self._client, self.state.namespace_index
+        if client is None or ns is None or not self.state.connected:
+            return SetpointResult(False, "NotSent", f"not connected to {self.cfg.endpoint}", node, value, False)
+        return await write_setpoint(client, ns, node, value, timeout_s=self.cfg.request_timeout_s)
+
+    async def read_grant(self) -> bool:
+        """The line's ``RemoteSetpointsEnabled``; False when not connected or unreadable."""
+        client, ns = self._client, self.state.namespace_index
+        if client is None or ns is None or not self.state.connected:
+            return False
+        try:
+            return await read_grant(client, ns, timeout_s=self.cfg.request_timeout_s)
+        except (TimeoutError, OSError, ConnectionError, ua.UaError):
+            return False
+
+    def status(self) -> dict[str, Any]:
+        s = self.state
+        return {
+            "state": s.state, "connected": s.connected, "endpoint": self.cfg.endpoint, "reconnects": s.reconnects,
+            "connects": s.connects, "last_data_ns": s.last_data_ns, "last_keepalive_ns": s.last_keepalive_ns,
+            "last_error": s.last_error, "nodes": s.nodes, "samples": s.samples, "events": s.events,
+        }
+
+    # -- supervision ---------------------------------------------------------------------------------------------------
+    async def _supervise(self) -> None:
+        delay = self.cfg.reconnect_initial_s
+        while not self._stop.is_set():
+            self.state.state = "connecting"
+            try:
+                await self._session()
+                delay = self.cfg.reconnect_initial_s
+            except asyncio.CancelledError:
+                await self._teardown()
+                raise
+            except Exception as exc:  # noqa: BLE001 - every failure means: tear down, back off, reconnect
+                msg = f"{type(exc).__name__}: {exc}"
+                if msg != self.state.last_error:
+                    log.warning("OPC UA %s: %s; reconnecting in %.1f s", self.cfg.endpoint, msg, delay)
+                self.state.last_error = msg
+            was_connected = self.state.connected
+            self.state.connected = False
+            self._connected_evt.clear()
+            self._flush_pending()
+            await self._teardown()
+            if self._stop.is_set():
+                break
+            self.state.state = "backoff"
+            if was_connected:
+                delay = self.cfg.reconnect_initial_s
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._stop.wait(), delay)
+            delay = min(delay * 2, self.cfg.reconnect_max_s)
+
+    async def _teardown(self) -> None:
+        client, self._client = self._client, None
+        self._handles = {}
+        if client is None:
+            return
+        try:
+            await asyncio.wait_for(client.disconnect(), 2.0)
+        except Exception:  # noqa: BLE001 - the server may be gone; close the socket ourselves
+            with contextlib.suppress(Exception):
+                client.disconnect_socket()
+
+    async def _make_client(self) -> Client:
+        c = self.cfg
+        client = Client(c.endpoint, timeout=c.request_timeout_s, watchdog_intervall=max(c.watchdog_interval_s, 1.0))
+        client.session_timeout = int(c.session_timeout_s * 1000)
+        client.application_uri = "urn:pilotline:twin:ingest"
+        client.name = "pilotline-twin-ingest"
+        if c.auth_method == "username":
+            client.set_user(c.username)
+            client.set_password(c.password)
+        if c.security_policy != "None":
+            await ensure_client_certificate(c.certificate, c.private_key, client.application_uri)
+            from asyncua.crypto import security_policies as sp
+
+            policy = getattr(sp, f"SecurityPolicy{c.security_policy}")
+            mode = getattr(ua.MessageSecurityMode, c.security_mode)
+            server_cert = str(c.trusted_server_certificates[0]) if c.trusted_server_certificates else None
+            if c.trusted_server_certificates:
+                from asyncua.crypto.truststore import TrustStore
+                from asyncua.crypto.validator import CertificateValidator, CertificateValidatorOptions
+
+                store = TrustStore([Path(p) for p in c.trusted_server_certificates], [])
+                await store.load()
+                client.certificate_validator = CertificateValidator(
+                    CertificateValidatorOptions.TRUSTED_VALIDATION | CertificateValidatorOptions.PEER_SERVER, store)
+            await asyncio.wait_for(
+                client.set_security(policy, str(c.certificate), str(c.private_key), server_certificate=server_cert,
+                                    mode=mode), c.connect_timeout_s)
+        return client
+
+    async def _session(self) -> None:
+        c = self.cfg
+        client = await self._make_client()
+        self._client = client
+        await asyncio.wait_for(client.connect(), c.connect_timeout_s)
+        ns = await asyncio.wait_for(client.get_namespace_index(c.namespace_uri), c.request_timeout_s)
+        self.state.namespace_index = ns
+        infos = await asyncio.wait_for(self._catalogue(client, ns), max(30.0, c.request_timeout_s * 6))
+        if not infos:
+            raise OpcuaError(f"no variables found under {c.discovery.browse_path!r} in namespace {c.namespace_uri}; "
+                             "check opcua.discovery.browse_path / opcua.nodes")
+        await self._prime_context(client, infos)
+        params = ua.CreateSubscriptionParameters(
+            RequestedPublishingInterval=c.subscription_interval_ms,
+            RequestedLifetimeCount=max(30, int(c.session_timeout_s * 1000 / c.subscription_interval_ms)),
+            RequestedMaxKeepAliveCount=max(3, int(1000 / c.subscription_interval_ms)),
+            MaxNotificationsPerPublish=0, PublishingEnabled=True, Priority=0,
+        )
+        sub = _BatchSubscription(client.uaclient.session, params, self._on_batch)
+        await asyncio.wait_for(sub.init(), c.request_timeout_s)
+        self._handles = await self._monitor(sub, infos)
+        if c.trace_events:
+            await self._subscribe_events(client, sub, ns)
+        self.state.nodes = len(self._handles)
+        self.state.connected = True
+        self.state.state = "connected"
+        self.state.connects += 1
+        if self.state.connects > 1:
+            self.state.reconnects += 1
+        self.state.last_error = ""
+        self._connected_evt.set()
+        log.info("OPC UA %s: subscribed %d nodes (namespace %s = %d)", c.endpoint, len(self._handles),
+                 c.namespace_uri, ns)
+        await self._watchdog(client, sub)
+
+    async def _watchdog(self, client: Client, sub: _BatchSubscription) -> None:
+        c = self.cfg
+        state_node = client.get_node(ua.NodeId(ua.ObjectIds.Server_ServerStatus_State))
+        last_ok = time.monotonic()
+        while not self._stop.is_set():
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._stop.wait(), c.watchdog_interval_s)
+            if self._stop.is_set():
+                return
+            if self._pending and time.monotonic() - self._pending_since > 2 * c.subscription_interval_ms / 1000:
+                self._flush_pending()
+            try:
+                server_state = await asyncio.wait_for(state_node.read_value(), c.request_timeout_s)
+                if int(server_state) != int(ua.ServerState.Running):
+                    raise OpcuaError(f"server state is {server_state}, not Running")
+                last_ok = time.monotonic()
+            except (TimeoutError, ua.UaError, OSError, ConnectionError) as exc:
+                raise OpcuaError(f"watchdog read of ServerStatus failed: {type(exc).__name__}: {exc}") from None
+            last_pub = sub.last_publish_at or last_ok
+            if time.monotonic() - last_pub > c.stale_after_s:
+                raise OpcuaError(f"no publish response (data or keep-alive) for {c.stale_after_s} s: "
+                                 "subscription is dead")
+
+    # -- discovery -----------------------------------------------------------------------------------------------------
+    async def _catalogue(self, client: Client, ns: int) -> list[NodeInfo]:
+        c = self.cfg
+        infos: dict[str, NodeInfo] = {}
+        if c.discovery.enabled:
+            for info in await self._discover(client, ns):
+                infos[info.source] = info
+        for group_ns, group_tags, group_si, group_db, node in self._configured_nodes():
+            info = await self._explicit_node(client, ns, group_ns, group_tags, group_si, group_db, node)
+            infos[info.source] = info
+        return list(infos.values())
+
+    def _configured_nodes(self) -> list[tuple[str, dict[str, str], float | None, DeadbandConfig | None, Any]]:
+        out: list[tuple[str, dict[str, str], float | None, DeadbandConfig | None, Any]] = []
+        for n in self.cfg.nodes:
+            out.append(("", {}, None, None, n))
+        for g in self.cfg.groups:
+            for n in g.nodes:
+                out.append((g.namespace, g.default_tags, g.sampling_interval_ms, g.deadband, n))
+        return out
+
+    async def _explicit_node(self, client: Client, ns: int, group_ns: str, group_tags: dict[str, str],
+                             group_si: float | None, group_db: DeadbandConfig | None, n: Any) -> NodeInfo:
+        ns_text = n.namespace or group_ns
+        if n.identifier.startswith("ns="):
+            nid = ua.NodeId.from_string(n.identifier)
+        else:
+            idx = ns
+            if ns_text:
+                idx = int(ns_text) if ns_text.isdigit() else await client.get_namespace_index(ns_text)
+            ident: Any = n.identifier
+            if n.identifier_type == "i":
+                ident = int(ident)
+            nid = ua.NodeId(ident, idx)
+        node = client.get_node(nid)
+        unit = n.unit
+        eu_range = None
+        if not unit:
+            unit, eu_range = await self._unit_and_range(client, node)
+        path = str(nid.Identifier).split(".")
+        station = n.station or (station_and_signal(path[1:-1] + [n.name])[0] if len(path) > 2 else "Line")
+        tags = {**self.cfg.default_tags, **group_tags, **n.default_tags}
+        return NodeInfo(nid, nid.to_string(), station, n.name, unit, None, tuple(sorted(tags.items())),
+                        n.sampling_interval_ms or group_si, n.deadband or group_db, eu_range)
+
+    async def _unit_and_range(self, client: Client, node: Node) -> tuple[str, tuple[float, float] | None]:
+        unit = ""
+        rng = None
+        for child in await node.get_properties():
+            name = (await child.read_browse_name()).Name
+            if name == "EngineeringUnits":
+                eu = await child.read_value()
+                unit = ucum_from_eu_information(int(eu.UnitId), eu.DisplayName.Text or "")
+            elif name == "EURange":
+                r = await child.read_value()
+                rng = (float(r.Low), float(r.High))
+        return unit, rng
+
+    async def _discover(self, client: Client, ns: int) -> list[NodeInfo]:
+        """Every variable below the browse path (AnalogItems get their EngineeringUnits and EURange)."""
+        c = self.cfg
+        parts = [p for p in c.discovery.browse_path.split("/") if p]
+        node = client.nodes.objects
+        if parts:
+            node = await node.get_child([f"{ns}:{p}" for p in parts])
+        base = parts[1:] if parts and parts[0] == ROOT_NAME else parts
+        found: list[tuple[list[str], ua.ReferenceDescription]] = []
+        queue: list[tuple[Node, list[str]]] = [(node, base)]
+        while queue:
+            parent, path = queue.pop(0)
+            refs = await parent.get_references(refs=ua.ObjectIds.HierarchicalReferences,
+                                               direction=ua.BrowseDirection.Forward,
+                                               nodeclassmask=ua.NodeClass.Object | ua.NodeClass.Variable)
+            for ref in refs:
+                if ref.ReferenceTypeId == ua.NodeId(ua.ObjectIds.HasProperty, 0):
+                    continue  # EngineeringUnits, EURange ...: metadata, not signals
+                name = ref.BrowseName.Name
+                if ref.NodeClass == ua.NodeClass.Object:
+                    queue.append((client.get_node(ref.NodeId), [*path, name]))
+                elif ref.NodeClass == ua.NodeClass.Variable:
+                    found.append(([*path, name], ref))
+                    queue.append((client.get_node(ref.NodeId), [*path, name]))  # variables may have components
+        analog = [(p, r) for p, r in found if r.TypeDefinition in ANALOG_ITEM_TYPES]
+        units = await self._units_batch(client, [r.NodeId for _, r in analog])
+        unit_of = {r.NodeId.to_string(): u for (_, r), u in zip(analog, units, strict=True)}
+        infos: list[NodeInfo] = []
+        tags = tuple(sorted(self.cfg.default_tags.items()))
+        for path, ref in found:
+            if not path:
+                continue
+            station, signal = station_and_signal(path)
+            key = ref.NodeId.to_string()
+            unit, rng = unit_of.get(key, ("", None))
+            trace_key = TRACE_VARIABLES.get(path[-1]) if self.cfg.discovery.trace_variables else None
+            infos.append(NodeInfo(ref.NodeId, key, station, signal, unit, trace_key, tags, None, None, rng))
+        return infos
+
+    async def _units_batch(self, client: Client, node_ids: list[ua.NodeId]) -> list[tuple[str, tuple[float, float] | None]]:
+        """EngineeringUnits and EURange of many AnalogItems with two TranslateBrowsePaths + one Read."""
+        if not node_ids:
+            return []
+        out: list[tuple[str, tuple[float, float] | None]] = []
+        for chunk_start in range(0, len(node_ids), 500):
+            chunk = node_ids[chunk_start:chunk_start + 500]
+            targets: dict[str, list[ua.NodeId | None]] = {}
+            for prop in ("EngineeringUnits", "EURange"):
+                paths = []
+                for nid in chunk:
+                    bp = ua.BrowsePath()
+                    bp.StartingNode = nid
+                    el = ua.RelativePathElement()
+                    el.ReferenceTypeId = ua.NodeId(ua.ObjectIds.HasProperty, 0)
+                    el.IsInverse = False
+                    el.IncludeSubtypes = True
+                    el.TargetName = ua.QualifiedName(prop, 0)
+                    rp = ua.RelativePath()
+                    rp.Elements = [el]
+                    bp.RelativePath = rp
+                    paths.append(bp)
+                results = await client.uaclient.translate_browsepaths_to_nodeids(paths)
+                targets[prop] = [r.Targets[0].TargetId if r.StatusCode.is_good() and r.Targets else None
+                                 for r in results]
+            to_read = [t for prop in ("EngineeringUnits", "EURange") for t in targets[prop] if t is not None]
+            values = await client.read_values([client.get_node(t) for t in to_read]) if to_read else []
+            by_id = {t.to_string(): v for t, v in zip(to_read, values, strict=True)}
+            for i in range(len(chunk)):
+                eu_id, rng_id = targets["EngineeringUnits"][i], targets["EURange"][i]
+                unit = ""
+                if eu_id is not None:
+                    eu = by_id.get(eu_id.to_string())
+                    if eu is not None:
+                        unit = ucum_from_eu_information(int(eu.UnitId), eu.DisplayName.Text or "")
+                rng = None
+                if rng_id is not None:
+                    r = by_id.get(rng_id.to_string())
+                    if r is not None:
+                        rng = (float(r.Low), float(r.High))
+                out.append((unit, rng))
+        return out
+
+    async def _prime_context(self, client: Client, infos: list[NodeInfo]) -> None:
+        """Read the current IDs once, so samples of the first publish already carry them."""
+        trace_infos = [i for i in infos if i.trace_key]
+        if not trace_infos:
+            return
+        dvs = await client.uaclient.read_attributes([i.node_id for i in trace_infos], ua.AttributeIds.Value)
+        for info, dv in zip(trace_infos, dvs, strict=True):
+            self._update_context(info, dv, time.time_ns())
+
+    async def _monitor(self, sub: _BatchSubscription, infos: list[NodeInfo]) -> dict[int, NodeInfo]:
+        c = self.cfg
+        handles: dict[int, NodeInfo] = {}
+        requests: list[ua.MonitoredItemCreateRequest] = []
+        for info in infos:
+            sub._client_handle += 1
+            handle = sub._client_handle
+            rv = ua.ReadValueId()
+            rv.NodeId = info.node_id
+            rv.AttributeId = ua.AttributeIds.Value
+            mp = ua.MonitoringParameters()
+            mp.ClientHandle = handle
+            mp.SamplingInterval = info.sampling_interval_ms if info.sampling_interval_ms is not None \
+                else c.sampling_interval_ms
+            mp.QueueSize = c.queue_size
+            mp.DiscardOldest = c.discard_oldest
+            db = info.deadband or c.deadband
+            wants = db.type == "absolute" or (db.type == "percent" and info.eu_range is not None)
+            if wants and info.trace_key is None and info.unit:  # analog values only, never IDs
+                if True:
+                    f = ua.DataChangeFilter()
+                    f.Trigger = ua.DataChangeTrigger.StatusValueTimestamp
+                    f.DeadbandType = 1 if db.type == "absolute" else 2
+                    f.DeadbandValue = db.value
+                    mp.Filter = f
+            req = ua.MonitoredItemCreateRequest()
+            req.ItemToMonitor = rv
+            req.MonitoringMode = ua.MonitoringMode.Reporting
+            req.RequestedParameters = mp
+            requests.append(req)
+            handles[handle] = info
+        results: list[ua.MonitoredItemCreateResult] = []
+        for i in range(0, len(requests), 1000):
+            params = ua.CreateMonitoredItemsParameters()
+            params.SubscriptionId = sub.subscription_id
+            params.ItemsToCreate = requests[i:i + 1000]
+            params.TimestampsToReturn = ua.TimestampsToReturn.Both
+            results += await asyncio.wait_for(sub.server.create_monitored_items(params), c.request_timeout_s * 4)
+        bad = [(req.ItemToMonitor.NodeId.to_string(), r.StatusCode.name) for req, r in zip(requests, results,
+                                                                                              strict=True)
+               if not r.StatusCode.is_good()]
+        if bad:
+            log.error("OPC UA: %d node(s) could not be monitored (first: %s); they are left out", len(bad), bad[:3])
+            bad_ids = {b[0] for b in bad}
+            handles = {h: i for h, i in handles.items() if i.source not in bad_ids}
+        return handles
+
+    async def _subscribe_events(self, client: Client, sub: _BatchSubscription, ns: int) -> None:
+        c = self.cfg
+        try:
+            etype = await client.nodes.base_event_type.get_child(f"{ns}:TraceEventType")
+        except ua.UaError:
+            log.info("OPC UA: server has no TraceEventType; trace events come from MQTT only")
+            return
+        root = await client.nodes.objects.get_child(f"{ns}:{ROOT_NAME}")
+        from asyncua.common.events import get_filter_from_event_type
+
+        evfilter = await get_filter_from_event_type([etype])
+        self._event_fields = [".".join(q.Name for q in sel.BrowsePath) for sel in evfilter.SelectClauses]
+        sub._client_handle += 1
+        rv = ua.ReadValueId()
+        rv.NodeId = root.nodeid
+        rv.AttributeId = ua.AttributeIds.EventNotifier
+        mp = ua.MonitoringParameters()
+        mp.ClientHandle = sub._client_handle
+        mp.QueueSize = 10_000
+        mp.Filter = evfilter
+        req = ua.MonitoredItemCreateRequest()
+        req.ItemToMonitor = rv
+        req.MonitoringMode = ua.MonitoringMode.Reporting
+        req.RequestedParameters = mp
+        params = ua.CreateMonitoredItemsParameters()
+        params.SubscriptionId = sub.subscription_id
+        params.ItemsToCreate = [req]
+        params.TimestampsToReturn = ua.TimestampsToReturn.Both
+        res = await asyncio.wait_for(sub.server.create_monitored_items(params), c.request_timeout_s)
+        if res[0].StatusCode.is_good():
+            from asyncua.common.subscription import SubscriptionItemData
+
+            data = SubscriptionItemData()
+            data.client_handle = mp.ClientHandle
+            data.node = root
+            data.attribute = ua.AttributeIds.EventNotifier
+            data.server_handle = res[0].MonitoredItemId
+            data.mfilter = evfilter
+            sub._monitored_items[mp.ClientHandle] = data
+        else:
+            log.error("OPC UA: cannot subscribe to trace events: %s", res[0].StatusCode)
+
+    # -- notifications -------------------------------------------------------------------------------------------------
+    def _timestamp(self, dv: ua.DataValue, received_ns: int) -> int:
+        src = self.cfg.timestamp
+        ts = dv.SourceTimestamp if src == "source" else dv.ServerTimestamp if src == "server" else None
+        if ts is None and src == "source":
+            ts = dv.ServerTimestamp
+        if ts is None:
+            return received_ns
+        return _datetime_ns(ts)
+
+    def _update_context(self, info: NodeInfo, dv: ua.DataValue, received_ns: int) -> None:
+        assert info.trace_key is not None
+        v = dv.Value.Value if dv.Value is not None else None
+        if info.trace_key == "roll_position_m":
+            val: TraceValue | None = float(v) if isinstance(v, int | float) and not isinstance(v, bool) else None
+        else:
+            val = v if isinstance(v, str) and v else None
+        self.context.update(info.station, info.trace_key, self._timestamp(dv, received_ns), val)
+
+    def _on_batch(self, changes: list[tuple[int, ua.DataValue]], events: list[Any], status_change: bool) -> None:
+        now = time.time_ns()
+        self.state.last_keepalive_ns = now
+        if status_change:
+            log.warning("OPC UA: subscription status changed (server side); the watchdog will reconnect if needed")
+        if not changes and not events:
+            self._flush_pending()
+            return
+        self.state.last_data_ns = now
+        handles = self._handles
+        # pass 1: IDs first, so samples of the same instant see them
+        for handle, dv in changes:
+            info = handles.get(handle)
+            if info is not None and info.trace_key is not None:
+                self._update_context(info, dv, now)
+        # pass 2: samples of the previous publish can go now; this publish's are held one cycle
+        self._flush_pending()
+        line = self.line
+        out: list[Sample] = []
+        for handle, dv in changes:
+            info = handles.get(handle)
+            if info is None:
+                continue
+            variant = dv.Value
+            value = variant.Value if variant is not None else None
+            quality = quality_of(dv.StatusCode)
+            if value is None:
+                value = float("nan")
+                quality = "bad" if quality == "good" else quality
+            elif isinstance(value, list | tuple | bytes | ua.LocalizedText | ua.NodeId):
+                value = str(value)
+            elif not isinstance(value, float | int | bool | str):
+                value = str(value)
+            out.append(Sample(self._timestamp(dv, now), line, info.station, info.signal, value, info.unit, quality,  # type: ignore[arg-type]
+                              info.source, {}, now, dict(info.tags)))
+        self.state.samples += len(out)
+        if out:
+            if not self._pending:
+                self._pending_since = time.monotonic()
+            self._pending.extend(out)
+        recs: list[Sample | TraceEvent | Rejected] = []
+        for fields in events:
+            recs.append(self._trace_event(fields, now))
+        if recs:
+            self.state.events += len(recs)
+            self.sink(recs, None)
+
+    def _flush_pending(self) -> None:
+        if not self._pending:
+            return
+        pending, self._pending = self._pending, []
+        ctx = self.context
+        out: list[Sample] = []
+        cache: dict[tuple[str, int], dict[str, TraceValue]] = {}
+        for s in pending:
+            key = (s.station, s.time_ns)
+            trace = cache.get(key)
+            if trace is None:
+                trace = ctx.at(s.station, s.time_ns)
+                if s.station.startswith("Formation/"):
+                    trace["channel"] = s.station.split("/", 1)[1]
+                cache[key] = trace
+            out.append(Sample(s.time_ns, s.line, s.station, s.signal, s.value, s.unit, s.quality, s.source, trace,
+                              s.received_ns, s.tags))
+        self.sink(out, None)
+
+    def _trace_event(self, fields: list[ua.Variant], now: int) -> TraceEvent | Rejected:
+        values = {name: (f.Value if isinstance(f, ua.Variant) else f) for name, f in zip(self._event_fields, fields,
+                                                                                         strict=False)}
+        raw = values.get("Payload")
+        if not isinstance(raw, str):
+            return Rejected("schema", "TraceEventType event without a string Payload", self.cfg.endpoint,
+                            json.dumps({k: str(v) for k, v in values.items()}), now)
+        try:
+            return TraceEvent.from_json(json.loads(raw))
+        except (json.JSONDecodeError, RecordError) as exc:
+            return Rejected("schema", f"trace event payload: {exc}", self.cfg.endpoint, raw, now)
+
+
+def _datetime_ns(ts: Any) -> int:
+    """asyncua gives naive-UTC or aware datetimes; integer ns without float rounding."""
+    if ts.tzinfo is None:
+        from datetime import UTC
+
+        ts = ts.replace(tzinfo=UTC)
+    return int(ts.timestamp()) * 1_000_000_000 + ts.microsecond * 1000
+
+
+async def ensure_client_certificate(cert: Path, key: Path, app_uri: str) -> None:
+    """Create a self-signed client certificate and key when absent (Telegraf's habit), keep them otherwise."""
+    from asyncua.crypto.cert_gen import setup_self_signed_certificate
+    from cryptography.x509.oid import ExtendedKeyUsageOID
+
+    cert.parent.mkdir(parents=True, exist_ok=True)
+    key.parent.mkdir(parents=True, exist_ok=True)
+    await setup_self_signed_certificate(
+        key, cert, app_uri, socket.gethostname(), [ExtendedKeyUsageOID.CLIENT_AUTH],
+        {"countryName": "DE", "organizationName": "pilotline", "commonName": "pilotline-twin-ingest"},
+    )
