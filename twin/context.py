@@ -38,8 +38,7 @@ class TwinContext:
     config_dump: Callable[[], dict[str, Any]] = dict
     history: HistoryFn | None = None
     ready: ReadyFn | None = None
-    genealogy_router: Any = None          # a FastAPI APIRouter from ontology, mounted under /api/genealogy
-    genealogy_for: Callable[[str], Awaitable[dict[str, Any]]] | None = None
+    genealogy: Any = None                 # ontology.store.GenealogyStore (genealogy / downstream / status)
     predictions: deque[dict[str, Any]] = field(default_factory=lambda: deque(maxlen=500))
     started_ns: int = field(default_factory=time.time_ns)
 

@@ -114,13 +114,12 @@ class TwinService:
         self.ctx = TwinContext(settings=s, line=self.line, live=self.live, alarms=self.alarms, audit=self.audit,
                                tokens=self.tokens, controller=self.controller, metrics=self.metrics,
                                config_dump=lambda: self.cfg.model_dump(mode="json"), history=self._history,
-                               ready=self._ready)
+                               ready=self._ready, genealogy=self.genealogy)
         self.predictor = Predictor(s.predict, self.line, self.model, self._latest_value, registry=self.registry,
                                    sinks=[self.ctx.add_prediction, self._store_prediction, self._graph_prediction],
                                    observe_latency=lambda m, sec: self.metrics.model_latency.labels(m).observe(sec))
         self.audit.add_sink(self._store_audit)
         self.audit.add_sink(self._graph_audit)
-        self._attach_genealogy_routes()
         self.app = create_app(self.ctx)
         self.pipeline.subscribe(self._on_records)
         self._query: Any = None
@@ -158,24 +157,15 @@ class TwinService:
         if not g.enabled:
             return None
         try:
-            from ontology.store import GenealogyStore  # type: ignore[import-not-found]
+            from ontology.store import GenealogyStore, StoreConfig
         except ImportError:
             log.warning("ontology.store is not available: genealogy is off")
             return None
         try:
-            return GenealogyStore(g.store_path) if g.store_path else GenealogyStore()
+            return GenealogyStore(StoreConfig(path=g.store_path) if g.store_path else StoreConfig())
         except Exception:  # noqa: BLE001
             log.exception("the genealogy store could not be opened; genealogy is off")
             return None
-
-    def _attach_genealogy_routes(self) -> None:
-        if self.genealogy is None:
-            return
-        try:
-            from ontology.api import make_router  # type: ignore[import-not-found]
-        except ImportError:
-            return
-        self.ctx.genealogy_router = make_router(self.genealogy)
 
     # -- ingest hook -------------------------------------------------------------------------------------------------
     def _on_records(self, records: Sequence[Sample | TraceEvent]) -> None:
@@ -227,14 +217,27 @@ class TwinService:
     def _graph_prediction(self, pred: Prediction) -> None:
         if self.genealogy is None or not self.cfg.service.predict.attach_to_genealogy:
             return
-        self.genealogy.add_prediction(pred["subject"], pred["kind"], pred["model_version"], pred["outputs"],
-                                      std=pred.get("std"), in_domain=pred["in_domain"])
+        outputs = {k: v for k, v in pred["outputs"].items() if isinstance(v, (int, float)) and math.isfinite(v)}
+        if not outputs:
+            return
+        std = {k: v for k, v in pred.get("std", {}).items() if k in outputs and math.isfinite(v)}
+        model_name, _, version = pred["model_version"].partition("@")
+        self.genealogy.add_prediction(pred["subject"], f"{pred['kind']}:{model_name}", version or model_name,
+                                      outputs, std=std, line=self.line)
 
     def _graph_audit(self, entry: AuditEntry) -> None:
         if self.genealogy is None or entry.action not in ("write", "write_refused", "approved", "rejected",
                                                            "proposed"):
             return
-        self.genealogy.add_audit(entry.to_dict())
+        from connectors.records import ns_to_iso
+
+        before = entry.before if entry.before is None or not isinstance(entry.before, float) \
+            or math.isfinite(entry.before) else None
+        after = entry.after if entry.after is None or not isinstance(entry.after, float) \
+            or math.isfinite(entry.after) else None
+        self.genealogy.add_audit(entry.target or f"recommendation-{entry.recommendation_id}", entry.who,
+                                 ns_to_iso(entry.time_ns), before, after, f"{entry.action}: {entry.why}",
+                                 entry.model_version, line=self.line)
 
     def _publish_recommendation(self, rec: dict[str, Any]) -> None:
         if self._mqtt_pub is None:

@@ -9,13 +9,12 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from fastapi import Depends, FastAPI, Request
+from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.middleware.cors import CORSMiddleware
 from fastapi.responses import JSONResponse, Response
 from fastapi.staticfiles import StaticFiles
 
-from twin.api.deps import viewer
 from twin.api.routes import router
 from twin.context import TwinContext
 from twin.control import ControlError
@@ -70,9 +69,6 @@ def create_app(ctx: TwinContext) -> FastAPI:
         return Response(ctx.metrics.render(), media_type="text/plain; version=0.0.4; charset=utf-8")
 
     app.include_router(router)
-    if ctx.genealogy_router is not None:
-        app.include_router(ctx.genealogy_router, prefix="/api/genealogy", tags=["genealogy"],
-                           dependencies=[Depends(viewer)])
     if ctx.settings.dashboard.enabled and DASHBOARD_DIR.is_dir():
         app.mount("/", StaticFiles(directory=DASHBOARD_DIR, html=True), name="dashboard")
     return app

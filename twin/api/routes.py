@@ -200,6 +200,38 @@ async def ack(alarm_id: int, ctx: Ctx, who: Operator) -> dict[str, Any]:
         raise HTTPException(404, str(exc.args[0])) from None
 
 
+# -- genealogy --------------------------------------------------------------------------------------------------------
+def _genealogy_store(ctx: TwinContext) -> Any:
+    if ctx.genealogy is None:
+        raise HTTPException(503, "genealogy is off (service.genealogy.enabled) or its store could not be opened")
+    return ctx.genealogy
+
+
+def _genealogy_call(fn: Any, *args: Any, **kw: Any) -> Any:
+    """The store's errors as HTTP answers: unknown ID -> 404, malformed argument -> 422."""
+    try:
+        return fn(*args, **kw)
+    except LookupError as exc:
+        raise HTTPException(404, str(exc)) from None
+    except ValueError as exc:
+        raise HTTPException(422, str(exc)) from None
+
+
+@router.get("/genealogy/{entity_id}", tags=["genealogy"])
+async def genealogy(entity_id: str, ctx: Ctx, _: Viewer, line: str | None = Query(None, max_length=64)) -> Any:
+    """Upstream trace of an entity (a cell: sheets, coils, rolls, batches, lots), with predictions and audits."""
+    store = _genealogy_store(ctx)
+    return _clean(await asyncio.to_thread(_genealogy_call, store.genealogy, entity_id, line))
+
+
+@router.get("/genealogy/{entity_id}/downstream", tags=["genealogy"])
+async def downstream(entity_id: str, ctx: Ctx, _: Viewer, from_m: float | None = None, to_m: float | None = None,
+                     line: str | None = Query(None, max_length=64)) -> Any:
+    """Cells (and everything) made from an entity; with from_m / to_m only from that stretch of a roll."""
+    store = _genealogy_store(ctx)
+    return _clean(await asyncio.to_thread(_genealogy_call, store.downstream, entity_id, from_m, to_m, line))
+
+
 # -- configuration (read-only, secrets redacted) ----------------------------------------------------------------------
 SECRET_WORDS = ("password", "token", "secret", "private_key", "key_file")
 

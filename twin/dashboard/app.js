@@ -309,7 +309,7 @@ $("#genealogy-form").addEventListener("submit", async (ev) => {
   const id = $("#cell-id").value.trim();
   const out = $("#genealogy");
   try {
-    const g = await api("/api/genealogy/cells/" + encodeURIComponent(id));
+    const g = await api("/api/genealogy/" + encodeURIComponent(id));
     out.innerHTML = "<pre>" + esc(JSON.stringify(g, null, 2)) + "</pre>";
   } catch (e) { out.innerHTML = '<small class="sev-warning">' + esc(e.message) + "</small>"; }
 });
