@@ -120,6 +120,9 @@ COMMANDS: dict[str, tuple[str, Callable[[argparse.ArgumentParser], None], Callab
     "ingest": ("run the connectors and the store only", _ingest_parser, _ingest),
     "quarantine": ("list / export / count quarantined input", _quarantine_parser, _quarantine),
 }
+from twin.cli import SERVICE_COMMANDS  # noqa: E402 - the service's own subcommands (run, token), twin/cli.py
+
+COMMANDS.update(SERVICE_COMMANDS)
 
 
 def main(argv: list[str] | None = None) -> int:
