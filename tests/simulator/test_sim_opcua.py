@@ -1,0 +1,261 @@
+"""The simulator as an OPC UA server, over TCP with an asyncua client: browse, subscribe, write, security, restart."""
+
+from __future__ import annotations
+
+import asyncio
+import math
+import time
+from datetime import timedelta
+from pathlib import Path
+from typing import Any
+
+import pytest
+from asyncua import Client, ua
+from asyncua.crypto.cert_gen import setup_self_signed_certificate
+from asyncua.crypto.security_policies import SecurityPolicyBasic256Sha256
+from cryptography.x509.oid import ExtendedKeyUsageOID
+from sim_helpers import ns_index, quiet, read_record, write_scenario
+
+from simulator.spec import UNECE_NAMESPACE, line_specs, unece_unit_id
+from simulator.users import make_hash
+
+pytestmark = pytest.mark.timeout(120)
+
+OPERATOR, OPERATOR_PW = "olga", "op-secret-1"
+VIEWER, VIEWER_PW = "vic", "view-secret-2"
+
+
+def users_file(tmp_path: Path) -> Path:
+    p = tmp_path / "users.yaml"
+    p.write_text(
+        "users:\n"
+        f"  {OPERATOR}: {{password_hash: '{make_hash(OPERATOR_PW, iterations=2000)}', role: operator}}\n"
+        f"  {VIEWER}: {{password_hash: '{make_hash(VIEWER_PW, iterations=2000)}', role: viewer}}\n",
+        encoding="utf-8",
+    )
+    return p
+
+
+def start(simulator_factory: Any, tmp_path: Path, scenario: dict[str, Any], *extra: str) -> Any:
+    sc = write_scenario(tmp_path / "scenario.yaml", scenario)
+    return simulator_factory(args=["--scenario", str(sc), "--users", str(users_file(tmp_path)), *extra])
+
+
+def node(client: Client, ns: int, path: str) -> Any:
+    return client.get_node(ua.NodeId(f"PilotLine.{path}", ns))
+
+
+async def wait_good(client: Client, ns: int, path: str, timeout_s: float = 30.0) -> ua.DataValue:
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        dv = await node(client, ns, path).read_data_value(raise_on_bad_status=False)
+        if dv.StatusCode is not None and dv.StatusCode.is_good():
+            return dv
+        await asyncio.sleep(0.05)
+    raise AssertionError(f"{path} never became Good")
+
+
+async def sim_time(client: Client, ns: int) -> Any:
+    from datetime import datetime
+
+    text = await node(client, ns, "SimulatedTime").read_value()
+    return datetime.fromisoformat(text.replace("Z", "+00:00"))
+
+
+async def browse_ids(client: Client, ns: int) -> set[str]:
+    found: set[str] = set()
+
+    async def walk(n: Any) -> None:
+        for child in await n.get_children(refs=ua.ObjectIds.HierarchicalReferences):
+            found.add(child.nodeid.to_string())
+            if child.nodeid.NamespaceIndex == ns:
+                await walk(child)
+
+    await walk(client.get_node(ua.NodeId("PilotLine", ns)))
+    return found
+
+
+async def test_browse_analog_items_and_subscribe(simulator_factory: Any, tmp_path: Path) -> None:
+    sim = start(simulator_factory, tmp_path, quiet(noise_scale=1.0), "--security", "none", "--speed", "60")
+    async with Client(sim.endpoint) as client:
+        ns = await ns_index(client)
+        ids = await browse_ids(client, ns)
+        for spec in line_specs(2):
+            assert f"ns={ns};s={spec.node_id}" in ids, spec.node_id
+        objects = client.get_node(ua.ObjectIds.ObjectsFolder)
+        flow = await objects.get_child([f"{ns}:PilotLine", f"{ns}:Coating", f"{ns}:Cathode", f"{ns}:PumpFlowRate"])
+        assert flow.nodeid == ua.NodeId("PilotLine.Coating.Cathode.PumpFlowRate", ns)
+        assert (await flow.read_type_definition()) == ua.NodeId(ua.ObjectIds.AnalogItemType)
+        eu = await (await flow.get_child("0:EngineeringUnits")).read_value()
+        assert eu.NamespaceUri == UNECE_NAMESPACE and eu.UnitId == unece_unit_id("G48")
+        rng = await (await flow.get_child("0:EURange")).read_value()
+        assert (rng.Low, rng.High) == (100.0, 2000.0)
+        ml = node(client, ns, "Drying.Cathode.MassLoading")
+        assert (await ml.read_attribute(ua.AttributeIds.UserAccessLevel)).Value.Value & 2 == 0
+
+        seen: list[ua.DataValue] = []
+
+        class Handler:
+            def datachange_notification(self, n: Any, val: Any, data: Any) -> None:
+                seen.append(data.monitored_item.Value)
+
+        sub = await client.create_subscription(50, Handler())
+        await sub.subscribe_data_change(node(client, ns, "Coating.Cathode.WetFilmThickness"))
+        deadline = time.monotonic() + 20
+        while time.monotonic() < deadline and sum(1 for d in seen if d.StatusCode.is_good()) < 5:
+            await asyncio.sleep(0.05)
+        good = [d for d in seen if d.StatusCode.is_good()]
+        assert len(good) >= 5
+        assert good[-1].Value.Value == pytest.approx(92.8, rel=0.03)
+        # SourceTimestamp is simulated time (runs 60x), ServerTimestamp is the wall clock
+        span_source = (good[-1].SourceTimestamp - good[0].SourceTimestamp).total_seconds()
+        span_server = (good[-1].ServerTimestamp - good[0].ServerTimestamp).total_seconds()
+        assert span_source > 10 * max(span_server, 0.01)
+        await sub.delete()
+
+
+async def test_writes_are_guarded_and_refusals_change_nothing(simulator_factory: Any, tmp_path: Path) -> None:
+    sim = start(simulator_factory, tmp_path, quiet(), "--security", "none", "--speed", "30")
+    sp_path = "Coating.Cathode.PumpFlowRateSetpoint"
+    dv = ua.DataValue(ua.Variant(730.8, ua.VariantType.Double))
+    async with Client(sim.endpoint) as anon:
+        ns = await ns_index(anon)
+        with pytest.raises(ua.uaerrors.BadUserAccessDenied):
+            await node(anon, ns, sp_path).write_value(dv)
+        with pytest.raises(ua.uaerrors.BadUserAccessDenied):
+            await node(anon, ns, "RemoteSetpointsEnabled").write_value(True)
+    viewer = Client(sim.endpoint)
+    viewer.set_user(VIEWER)
+    viewer.set_password(VIEWER_PW)
+    async with viewer:
+        with pytest.raises(ua.uaerrors.BadUserAccessDenied):
+            await node(viewer, ns, sp_path).write_value(dv)
+    op = Client(sim.endpoint)
+    op.set_user(OPERATOR)
+    op.set_password(OPERATOR_PW)
+    async with op:
+        sp = node(op, ns, sp_path)
+        with pytest.raises(ua.uaerrors.BadNotWritable):  # the operator has not granted remote setpoints
+            await sp.write_value(dv)
+        with pytest.raises(ua.uaerrors.BadUserAccessDenied):  # actual values are read-only for everybody
+            await node(op, ns, "Coating.Cathode.PumpFlowRate").write_value(dv)
+        assert await sp.read_value() == 696.0
+        await node(op, ns, "RemoteSetpointsEnabled").write_value(True)
+        assert await node(op, ns, "RemoteSetpointsEnabled").read_value() is True
+        for bad in (2500.0, 50.0, math.nan, math.inf):
+            with pytest.raises(ua.uaerrors.BadOutOfRange):
+                await sp.write_value(ua.DataValue(ua.Variant(bad, ua.VariantType.Double)))
+        with pytest.raises(ua.uaerrors.BadTypeMismatch):
+            await sp.write_value(ua.DataValue(ua.Variant("fast", ua.VariantType.String)))
+        assert await sp.read_value() == 696.0
+        await asyncio.sleep(0.3)
+        flow = await node(op, ns, "Coating.Cathode.PumpFlowRate").read_value()
+        assert flow == pytest.approx(696.0, rel=1e-9), "refused writes must not move the actuator"
+        await sp.write_value(dv)
+        assert await sp.read_value() == 730.8
+        deadline = time.monotonic() + 10
+        while time.monotonic() < deadline:
+            if await node(op, ns, "Coating.Cathode.PumpFlowRate").read_value() == pytest.approx(730.8, rel=1e-3):
+                break
+            await asyncio.sleep(0.1)
+        assert await node(op, ns, "Coating.Cathode.PumpFlowRate").read_value() == pytest.approx(730.8, rel=1e-3)
+
+
+async def test_pump_step_raises_mass_loading_five_percent_after_the_delay(simulator_factory: Any,
+                                                                          tmp_path: Path) -> None:
+    """+5 % pump flow -> +5 % wet film and mass loading (eq. 10-12); the beta gauge 7 m downstream sees it after
+    7 simulated minutes at 1 m/min (here at --speed 120)."""
+    sc = quiet(line={"roll_length_m": 100, "remote_setpoints_enabled": True})
+    sim = start(simulator_factory, tmp_path, sc, "--security", "none", "--speed", "120")
+    op = Client(sim.endpoint)
+    op.set_user(OPERATOR)
+    op.set_password(OPERATOR_PW)
+    async with op:
+        ns = await ns_index(op)
+        ml = node(op, ns, "Drying.Cathode.MassLoading")
+        base = (await wait_good(op, ns, "Drying.Cathode.MassLoading")).Value.Value
+        await node(op, ns, "Coating.Cathode.PumpFlowRateSetpoint").write_value(
+            ua.DataValue(ua.Variant(696.0 * 1.05, ua.VariantType.Double)))
+        t_write = await sim_time(op, ns)
+        samples: list[tuple[Any, ua.DataValue]] = []  # (simulated time when read, the gauge's data value)
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline:
+            now = await sim_time(op, ns)
+            samples.append((now, await ml.read_data_value()))
+            if now - t_write > timedelta(minutes=7.7):
+                break
+            await asyncio.sleep(0.02)
+        early = [dv.Value.Value for now, dv in samples
+                 if timedelta(seconds=30) < now - t_write < timedelta(minutes=6.5)]
+        late = [dv for now, dv in samples if now - t_write > timedelta(minutes=7.6)]
+        assert early and late
+        assert all(v == pytest.approx(base, rel=1e-6) for v in early), "no response before the web reaches the gauge"
+        # the gauge's value changed (SourceTimestamp) only once the new film had travelled the 7 m
+        assert late[-1].SourceTimestamp - t_write > timedelta(minutes=6.9)
+        late = [dv.Value.Value for dv in late]
+        assert late[-1] / base == pytest.approx(1.05, rel=2e-3)
+
+
+async def test_sign_and_encrypt_with_user_and_anonymous_refused(simulator_factory: Any, tmp_path: Path) -> None:
+    sim = start(simulator_factory, tmp_path, quiet(), "--security", "sign-encrypt", "--no-anonymous")
+    key, cert = tmp_path / "client_key.pem", tmp_path / "client_cert.der"
+    uri = "urn:pilotline:test:client"
+    await setup_self_signed_certificate(key, cert, uri, "localhost", [ExtendedKeyUsageOID.CLIENT_AUTH],
+                                        {"commonName": "test client"})
+
+    async def secure_client(user: str | None, password: str | None) -> Client:
+        c = Client(sim.endpoint)
+        c.application_uri = uri
+        await c.set_security(SecurityPolicyBasic256Sha256, str(cert), str(key),
+                             mode=ua.MessageSecurityMode.SignAndEncrypt)
+        if user:
+            c.set_user(user)
+            c.set_password(password or "")
+        return c
+
+    c = await secure_client(OPERATOR, OPERATOR_PW)
+    async with c:
+        ns = await ns_index(c)
+        assert await node(c, ns, "LineId").read_value() == "PL1"
+    with pytest.raises(Exception):  # anonymous switched off: ActivateSession is rejected
+        async with await secure_client(None, None):
+            pass
+    with pytest.raises(Exception):  # wrong password
+        async with await secure_client(OPERATOR, "wrong"):
+            pass
+    with pytest.raises(Exception):  # SecurityPolicy None is not offered unless asked for
+        async with Client(sim.endpoint) as plain:
+            await plain.get_namespace_array()
+    first_cert = (sim.data_dir / "pki" / "server_cert.der").read_bytes()
+    sim.restart()
+    assert (sim.data_dir / "pki" / "server_cert.der").read_bytes() == first_cert, "certificate is reused"
+
+
+async def test_server_restart_fault_comes_back_with_the_same_node_ids(simulator_factory: Any,
+                                                                      tmp_path: Path) -> None:
+    sc = quiet(events=[{"at_s": 200, "action": "fault", "fault": "server_restart", "duration_s": 100}])
+    rec = tmp_path / "rec.jsonl"
+    sim = start(simulator_factory, tmp_path, sc, "--security", "none", "--speed", "60", "--record", str(rec))
+    async with Client(sim.endpoint) as client:
+        ns = await ns_index(client)
+        before = await browse_ids(client, ns)
+    deadline = time.monotonic() + 30
+    marks: list[str] = []
+    while time.monotonic() < deadline:
+        marks = [r["value"] for r in read_record(rec) if r["source"] == "sim:opcua-server"]
+        if marks == ["down", "up"]:
+            break
+        await asyncio.sleep(0.1)
+    assert marks == ["down", "up"]
+    records = read_record(rec)
+    i_down = next(i for i, r in enumerate(records) if r["value"] == "down")
+    i_up = next(i for i, r in enumerate(records) if r["value"] == "up")
+    assert not any(r["source"].startswith("opcua") for r in records[i_down + 1:i_up]), "nothing published while down"
+    assert records[i_up]["t_ns"] - records[i_down]["t_ns"] >= 100e9
+    await asyncio.sleep(0.5)
+    async with Client(sim.endpoint) as client:
+        assert await ns_index(client) == ns
+        after = await browse_ids(client, ns)
+        assert after == before
+        dv = await wait_good(client, ns, "Drying.Cathode.MassLoading")
+        assert dv.Value.Value == pytest.approx(14.3, rel=0.01)
