@@ -161,8 +161,18 @@ class Controller:
         self.last_round_ms = (time.perf_counter() - started) * 1e3
         return out
 
+    def _similar(self, a: Proposal, b: Proposal) -> bool:
+        """Same setpoints within a quarter of their maximum step: not worth a new proposal for the operator."""
+        pa = {s.node: s for s in a.setpoints}
+        return all(s.node in pa and abs(s.after - pa[s.node].after) <= 0.25 * s.max_step for s in b.setpoints)
+
     def _propose(self, proposal: Proposal) -> Recommendation:
         now = time.time_ns()
+        if self.mode != "closed_loop":
+            for old in self.recs.values():
+                if old.state == "proposed" and old.proposal.loop == proposal.loop and self._similar(old.proposal,
+                                                                                                   proposal):
+                    return old  # the pending one still says the same: keep it (and its place in the queue)
         for old in self.recs.values():
             if old.state == "proposed" and old.proposal.loop == proposal.loop:
                 self._set_state(old, "expired", "twin", "superseded by a newer proposal")

@@ -84,6 +84,9 @@ class LiveState:
                 self._spc(key, value, time_ns, roll or "-", position_m)
 
     def _check_quality(self, key: str, good: bool, time_ns: int) -> None:
+        # only the quality signals and the watched ones alarm: a gauge reading bad before material reaches it is normal
+        if key not in self.settings.specs and key not in self.settings.watched_signals:
+            return
         if good:
             if self.alarms.is_active("sensor_bad", key):
                 self.alarms.clear("sensor_bad", key, time_ns)
