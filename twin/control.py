@@ -103,6 +103,10 @@ class Controller:
             if not await self._grant():
                 raise ControlError("the line does not grant remote setpoints (RemoteSetpointsEnabled is false); "
                                    "the operator must enable it at the line first", 409)
+            untrusted = self.recommender.check_state()
+            if untrusted:
+                raise ControlError("the line's state cannot be trusted for a closed loop: "
+                                   + "; ".join(f"{r.loop}: {r.reason}" for r in untrusted), 409)
         before = self.mode
         self.mode = mode  # type: ignore[assignment]
         self.mode_by = who.name

@@ -109,13 +109,12 @@ def _step_hold(t_hist: np.ndarray, v_hist: np.ndarray, t_query: np.ndarray) -> t
 class Recommender:
     """Stateless apart from the filtered biases; call ``recommend(loop_name)`` once per control interval."""
 
-    def __init__(self, settings: ControlSettings, model: PlantModel, source: SignalSource,
-                 bias_samples: int = 20, deadband: float = 0.5) -> None:
+    def __init__(self, settings: ControlSettings, model: PlantModel, source: SignalSource) -> None:
         self.settings = settings
         self.model = model
         self.source = source
-        self.bias_samples = bias_samples
-        self.deadband = deadband
+        self.bias_samples = settings.bias_samples
+        self.deadband = settings.deadband
         self.biases: dict[tuple[str, str], float] = {}
         # setpoint node -> (value, monotonic time) of our last successful write (the controller fills it)
         self.commanded: dict[str, tuple[float, float]] = {}
@@ -137,6 +136,15 @@ class Recommender:
         if last.quality != "good" or not math.isfinite(last.value):
             return None, None, f"{key} is {last.quality} ({last.value})"
         return float(last.value), None, ""
+
+    def check_state(self) -> list[Refusal]:
+        """The refusals that make the current state untrustworthy (bad, missing, out of domain), per loop."""
+        out = []
+        for name, loop in self.product.loops.items():
+            r = self._current(name, loop)
+            if isinstance(r, Refusal):
+                out.append(r)
+        return out
 
     def _current(self, loop_name: str, loop: Loop) -> tuple[dict[str, float], dict[str, float]] | Refusal:
         u0: dict[str, float] = {}

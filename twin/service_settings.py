@@ -219,6 +219,8 @@ class ControlSettings(_Strict):
     bias_filter: float = Field(0.6, gt=0, le=1, description="weight of a new bias estimate (1 = no filtering)")
     recommendation_ttl_s: float = Field(300.0, gt=0, description="a proposal not approved within this expires")
     min_improvement: float = Field(0.05, ge=0, description="skip proposals that lower the objective by less")
+    deadband: float = Field(0.2, ge=0, description="no proposal while every target is within this many tolerances")
+    bias_samples: int = Field(20, ge=2, description="most recent gauge samples the bias is estimated from")
     grant_node: str = "PilotLine/RemoteSetpointsEnabled"
     mqtt_topic: str = "pilotline/{line}/twin/recommendations"
 

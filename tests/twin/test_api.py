@@ -93,6 +93,9 @@ def test_reads_need_a_token_and_writes_the_right_role(env: Env) -> None:
     r = c.put("/api/mode", json={"mode": "closed_loop"}, headers=env.h("engineer"))
     assert r.status_code == 409 and "RemoteSetpointsEnabled" in r.json()["detail"]
     env.grant[0] = True
+    r = c.put("/api/mode", json={"mode": "closed_loop"}, headers=env.h("engineer"))
+    assert r.status_code == 409 and "cannot be trusted" in r.json()["detail"]  # no data yet
+    env.plant.feed(env.live)
     assert c.put("/api/mode", json={"mode": "closed_loop"}, headers=env.h("engineer")).json()["mode"] == "closed_loop"
     assert c.put("/api/mode", json={"mode": "advisory"}, headers=env.h("operator")).status_code == 200
 

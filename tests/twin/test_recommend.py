@@ -35,6 +35,7 @@ async def _run(closed: bool, seconds: float = 4000.0, dt: float = 2.0, round_eve
     plant, live = Plant(seed=7), new_live()
     ctl = _controller(plant, live)
     if closed:
+        plant.feed(live)  # a closed loop is refused until the state is trustworthy (every signal good)
         await ctl.set_mode("closed_loop", ENGINEER, "test")
     devs: dict[str, list[float]] = {"Drying/Cathode/MassLoading": [], "Calendering/Cathode/Density": []}
     targets = {"Drying/Cathode/MassLoading": 14.31, "Calendering/Cathode/Density": 2.96}
@@ -117,6 +118,10 @@ async def test_modes_roles_grant_and_fallback() -> None:
     with pytest.raises(ControlError):
         await ctl.set_mode("turbo", ENGINEER)
     grant[0] = True
+    with pytest.raises(ControlError, match="cannot be trusted") as e:
+        await ctl.set_mode("closed_loop", ENGINEER)  # no data yet: nothing to close a loop on
+    assert e.value.status == 409
+    plant.feed(live)
     await ctl.set_mode("closed_loop", ENGINEER)
     # a sensor goes bad: the loop drops to advisory, with an alarm and an audit entry
     plant.feed(live)
