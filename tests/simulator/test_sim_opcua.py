@@ -63,15 +63,24 @@ async def sim_time(client: Client, ns: int) -> Any:
 
 
 async def browse_ids(client: Client, ns: int) -> set[str]:
+    """Every node id below PilotLine, one Browse request per tree level (fast even for ~1000 nodes)."""
     found: set[str] = set()
-
-    async def walk(n: Any) -> None:
-        for child in await n.get_children(refs=ua.ObjectIds.HierarchicalReferences):
-            found.add(child.nodeid.to_string())
-            if child.nodeid.NamespaceIndex == ns:
-                await walk(child)
-
-    await walk(client.get_node(ua.NodeId("PilotLine", ns)))
+    level = [ua.NodeId("PilotLine", ns)]
+    while level:
+        params = ua.BrowseParameters()
+        params.NodesToBrowse = [ua.BrowseDescription(NodeId=n, BrowseDirection=ua.BrowseDirection.Forward,
+                                                     ReferenceTypeId=ua.NodeId(ua.ObjectIds.HierarchicalReferences),
+                                                     IncludeSubtypes=True, ResultMask=63) for n in level]
+        params.RequestedMaxReferencesPerNode = 0
+        results = await client.uaclient.browse(params)
+        level = []
+        for res in results:
+            for ref in res.References:
+                nid = ref.NodeId
+                if nid.to_string() not in found:
+                    found.add(nid.to_string())
+                    if nid.NamespaceIndex == ns:
+                        level.append(nid)
     return found
 
 
@@ -164,9 +173,9 @@ async def test_writes_are_guarded_and_refusals_change_nothing(simulator_factory:
 async def test_pump_step_raises_mass_loading_five_percent_after_the_delay(simulator_factory: Any,
                                                                           tmp_path: Path) -> None:
     """+5 % pump flow -> +5 % wet film and mass loading (eq. 10-12); the beta gauge 7 m downstream sees it after
-    7 simulated minutes at 1 m/min (here at --speed 120)."""
+    7 simulated minutes at 1 m/min (here at --speed 300)."""
     sc = quiet(line={"roll_length_m": 100, "remote_setpoints_enabled": True})
-    sim = start(simulator_factory, tmp_path, sc, "--security", "none", "--speed", "120")
+    sim = start(simulator_factory, tmp_path, sc, "--security", "none", "--speed", "300")
     op = Client(sim.endpoint)
     op.set_user(OPERATOR)
     op.set_password(OPERATOR_PW)
@@ -224,7 +233,7 @@ async def test_sign_and_encrypt_with_user_and_anonymous_refused(simulator_factor
         async with await secure_client(OPERATOR, "wrong"):
             pass
     with pytest.raises(Exception):  # SecurityPolicy None is not offered unless asked for
-        async with Client(sim.endpoint) as plain:
+        async with Client(sim.endpoint, timeout=2) as plain:
             await plain.get_namespace_array()
     first_cert = (sim.data_dir / "pki" / "server_cert.der").read_bytes()
     sim.restart()
@@ -233,9 +242,9 @@ async def test_sign_and_encrypt_with_user_and_anonymous_refused(simulator_factor
 
 async def test_server_restart_fault_comes_back_with_the_same_node_ids(simulator_factory: Any,
                                                                       tmp_path: Path) -> None:
-    sc = quiet(events=[{"at_s": 200, "action": "fault", "fault": "server_restart", "duration_s": 100}])
+    sc = quiet(events=[{"at_s": 400, "action": "fault", "fault": "server_restart", "duration_s": 100}])
     rec = tmp_path / "rec.jsonl"
-    sim = start(simulator_factory, tmp_path, sc, "--security", "none", "--speed", "60", "--record", str(rec))
+    sim = start(simulator_factory, tmp_path, sc, "--security", "none", "--speed", "100", "--record", str(rec))
     async with Client(sim.endpoint) as client:
         ns = await ns_index(client)
         before = await browse_ids(client, ns)
