@@ -73,6 +73,8 @@ def build_parser() -> argparse.ArgumentParser:
                    help="stop after this many simulated seconds (default: run until Ctrl-C)")
     p.add_argument("--profile-points", type=int, default=0,
                    help="extra cross-web beta-gauge tracks per lane (load generator for ingest benchmarks)")
+    p.add_argument("--profile-array", action="store_true",
+                   help="publish the --profile-points tracks as one Double[N] node per lane instead of N nodes")
     p.add_argument("--log-level", default="WARNING", help="Python logging level (default WARNING)")
     return p
 
@@ -130,7 +132,7 @@ def main(argv: list[str] | None = None) -> int:
     opts = Options(host=args.host, port=args.port, speed=args.speed, tick_s=args.tick, seed=args.seed,
                    line_id=args.line_id, data_dir=args.data_dir, security=args.security, mqtt_url=args.mqtt_url,
                    record=args.record, start_time=args.start_time, duration_s=args.duration,
-                   profile_points=args.profile_points)
+                   profile_points=args.profile_points, profile_array=args.profile_array)
     users = LineUserManager(accounts, allow_anonymous=not args.no_anonymous)
     try:
         runner = Runner(opts, scenario, users)

@@ -29,7 +29,7 @@ class PlantError(ValueError):
 
 class Plant:
     def __init__(self, scenario: Scenario, seed: int, line_id: str, start_time: datetime,
-                 profile_points: int = 0) -> None:
+                 profile_points: int = 0, profile_array: bool = False) -> None:
         self.scenario = scenario
         self.line_id = line_id
         self.start_time = start_time
@@ -39,13 +39,13 @@ class Plant:
         self.ids = IdCounter()
         self.trace = TraceLog(line_id, self.now)
         line = scenario.line
-        self.specs: list[NodeSpec] = line_specs(line.cycler_channels, profile_points)
+        self.specs: list[NodeSpec] = line_specs(line.cycler_channels, profile_points, profile_array)
         self.by_path = specs_by_path(self.specs)
         for mat in RAW_MATERIALS:
             self.trace.emit("created", lot_id(mat), "RawMaterialLot", "Receiving", "Warehouse", "GoodsReceipt",
                             properties={"material": mat})
         self.lanes = {lane: ElectrodeLane(lane, line, scenario.drift, self.noise, scenario.batch_variation,
-                                          self.ids, self.trace, profile_points) for lane in LANES}
+                                          self.ids, self.trace, profile_points, profile_array) for lane in LANES}
         self.cells = CellLine(line, scenario.drift, self.noise, self.ids, self.trace, self.lanes)
         self.formation = Formation(line, self.noise, self.ids, self.trace, self.cells, line_id,
                                    lambda: iso(self.now()))
@@ -92,7 +92,7 @@ class Plant:
             self.setpoint_spec(str(ev.node))
         elif ev.fault in ("dropout", "stuck", "spike", "nan"):
             spec = self.by_path.get(str(ev.node))
-            if spec is None or not spec.analog or spec.writable:
+            if spec is None or not spec.analog or spec.writable or spec.array_length:
                 raise PlantError(f"fault {ev.fault!r} needs an analog measurement node, got {ev.node!r}")
         elif ev.fault == "cycler_channel":
             self.formation.channel(str(ev.channel))

@@ -42,13 +42,14 @@ class Options:
     start_time: datetime | None = None
     duration_s: float | None = None
     profile_points: int = 0
+    profile_array: bool = False
 
 
 class Runner:
     def __init__(self, opts: Options, scenario: Scenario, users: LineUserManager) -> None:
         self.opts = opts
         start = opts.start_time or datetime.now(timezone.utc)
-        self.plant = Plant(scenario, opts.seed, opts.line_id, start, opts.profile_points)
+        self.plant = Plant(scenario, opts.seed, opts.line_id, start, opts.profile_points, opts.profile_array)
         self.recorder = Recorder(opts.record) if opts.record else None
         self.server = LineServer(self.plant, opts.host, opts.port, opts.data_dir, list(opts.security), users)
         self.mqtt = MqttOut(opts.mqtt_url, f"pilotline-sim-{opts.line_id}") if opts.mqtt_url else None
@@ -79,6 +80,10 @@ class Runner:
                 delay = wall0 + self.steps * period - time.monotonic()
                 await asyncio.sleep(max(delay, 0.0))
         finally:
+            wall = max(time.monotonic() - wall0, 1e-9)
+            print(f"simulator: stopped after {self.steps} steps ({self.plant.t_s:g} simulated s) in {wall:.2f} s wall: "
+                  f"{self.steps / wall:.0f} steps/s, {self.values_published} OPC UA values "
+                  f"({self.values_published / wall:.0f}/s)", flush=True)
             await self.server.stop()
             if self.mqtt:
                 self.mqtt.close()
@@ -92,7 +97,7 @@ class Runner:
         t = plant.now()
         rec = self.recorder
         published = await self.server.publish(values, t)
-        self.values_published += len(published)
+        self.values_published += sum(len(v) if isinstance(v, list) else 1 for _, v, _ in published)
         if rec:
             for source, value, st in published:
                 rec.write(t, f"opcua:{source}", value, st)

@@ -65,6 +65,7 @@ class NodeSpec:
     eu_range: tuple[float, float] | None = None
     writable: bool = False
     setpoint_of: str | None = None  # for XSetpoint nodes: the path of the actual value X
+    array_length: int = 0  # > 0: a one-dimensional array of Double (ValueRank 1)
 
     @property
     def analog(self) -> bool:
@@ -96,7 +97,7 @@ def _text(path: str, desc: str) -> NodeSpec:
     return NodeSpec(path, "String", desc)
 
 
-def lane_specs(lane: str, profile_points: int = 0) -> list[NodeSpec]:
+def lane_specs(lane: str, profile_points: int = 0, profile_array: bool = False) -> list[NodeSpec]:
     m, c, d, k, s, p = (f"{st}.{lane}" for st in WEB_STATIONS)
     specs: list[NodeSpec] = [
         _text(f"{m}.BatchId", "slurry batch feeding the coater (SB-*)"),
@@ -140,6 +141,11 @@ def lane_specs(lane: str, profile_points: int = 0) -> list[NodeSpec]:
         _text(f"{p}.CoilIds", "coils in the oven, comma separated (SC-*)"),
         _text(f"{p}.State", "drying | idle"),
     ]
+    if profile_array and profile_points:
+        specs.append(NodeSpec(f"{d}.MassLoadingProfile", "Double", "cross-web beta-gauge tracks as one array "
+                              "(only with --profile-points N --profile-array)", "H63", (0, 60),
+                              array_length=profile_points))
+        profile_points = 0
     for i in range(profile_points):
         specs.append(_analog(f"{d}.MassLoadingProfile.P{i:03d}", "H63", 0, 60,
                              "cross-web beta-gauge track (only with --profile-points)"))
@@ -163,7 +169,7 @@ def channel_specs(channel: str) -> list[NodeSpec]:
     ]
 
 
-def line_specs(channels: int = 8, profile_points: int = 0) -> list[NodeSpec]:
+def line_specs(channels: int = 8, profile_points: int = 0, profile_array: bool = False) -> list[NodeSpec]:
     """Every variable of the line, in a stable order (the server creates them in this order)."""
     specs: list[NodeSpec] = [
         NodeSpec("RemoteSetpointsEnabled", "Boolean",
@@ -172,7 +178,7 @@ def line_specs(channels: int = 8, profile_points: int = 0) -> list[NodeSpec]:
         _text("SimulatedTime", "simulated line time (ISO 8601 UTC)"),
     ]
     for lane in LANES:
-        specs += lane_specs(lane, profile_points)
+        specs += lane_specs(lane, profile_points, profile_array)
     specs += [
         _analog("DryRoom.DewPoint", "CEL", -80, 20, "dry-room dew point (thermo-hygrometer)"),
         _analog("DryRoom.Temperature", "CEL", 10, 35, "dry-room air temperature"),
@@ -216,4 +222,6 @@ def markdown_table(channels: int = 8) -> str:
         rows.append(f"| `{path.replace('.', '/')}` | `PilotLine.{path}` | {kind} | {unit} | {rng} | {writable} |")
     rows.append("| `Drying/<Lane>/MassLoadingProfile/P<NNN>` | `PilotLine.Drying.<Lane>.MassLoadingProfile.P<NNN>` "
                 "| AnalogItem Double | mg/cm² (H63) | 0 .. 60 | no |")
+    rows.append("| `Drying/<Lane>/MassLoadingProfile` | `PilotLine.Drying.<Lane>.MassLoadingProfile` "
+                "| AnalogItem Double[N] | mg/cm² (H63) | 0 .. 60 | no |")
     return "\n".join(rows)

@@ -15,6 +15,8 @@ from collections import deque
 from dataclasses import dataclass, field
 from typing import Any
 
+import numpy as np
+
 import models.process_chain as pc
 
 from .dynamics import SIGMA, TAU_S, FirstOrder, Noise
@@ -136,6 +138,7 @@ class ElectrodeLane:
         ids: IdCounter,
         trace: TraceLog,
         profile_points: int = 0,
+        profile_array: bool = False,
     ) -> None:
         self.lane = lane
         self.L = lane_letter(lane)
@@ -147,6 +150,7 @@ class ElectrodeLane:
         self.ids = ids
         self.trace = trace
         self.profile_points = profile_points
+        self.profile_array = profile_array
         p = self.p
         self.v_s = float(pc.solids_specific_volume_cm3_g(p.w_active, p.w_conductive, p.w_binder,
                                                           p.rho_active_g_cm3, p.rho_conductive_g_cm3,
@@ -346,11 +350,17 @@ class ElectrodeLane:
             out[f"{d}.Porosity"] = (1.0 - density / self.rho_solids) * 100.0
             out[f"{d}.RollId"] = roll.id
             out[f"{d}.RollPosition"] = pos
-            for i in range(self.profile_points):
-                # cross-web track i: a gentle edge-to-centre profile (+-1 %) plus the gauge's own noise
-                xi = (i + 0.5) / self.profile_points - 0.5
-                out[f"{d}.MassLoadingProfile.P{i:03d}"] = beta[3] * (1.0 - 0.04 * xi * xi) * n.rel(
-                    1.0, SIGMA["MassLoading_rel"])
+            if self.profile_points:
+                # cross-web tracks: a gentle edge-to-centre profile (-1 % at the edges) plus the gauge's own noise
+                k = self.profile_points
+                xi = (np.arange(k) + 0.5) / k - 0.5
+                draws = n.rng.standard_normal(k) * SIGMA["MassLoading_rel"] * n.scale
+                track = (beta[3] * (1.0 - 0.04 * xi * xi) * (1.0 + draws)).tolist()
+                if self.profile_array:
+                    out[f"{d}.MassLoadingProfile"] = track
+                else:
+                    for i, v in enumerate(track):
+                        out[f"{d}.MassLoadingProfile.P{i:03d}"] = v
         # winder: a roll is complete when its end has passed the last gauge
         while self.to_wind and self.to_wind[0].length_m > 0 and \
                 self.S_m - WINDER_M >= self.to_wind[0].start_S_m + self.to_wind[0].length_m:
