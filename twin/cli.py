@@ -16,14 +16,24 @@ from pathlib import Path
 
 def _run_parser(p: argparse.ArgumentParser) -> None:
     p.add_argument("--config", type=Path, default=None, help="YAML config (default: built-in defaults + env)")
+    p.add_argument("--opcua-password-file", type=Path, default=None,
+                   help="read the OPC UA user's password from this file (e.g. the simulator's operator-password; "
+                        "a Docker / Kubernetes secret file) instead of the config or environment")
 
 
 def _run(args: argparse.Namespace) -> int:
     from twin.config import ConfigError
     from twin.service import run
 
+    password = None
+    if args.opcua_password_file is not None:
+        try:
+            password = args.opcua_password_file.read_text(encoding="utf-8").strip()
+        except OSError as exc:
+            print(f"error: cannot read --opcua-password-file: {exc}", file=sys.stderr)
+            return 2
     try:
-        return run(str(args.config) if args.config else None)
+        return run(str(args.config) if args.config else None, opcua_password=password)
     except ConfigError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2

@@ -386,10 +386,15 @@ class TwinService:
         await self.stop()
 
 
-def run(config_path: str | None) -> int:
+def run(config_path: str | None, opcua_password: str | None = None) -> int:
     from twin.config import load_config
 
     setup_logging()
+    logging.getLogger("asyncua").setLevel(logging.WARNING)
     cfg = load_config(config_path)
+    if opcua_password is not None:
+        cfg.opcua.password = opcua_password
+        if cfg.opcua.auth_method == "anonymous":
+            cfg.opcua.auth_method = "username"
     asyncio.run(TwinService(cfg).serve())
     return 0

@@ -46,10 +46,11 @@ class EwmaChart:
         self.z = self.lam * x + (1.0 - self.lam) * prev
         lcl, ucl = self.limits()
         self.out_of_control = bool(self.n >= 2 and not (lcl <= self.z <= ucl))
+        if position_m is None:
+            return  # counted in the statistics, but a roll map needs the position on the roll
         if len(self.points) >= self.max_points:
             del self.points[: self.max_points // 2 : 2]  # thin the older half, keep the shape of the whole roll
-        pos = float(position_m) if position_m is not None else float(self.n)
-        self.points.append((pos, x, self.z, lcl, ucl))
+        self.points.append((float(position_m), x, self.z, lcl, ucl))
 
     @property
     def sigma_short(self) -> float:
