@@ -44,6 +44,9 @@ ID_MEMBERS: Final[dict[str, str]] = {
 }
 SKIP_MEMBERS: Final = frozenset({"seq", "time", "time_ns", "line", "units", "schema", "kind", "type"})
 MAX_PAYLOAD: Final = 1_000_000
+#: Cycler values also exist as OPC UA items (Formation/CH-01/Voltage); the tag keeps the two series apart so that a
+#: message and an OPC UA sample of the same instant never overwrite each other in InfluxDB.
+MQTT_TAGS: Final = {"protocol": "mqtt"}
 CYCLER_SCHEMAS: Final = {"telemetry": "pilotline.cycler.telemetry.v1", "result": "pilotline.cycler.result.v1"}
 
 
@@ -117,7 +120,8 @@ def decode_cycler(topic: str, line: str, channel: str, kind: str, raw: bytes,
             pass  # kept: validation quarantines it with reason "nan"
         if kind == "result":
             name = f"Result{name}"
-        out.append(Sample(t_ns, line, f"Formation/{channel}", name, v, unit, quality, topic, trace, received_ns))
+        out.append(Sample(t_ns, line, f"Formation/{channel}", name, v, unit, quality, topic, trace, received_ns,
+                          MQTT_TAGS))
     if not out:
         return Rejected("schema", f"cycler {kind} carries no values", topic, raw, received_ns)
     return out

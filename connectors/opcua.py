@@ -11,6 +11,14 @@ What the field's tools get wrong and this module does not (peers.md):
 - asyncua's handler path spawns a task per value, its iterator path drops the oldest on overflow: here a
   ``Subscription`` subclass takes each ``PublishResult`` whole, in order, and hands it over as one batch.
 
+Nothing lost across a crash of the twin or a network cut: notifications are acknowledged to the server only once
+the pipeline has them in its durable spool (our own publish loop sends the acknowledgements), and the subscription
+(id, monitored items, trace context, the server's start time) is saved to a state file. A new process or a new
+session first *transfers* that subscription (OPC UA TransferSubscriptions, Part 4 5.13.7) and re-reads every
+unacknowledged notification with Republish; only when the server no longer has it (server restarted: different
+start time, or subscription expired) is a fresh subscription created. Values changed while no session existed at
+all are lost only beyond the monitored items' queue (``opcua.queue_size`` per node) or the subscription lifetime.
+
 Trace context: the stations' ID variables (``RollId``, ``RollPosition``, ``SlurryBatchId``, ``CellId`` ...) are kept
 as a time-indexed history per station, and a sample gets the IDs that were current at its *source timestamp*. Samples
 are held for one publish cycle before they are emitted, so an ID change that the server delivers in the next publish
@@ -32,7 +40,9 @@ from pathlib import Path
 from typing import Any
 
 from asyncua import Client, Node, ua
-from asyncua.common.subscription import Subscription
+from asyncua.client.ua_session import SessionState
+from asyncua.common.subscription import Subscription, SubscriptionItemData
+from asyncua.ua.uaerrors import BadNoSubscription, BadTimeout, UaStructParsingError
 
 from connectors.records import RecordError, Rejected, Sample, TraceEvent, TraceValue
 from connectors.settings import DeadbandConfig, OpcuaConfig
@@ -108,6 +118,16 @@ class TraceContext:
     def clear(self) -> None:
         self._h.clear()
 
+    def snapshot(self) -> dict[str, dict[str, list[Any]]]:
+        """The latest entry of every station and key (what a restarted process needs to carry on)."""
+        return {st: {k: [h.times[-1], h.values[-1]] for k, h in keys.items() if h.times}
+                for st, keys in self._h.items()}
+
+    def restore(self, snap: dict[str, dict[str, list[Any]]]) -> None:
+        for st, keys in snap.items():
+            for k, (t, v) in keys.items():
+                self.update(st, k, int(t), v)
+
 
 # ---------------------------------------------------------------------------------------------------------------
 # node catalogue
@@ -158,13 +178,17 @@ class _NullHandler:
 
 class _BatchSubscription(Subscription):
     def __init__(self, session: Any, params: ua.CreateSubscriptionParameters,
-                 on_batch: Callable[[list[tuple[int, ua.DataValue]], list[Any], bool], None]) -> None:
+                 on_batch: Callable[[list[tuple[int, ua.DataValue]], list[Any], bool, int | None], None]) -> None:
         super().__init__(session, params, _NullHandler())
         self._on_batch = on_batch
 
     async def publish_callback(self, publish_result: ua.PublishResult) -> None:
         self.last_publish_at = time.monotonic()
-        data = publish_result.NotificationMessage.NotificationData
+        self.process_message(publish_result.NotificationMessage)
+
+    def process_message(self, message: ua.NotificationMessage) -> None:
+        data = message.NotificationData
+        seq = int(message.SequenceNumber) if data else None
         changes: list[tuple[int, ua.DataValue]] = []
         events: list[Any] = []
         status_change = False
@@ -178,7 +202,7 @@ class _BatchSubscription(Subscription):
                         events.append(ev.EventFields)
             elif isinstance(notif, ua.StatusChangeNotification):
                 status_change = True
-        self._on_batch(changes, events, status_change)
+        self._on_batch(changes, events, status_change, seq)
 
 
 # ---------------------------------------------------------------------------------------------------------------
@@ -196,16 +220,25 @@ class OpcuaState:
     last_keepalive_ns: int = 0
     last_error: str = ""
     nodes: int = 0
+    resumed: int = 0  # subscriptions taken over after a cut or a crash (nothing lost)
     samples: int = 0
     events: int = 0
     namespace_index: int | None = None
 
 
 class OpcuaConnector:
-    def __init__(self, cfg: OpcuaConfig, line: str, sink: Sink) -> None:
+    def __init__(self, cfg: OpcuaConfig, line: str, sink: Sink, state_file: Path | None = None) -> None:
         self.cfg = cfg
         self.line = line
         self.sink = sink
+        self.state_file = state_file
+        self._acks: list[ua.SubscriptionAcknowledgement] = []
+        self._pending_seqs: list[int] = []
+        self._pending_events: list[Sample | TraceEvent | Rejected] = []
+        self._sub_id: int | None = None
+        self._saved: dict[str, Any] | None = self._load_state()
+        self._session_file = state_file.with_name(state_file.stem + "-session.json") if state_file else None
+        self._saved_ctx_at = 0.0
         self.state = OpcuaState()
         self.context = TraceContext()
         self._task: asyncio.Task[None] | None = None
@@ -216,6 +249,8 @@ class OpcuaConnector:
         self._pending: list[Sample] = []
         self._pending_since = 0.0
         self._connected_evt = asyncio.Event()
+        if self._saved and self._saved.get("context"):
+            self.context.restore(self._saved["context"])
 
     # -- public --------------------------------------------------------------------------------------------------------
     async def start(self) -> None:
@@ -261,7 +296,7 @@ class OpcuaConnector:
         return {
             "state": s.state, "connected": s.connected, "endpoint": self.cfg.endpoint, "reconnects": s.reconnects,
             "connects": s.connects, "last_data_ns": s.last_data_ns, "last_keepalive_ns": s.last_keepalive_ns,
-            "last_error": s.last_error, "nodes": s.nodes, "samples": s.samples, "events": s.events,
+            "last_error": s.last_error, "nodes": s.nodes, "resumed": s.resumed, "samples": s.samples, "events": s.events,
         }
 
     # -- supervision ---------------------------------------------------------------------------------------------------
@@ -295,15 +330,19 @@ class OpcuaConnector:
             delay = min(delay * 2, self.cfg.reconnect_max_s)
 
     async def _teardown(self) -> None:
+        """Drop the connection but not the server-side session: its subscription can then be transferred."""
         client, self._client = self._client, None
         self._handles = {}
         if client is None:
             return
-        try:
-            await asyncio.wait_for(client.disconnect(), 2.0)
-        except Exception:  # noqa: BLE001 - the server may be gone; close the socket ourselves
-            with contextlib.suppress(Exception):
-                client.disconnect_socket()
+        with contextlib.suppress(Exception):
+            client.uaclient.request_disconnect()
+            for name in ("_stale_watchdog_task", "_supervisor_task", "_renew_channel_task"):
+                await client._cancel_task(getattr(client, name, None))
+            await client._cancel_task(getattr(client.uaclient.session, "_publish_task", None))
+            await asyncio.wait_for(client.close_secure_channel(), 1.0)
+        with contextlib.suppress(Exception):
+            client.disconnect_socket()
 
     async def _make_client(self) -> Client:
         c = self.cfg
@@ -311,6 +350,8 @@ class OpcuaConnector:
         client.session_timeout = int(c.session_timeout_s * 1000)
         client.application_uri = "urn:pilotline:twin:ingest"
         client.name = "pilotline-twin-ingest"
+        if self.state_file is not None:
+            client.session_state_path = self._session_file
         if c.auth_method == "username":
             client.set_user(c.username)
             client.set_password(c.password)
@@ -338,25 +379,20 @@ class OpcuaConnector:
         c = self.cfg
         client = await self._make_client()
         self._client = client
+        saved_token = self._persisted_token()
         await asyncio.wait_for(client.connect(), c.connect_timeout_s)
+        session = client.uaclient.session
+        resumed = saved_token is not None and session.authentication_token.to_string() == saved_token
+        session._publish_loop = lambda: self._publish_loop(session)  # acks only what is durable (see module doc)
         ns = await asyncio.wait_for(client.get_namespace_index(c.namespace_uri), c.request_timeout_s)
         self.state.namespace_index = ns
-        infos = await asyncio.wait_for(self._catalogue(client, ns), max(30.0, c.request_timeout_s * 6))
-        if not infos:
-            raise OpcuaError(f"no variables found under {c.discovery.browse_path!r} in namespace {c.namespace_uri}; "
-                             "check opcua.discovery.browse_path / opcua.nodes")
-        await self._prime_context(client, infos)
-        params = ua.CreateSubscriptionParameters(
-            RequestedPublishingInterval=c.subscription_interval_ms,
-            RequestedLifetimeCount=max(30, int(c.session_timeout_s * 1000 / c.subscription_interval_ms)),
-            RequestedMaxKeepAliveCount=max(3, int(1000 / c.subscription_interval_ms)),
-            MaxNotificationsPerPublish=0, PublishingEnabled=True, Priority=0,
-        )
-        sub = _BatchSubscription(client.uaclient.session, params, self._on_batch)
-        await asyncio.wait_for(sub.init(), c.request_timeout_s)
-        self._handles = await self._monitor(sub, infos)
-        if c.trace_events:
-            await self._subscribe_events(client, sub, ns)
+        start_time = await asyncio.wait_for(
+            client.get_node(ua.NodeId(ua.ObjectIds.Server_ServerStatus_StartTime)).read_value(), c.request_timeout_s)
+        server_start = str(start_time)
+        sub = await self._try_transfer(client, server_start) if resumed else None
+        if sub is None:
+            sub = await self._new_subscription(client, ns, server_start)
+        self._sub_id = sub.subscription_id
         self.state.nodes = len(self._handles)
         self.state.connected = True
         self.state.state = "connected"
@@ -365,9 +401,156 @@ class OpcuaConnector:
             self.state.reconnects += 1
         self.state.last_error = ""
         self._connected_evt.set()
-        log.info("OPC UA %s: subscribed %d nodes (namespace %s = %d)", c.endpoint, len(self._handles),
-                 c.namespace_uri, ns)
         await self._watchdog(client, sub)
+
+    async def _new_subscription(self, client: Client, ns: int, server_start: str) -> _BatchSubscription:
+        c = self.cfg
+        infos = await asyncio.wait_for(self._catalogue(client, ns), max(30.0, c.request_timeout_s * 6))
+        if not infos:
+            raise OpcuaError(f"no variables found under {c.discovery.browse_path!r} in namespace {c.namespace_uri}; "
+                             "check opcua.discovery.browse_path / opcua.nodes")
+        self.context.clear()  # a new subscription means a new server state: old IDs must not leak into it
+        await self._prime_context(client, infos)
+        interval = c.subscription_interval_ms
+        keepalive = max(3, int(1000 / interval))
+        params = ua.CreateSubscriptionParameters(
+            RequestedPublishingInterval=interval,
+            RequestedLifetimeCount=max(3 * keepalive, int(3 * c.session_timeout_s * 1000 / interval)),
+            RequestedMaxKeepAliveCount=keepalive, MaxNotificationsPerPublish=0, PublishingEnabled=True, Priority=0,
+        )
+        sub = _BatchSubscription(client.uaclient.session, params, self._on_batch)
+        await asyncio.wait_for(sub.init(), c.request_timeout_s)
+        self._acks.clear()
+        self._handles = await self._monitor(sub, infos)
+        if c.trace_events:
+            await self._subscribe_events(client, sub, ns)
+        self._save_state(sub, server_start)
+        log.info("OPC UA %s: new subscription %s on %d nodes (namespace %s = %d)", c.endpoint, sub.subscription_id,
+                 len(self._handles), c.namespace_uri, ns)
+        return sub
+
+    async def _try_transfer(self, client: Client, server_start: str) -> _BatchSubscription | None:
+        """Carry on with the subscription of the resumed session (ours before a cut, or the crashed process's).
+
+        The session was re-activated on a new channel (Part 4 6.7, asyncua's persisted session); the subscription
+        is then "transferred" to it to learn which messages are still unacknowledged, and those are republished.
+        """
+        saved = self._saved
+        if not saved or saved.get("endpoint") != self.cfg.endpoint or saved.get("server_start") != server_start:
+            return None
+        c = self.cfg
+        session = client.uaclient.session
+        sub_id = int(saved["subscription_id"])
+        try:
+            params = ua.TransferSubscriptionsParameters()
+            params.SubscriptionIds = [sub_id]
+            params.SendInitialValues = False
+            results = await asyncio.wait_for(session.transfer_subscriptions(params), c.request_timeout_s)
+        except (TimeoutError, ua.UaError) as exc:
+            log.info("OPC UA: subscription %s cannot be transferred (%s); creating a new one", sub_id, exc)
+            return None
+        if not results or not results[0].StatusCode.is_good():
+            log.info("OPC UA: subscription %s is gone (%s); creating a new one", sub_id,
+                     results[0].StatusCode.name if results else "no result")
+            return None
+        handles = {int(h): NodeInfo(ua.NodeId.from_string(d["source"]), d["source"], d["station"], d["signal"],
+                                    d["unit"], d.get("trace_key"), tuple((k, v) for k, v in d.get("tags", [])))
+                   for h, d in saved["handles"].items()}
+        self._handles = handles
+        sub = _BatchSubscription(session, ua.CreateSubscriptionParameters(), self._on_batch)
+        sub.subscription_id = sub_id
+        if saved.get("event_handle") is not None:
+            from asyncua.common.events import get_filter_from_event_type
+
+            with contextlib.suppress(Exception):
+                ns = self.state.namespace_index
+                etype = await client.nodes.base_event_type.get_child(f"{ns}:TraceEventType")
+                evfilter = await get_filter_from_event_type([etype])
+                self._event_fields = [".".join(q.Name for q in sel.BrowsePath) for sel in evfilter.SelectClauses]
+                data = SubscriptionItemData()
+                data.client_handle = int(saved["event_handle"])
+                data.mfilter = evfilter
+                sub._monitored_items[data.client_handle] = data
+        backlog = sorted(int(n) for n in (results[0].AvailableSequenceNumbers or []))
+        for seq in backlog:  # received by the dead session but never acknowledged: maybe never spooled
+            msg = await asyncio.wait_for(session.republish(sub_id, seq), c.request_timeout_s)
+            if msg.NotificationData:
+                sub.process_message(msg)
+        session._subscription_callbacks[sub_id] = sub.publish_callback
+        session.ensure_publish_loop()
+        self.state.resumed += 1
+        log.info("OPC UA %s: took over subscription %s (%d nodes, %d unacknowledged messages republished)",
+                 c.endpoint, sub_id, len(handles), len(backlog))
+        return sub
+
+    async def _publish_loop(self, session: Any) -> None:
+        """asyncua's loop acknowledges a message as soon as the callback returns; ours sends only durable acks."""
+        while session._state not in (SessionState.CLOSING, SessionState.CLOSED):
+            acks, self._acks = self._acks, []
+            try:
+                response = await session.publish(acks)
+            except (BadTimeout, UaStructParsingError):
+                self._acks[:0] = acks
+                continue
+            except BadNoSubscription:
+                self._acks[:0] = acks
+                await asyncio.sleep(0.2)
+                continue
+            except asyncio.CancelledError:
+                self._acks[:0] = acks
+                raise
+            except Exception as exc:  # noqa: BLE001 - the watchdog decides about the session
+                self._acks[:0] = acks
+                log.debug("publish failed: %s", exc)
+                await asyncio.sleep(0.5)
+                continue
+            sub_id = response.Parameters.SubscriptionId
+            callback = session._subscription_callbacks.get(sub_id)
+            if callback is not None:
+                try:
+                    await callback(response.Parameters)
+                except Exception:  # noqa: BLE001
+                    log.exception("OPC UA notification handling failed")
+
+    def _persisted_token(self) -> str | None:
+        if self._session_file is None:
+            return None
+        try:
+            return str(json.loads(self._session_file.read_text())["authentication_token"])
+        except (OSError, ValueError, KeyError, TypeError):
+            return None
+
+    def _load_state(self) -> dict[str, Any] | None:
+        if self.state_file is None:
+            return None
+        try:
+            d = json.loads(self.state_file.read_text())
+            return d if isinstance(d, dict) and "subscription_id" in d else None
+        except (OSError, ValueError):
+            return None
+
+    def _save_state(self, sub: _BatchSubscription, server_start: str) -> None:
+        self._saved = {
+            "endpoint": self.cfg.endpoint, "server_start": server_start, "subscription_id": sub.subscription_id,
+            "handles": {str(h): {"source": i.source, "station": i.station, "signal": i.signal, "unit": i.unit,
+                                 "trace_key": i.trace_key, "tags": list(i.tags)} for h, i in self._handles.items()},
+            "event_handle": next((h for h, d in sub._monitored_items.items()
+                                  if isinstance(d.mfilter, ua.EventFilter)), None),
+            "context": self.context.snapshot(),
+        }
+        self._write_state()
+
+    def _write_state(self) -> None:
+        if self.state_file is None or self._saved is None:
+            return
+        self._saved["context"] = self.context.snapshot()
+        tmp = self.state_file.with_suffix(".tmp")
+        try:
+            self.state_file.parent.mkdir(parents=True, exist_ok=True)
+            tmp.write_text(json.dumps(self._saved))
+            tmp.replace(self.state_file)
+        except OSError as exc:
+            log.warning("OPC UA: cannot save subscription state to %s: %s", self.state_file, exc)
 
     async def _watchdog(self, client: Client, sub: _BatchSubscription) -> None:
         c = self.cfg
@@ -378,8 +561,12 @@ class OpcuaConnector:
                 await asyncio.wait_for(self._stop.wait(), c.watchdog_interval_s)
             if self._stop.is_set():
                 return
-            if self._pending and time.monotonic() - self._pending_since > 2 * c.subscription_interval_ms / 1000:
+            if self._pending_seqs and time.monotonic() - self._pending_since > 2 * c.subscription_interval_ms / 1000:
                 self._flush_pending()
+            self._write_state()
+            if self.state_file is not None:
+                with contextlib.suppress(Exception):
+                    client._save_session_state()  # keeps the token "fresh" for asyncua's resume check
             try:
                 server_state = await asyncio.wait_for(state_node.read_value(), c.request_timeout_s)
                 if int(server_state) != int(ua.ServerState.Running):
@@ -649,7 +836,8 @@ class OpcuaConnector:
             val = v if isinstance(v, str) and v else None
         self.context.update(info.station, info.trace_key, self._timestamp(dv, received_ns), val)
 
-    def _on_batch(self, changes: list[tuple[int, ua.DataValue]], events: list[Any], status_change: bool) -> None:
+    def _on_batch(self, changes: list[tuple[int, ua.DataValue]], events: list[Any], status_change: bool,
+                  seq: int | None) -> None:
         now = time.time_ns()
         self.state.last_keepalive_ns = now
         if status_change:
@@ -664,7 +852,7 @@ class OpcuaConnector:
             info = handles.get(handle)
             if info is not None and info.trace_key is not None:
                 self._update_context(info, dv, now)
-        # pass 2: samples of the previous publish can go now; this publish's are held one cycle
+        # pass 2: what the previous publish brought can go now; this publish's samples are held one cycle
         self._flush_pending()
         line = self.line
         out: list[Sample] = []
@@ -685,23 +873,22 @@ class OpcuaConnector:
             out.append(Sample(self._timestamp(dv, now), line, info.station, info.signal, value, info.unit, quality,  # type: ignore[arg-type]
                               info.source, {}, now, dict(info.tags)))
         self.state.samples += len(out)
-        if out:
-            if not self._pending:
-                self._pending_since = time.monotonic()
-            self._pending.extend(out)
-        recs: list[Sample | TraceEvent | Rejected] = []
-        for fields in events:
-            recs.append(self._trace_event(fields, now))
-        if recs:
-            self.state.events += len(recs)
-            self.sink(recs, None)
+        self.state.events += len(events)
+        if not self._pending_seqs:
+            self._pending_since = time.monotonic()
+        self._pending.extend(out)
+        self._pending_events.extend(self._trace_event(f, now) for f in events)
+        if seq is not None:
+            self._pending_seqs.append(seq)
 
     def _flush_pending(self) -> None:
-        if not self._pending:
+        if not self._pending and not self._pending_events and not self._pending_seqs:
             return
         pending, self._pending = self._pending, []
+        events, self._pending_events = self._pending_events, []
+        seqs, self._pending_seqs = self._pending_seqs, []
         ctx = self.context
-        out: list[Sample] = []
+        out: list[Sample | TraceEvent | Rejected] = []
         cache: dict[tuple[str, int], dict[str, TraceValue]] = {}
         for s in pending:
             key = (s.station, s.time_ns)
@@ -713,7 +900,15 @@ class OpcuaConnector:
                 cache[key] = trace
             out.append(Sample(s.time_ns, s.line, s.station, s.signal, s.value, s.unit, s.quality, s.source, trace,
                               s.received_ns, s.tags))
-        self.sink(out, None)
+        out.extend(events)
+        sub_id = self._sub_id
+
+        def ack() -> None:  # runs once the pipeline has the records in its spool
+            if sub_id is not None:
+                self._acks.extend(ua.SubscriptionAcknowledgement(SubscriptionId=sub_id, SequenceNumber=n)
+                                  for n in seqs)
+
+        self.sink(out, ack if seqs else None)
 
     def _trace_event(self, fields: list[ua.Variant], now: int) -> TraceEvent | Rejected:
         values = {name: (f.Value if isinstance(f, ua.Variant) else f) for name, f in zip(self._event_fields, fields,

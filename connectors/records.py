@@ -232,7 +232,7 @@ class TraceEvent:
     start_ns: int | None = None
     end_ns: int | None = None
     inputs: tuple[TraceInput, ...] = ()
-    parameters: Mapping[str, float] = field(default_factory=dict)
+    parameters: Mapping[str, float | int | str | bool | None] = field(default_factory=dict)
     properties: Mapping[str, Any] = field(default_factory=dict)
     schema: str = TRACE_EVENT_SCHEMA
 
@@ -302,8 +302,10 @@ class TraceEvent:
         if not isinstance(params, Mapping):
             raise RecordError("parameters must be an object of name -> number")
         for k, v in params.items():
-            if isinstance(v, bool) or not isinstance(v, int | float):
-                raise RecordError(f"parameters[{k!r}] must be a number, got {v!r}")
+            if v is not None and not isinstance(v, int | float | str):
+                raise RecordError(f"parameters[{k!r}] must be a number, string, boolean or null, got {v!r}")
+            if isinstance(v, float) and not math.isfinite(v):
+                raise RecordError(f"parameters[{k!r}] must be finite, got {v!r}")
         props = d.get("properties", {}) or {}
         if not isinstance(props, Mapping):
             raise RecordError("properties must be an object")

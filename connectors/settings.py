@@ -70,10 +70,10 @@ class OpcuaConfig(_Model):
     password: str = ""
     connect_timeout_s: float = Field(5.0, gt=0)
     request_timeout_s: float = Field(5.0, gt=0)
-    session_timeout_s: float = Field(30.0, gt=0)
+    session_timeout_s: float = Field(60.0, gt=0)
     subscription_interval_ms: float = Field(100.0, gt=0)
     sampling_interval_ms: float = Field(0.0, ge=0)
-    queue_size: int = Field(100, ge=0)
+    queue_size: int = Field(1000, ge=0)
     discard_oldest: bool = True
     deadband: DeadbandConfig = DeadbandConfig()
     timestamp: Literal["source", "server", "received"] = "source"

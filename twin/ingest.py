@@ -84,7 +84,7 @@ class IngestPipeline:
         self._tasks: list[asyncio.Task[None]] = []
         self._latency_src: dict[int, np.ndarray] = {}
         self._latencies_ms: deque[float] = deque(maxlen=200_000)
-        self._seen_trace: dict[tuple[str, int], None] = {}
+        self._seen_trace: dict[tuple[str, int, str, str, int], None] = {}
         self.counts: dict[str, int] = {
             "received": 0, "accepted": 0, "rejected": 0, "trace_events": 0, "duplicate_trace_events": 0,
             "dropped_queue_full": 0, "spool_refused": 0, "subscriber_errors": 0, "stored": 0,
@@ -138,7 +138,8 @@ class IngestPipeline:
         if self._use_opcua:
             from connectors.opcua import OpcuaConnector
 
-            self.opcua = OpcuaConnector(self.cfg.opcua, self.cfg.line.id, self.submit)
+            self.opcua = OpcuaConnector(self.cfg.opcua, self.cfg.line.id, self.submit,
+                                        state_file=self.spool.dir / "opcua-subscription.json")
             await self.opcua.start()
 
     async def stop(self, drain_timeout_s: float = 5.0) -> None:
@@ -211,7 +212,7 @@ class IngestPipeline:
                     else:
                         rejected.append(bad)
                 elif isinstance(r, TraceEvent):
-                    key = (r.line, r.seq)
+                    key = (r.line, r.seq, r.id, r.kind, r.time_ns)  # the same event via OPC UA and MQTT
                     if key in self._seen_trace:
                         self.counts["duplicate_trace_events"] += 1
                         continue

@@ -102,7 +102,8 @@ def test_readme_trace_event_example_parses_and_round_trips() -> None:
         ({"inputs": [{"id": "SB-C-1"}]}, "inputs[0]"),
         ({"inputs": [{"id": "SB-C-1", "type": "SlurryBatch", "from_m": 5, "to_m": 1}]}, "to_m"),
         ({"inputs": [{"id": "SB-C-1", "type": "SlurryBatch", "from_m": math.nan}]}, "from_m"),
-        ({"parameters": {"x": "fast"}}, "parameters"),
+        ({"parameters": {"x": [1, 2]}}, "parameters"),
+        ({"parameters": {"x": math.inf}}, "parameters"),
     ],
 )
 def test_trace_event_errors_name_the_field(patch: dict[str, Any], message: str) -> None:
