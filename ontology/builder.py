@@ -206,6 +206,7 @@ class GraphBuilder:
         out: list[Triple] = []
         if event.kind == "created":
             out += self.entity_triples(line, event.id, event.type)
+            out.append((node, PL.createdBySeq, Literal(event.seq, datatype=XSD.integer)))
         # the step
         step_cls = PL[iris.STEP_CLASSES[step]] if step in iris.STEP_CLASSES else PL.ProcessStep
         classes = set(types_of(step_cls))

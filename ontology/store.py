@@ -112,9 +112,9 @@ class GenealogyStore:
     def _open_graph(self) -> tuple[Graph, Any]:
         cfg = self.config
         if cfg.backend == "oxigraph":
-            from oxrdflib import OxigraphStore
+            from ontology.oxstore import BoundOxigraphStore
 
-            store = OxigraphStore()
+            store = BoundOxigraphStore()
             if cfg.path is not None:
                 cfg.path.mkdir(parents=True, exist_ok=True)
                 store.open(str(cfg.path / "oxigraph"))
@@ -498,8 +498,8 @@ class GenealogyStore:
             check_id(entity_id, "id")
         except EventError as exc:
             raise QueryInputError(str(exc)) from None
-        if line is not None and not isinstance(line, str):
-            raise QueryInputError("line must be a string")
+        if line is not None and (not isinstance(line, str) or not line or len(line) > 64):
+            raise QueryInputError(f"line must be a non-empty string, got {line!r}")
         bindings: dict[str, Any] = {"id": Literal(entity_id)}
         if line is not None:
             bindings["line"] = Literal(line)
@@ -511,107 +511,135 @@ class GenealogyStore:
             lines = sorted(r["line"] for r in rows)
             raise QueryInputError(f"trace ID {entity_id} exists on several lines ({', '.join(lines)}); pass line=")
         row = rows[0]
-        return URIRef(str(self.builder.entity(row["line"], entity_id))), row["line"], row["type"]
+        return URIRef(str(row["entity"])), row["line"], row["type"]
+
+    def _root(self, entity_id: str, line: str) -> dict[str, Literal]:
+        return {"rootId": Literal(entity_id), "rootLine": Literal(line)}
 
     def genealogy(self, entity_id: str, line: str | None = None) -> dict[str, Any]:
         """Upstream trace of an entity (normally a cell): the whole tree with steps, equipment, parameters, measured
         values, raw-data windows, roll segments under its sheets, formation, predictions, audits and the dry-room
         dew point during its assembly."""
-        root, line, entity_type = self.find(entity_id, line)
+        iri, line, entity_type = self.find(entity_id, line)
+        root = self._root(entity_id, line)
         entities: dict[str, dict[str, Any]] = {}
-        for row in self._select("upstream", root=root):
+        steps: dict[tuple[str, str], dict[str, Any]] = {}
+        for row in self._select("upstream", **root):
             item = entities.setdefault(row["id"], {"id": row["id"], "type": row["type"], "iri": str(row["entity"]),
                                                    "steps": [], "parameters": {}, "measured": {}})
-            if "polarity" in row:
-                item["polarity"] = row["polarity"]
-            if "length" in row:
-                item["length_m"] = row["length"]
-            if "proc" in row:
-                step = {k: row[k] for k in ("step", "kind", "seq", "time", "start", "end", "station", "equipment")
-                        if k in row}
-                step["iri"] = str(row["proc"])
-                if step not in item["steps"]:
-                    item["steps"].append(step)
+            field_name = _FIELD_NAMES.get(str(row["p"]), str(row["p"]))
+            if "proc" not in row:
+                item[field_name] = row["value"]
+                continue
+            step = steps.get((row["id"], str(row["proc"])))
+            if step is None:
+                step = steps[(row["id"], str(row["proc"]))] = {"iri": str(row["proc"])}
+                item["steps"].append(step)
+            step[field_name] = row["value"]
         for item in entities.values():
             item["steps"].sort(key=lambda s: (s.get("seq") or 0))
-        for row in self._select("upstream_values", root=root):
-            item = entities.get(row["id"])
-            if item is None:
+        quantities: dict[str, dict[str, Any]] = {}
+        for row in self._select("upstream_values", **root):
+            q = quantities.setdefault(str(row["q"]), {"id": row["id"], "step": None, "proc": row.get("proc")})
+            name = _FIELD_NAMES.get(str(row["p"]), str(row["p"]))
+            if name == "type":
+                if str(row["value"]) not in _GENERIC_VALUE_TYPES:
+                    q["quantity_iri"] = str(row["value"])
+            elif name == "unit_iri":
+                q["unit_iri"] = str(row["value"])
+            else:
+                q[name] = row["value"]
+        proc_steps = {s["iri"]: s.get("step") for s in steps.values()}
+        for q in quantities.values():
+            item = entities.get(q.pop("id"))
+            if item is None or "key" not in q:
                 continue
-            bucket = item["parameters"].setdefault(row["step"], {}) if row["role"] == "parameter" else item["measured"]
-            bucket[row["key"]] = _value_dict(row)
-        edges = [{"child": r["childId"], "parent": r["parentId"],
-                  **({"from_m": r["fromM"], "to_m": r["toM"]} if "fromM" in r else {})}
-                 for r in self._select("upstream_edges", root=root)]
+            proc = q.pop("proc")
+            q.pop("step")
+            key = q.pop("key")
+            if proc is not None:
+                item["parameters"].setdefault(proc_steps.get(str(proc)) or "?", {})[key] = q
+            else:
+                item["measured"][key] = q
+        edge_map: dict[tuple[str, str], dict[str, Any]] = {}
+        for r in self._select("upstream_edges", **root):
+            edge = edge_map.setdefault((r["childId"], r["parentId"]), {"child": r["childId"], "parent": r["parentId"]})
+            if "usage" in r:
+                edge[_FIELD_NAMES.get(str(r["p"]), str(r["p"]))] = r["value"]
         raw = [{"id": r["id"], "step": r["step"], "influxdb": {"measurement": r["measurement"],
                                                                "tags": {"line": r["line"]},
                                                                "start": r["start"], "end": r["end"]}}
-               for r in self._select("raw_data", root=root)]
+               for r in self._select("raw_data", **root)]
         segments: dict[tuple[str, str], dict[str, Any]] = {}
-        for r in self._select("segments", root=root):
+        for r in self._select("segments", **root):
             seg = segments.setdefault((r["sheetId"], r["segmentId"]), {
                 "sheet": r["sheetId"], "segment": r["segmentId"], "roll": r["rollId"],
                 "from_m": r["segFrom"], "to_m": r["segTo"], "measured": {}})
-            if "key" in r:
-                seg["measured"][r["key"]] = {"value": r.get("value"), "unit": r.get("unit")}
+            seg["measured"][r["key"]] = {"value": r.get("value"), "unit": r.get("unit")}
         formation: dict[str, dict[str, Any]] = {}
-        for r in self._select("formation", root=root):
-            run = formation.setdefault(r["runId"], {"id": r["runId"], "channel": r.get("channel"), "time": r["time"],
-                                                    "start": r.get("start"), "end": r.get("end"), "results": {}})
-            if "key" in r:
-                run["results"][r["key"]] = {"value": r.get("value"), "unit": r.get("unit")}
+        results: dict[str, dict[str, Any]] = {}
+        for r in self._select("formation", **root):
+            run = formation.setdefault(r["runId"], {"id": r["runId"], "channel": None, "results": {}})
+            name = _FIELD_NAMES.get(str(r["p"]), str(r["p"]))
+            if "q" in r:
+                results.setdefault(str(r["q"]), {"run": r["runId"]})[name] = r["value"]
+            elif name == "equipment":
+                run["channel"] = r["value"]
+            else:
+                run[name] = r["value"]
+        for res in results.values():
+            if "key" in res:
+                formation[res.pop("run")]["results"][res.pop("key")] = res
         predictions: dict[str, dict[str, Any]] = {}
-        for r in self._select("predictions", root=root):
+        for r in self._select("predictions", **root):
             pred = predictions.setdefault(str(r["run"]), {"model": r["model"], "model_version": r["version"],
                                                           "time": r["time"], "outputs": {}})
-            if "key" in r:
-                pred["outputs"][r["key"]] = {"value": r.get("value"), "std": r.get("std"), "unit": r.get("unit")}
-        audits = [{"who": r["who"], "time": r["time"], "setpoint": r.get("setpoint"), "before": _unjson(r.get("before")),
-                   "after": _unjson(r.get("after")), "why": r["why"], "model_version": r.get("version")}
-                  for r in self._select("audits", root=root)]
+            pred["outputs"][r["key"]] = {"value": r.get("value"), "std": r.get("std"), "unit": r.get("unit")}
+        audit_map: dict[str, dict[str, Any]] = {}
+        for r in self._select("audits", **root):
+            rec = audit_map.setdefault(str(r["record"]), {"who": r["who"], "time": r["time"], "why": r["why"],
+                                                          "setpoint": None, "before": None, "after": None,
+                                                          "model_version": None})
+            name = _FIELD_NAMES.get(str(r["p"]), str(r["p"]))
+            rec[name] = _unjson(r["value"]) if name in ("before", "after") else r["value"]
         by_type: dict[str, list[str]] = {}
         equipment: set[str] = set()
         for item in entities.values():
             by_type.setdefault(item["type"], []).append(item["id"])
             equipment.update(s["equipment"] for s in item["steps"] if "equipment" in s)
+        sheets = [i for i in entities.values() if i["type"] == "ElectrodeSheet"]
         return {
             "id": entity_id,
             "line": line,
             "type": entity_type,
-            "iri": str(root),
-            "positive_electrode": sorted(by_type.get("ElectrodeSheet", []) and
-                                         [i["id"] for i in entities.values() if i.get("polarity") == "positive"
-                                          and i["type"] == "ElectrodeSheet"]),
-            "negative_electrode": sorted([i["id"] for i in entities.values() if i.get("polarity") == "negative"
-                                          and i["type"] == "ElectrodeSheet"]),
+            "iri": str(iri),
+            "positive_electrode": sorted(i["id"] for i in sheets if i.get("polarity") == "positive"),
+            "negative_electrode": sorted(i["id"] for i in sheets if i.get("polarity") == "negative"),
             "slurry_batches": sorted(by_type.get("SlurryBatch", [])),
             "raw_material_lots": sorted(by_type.get("RawMaterialLot", [])),
             "by_type": {k: sorted(v) for k, v in sorted(by_type.items())},
             "equipment": sorted(equipment),
             "conditions": self._conditions(root, line),
             "entities": sorted(entities.values(), key=lambda e: (e["type"], e["id"])),
-            "edges": sorted(edges, key=lambda e: (e["child"], e["parent"])),
-            "raw_data": raw,
+            "edges": sorted(edge_map.values(), key=lambda e: (e["child"], e["parent"])),
+            "raw_data": sorted(raw, key=lambda r: (r["influxdb"]["start"], r["id"])),
             "segments": sorted(segments.values(), key=lambda s: (s["sheet"], s["segment"])),
-            "formation": list(formation.values()),
-            "predictions": list(predictions.values()),
-            "audits": audits,
+            "formation": sorted(formation.values(), key=lambda r: r["id"]),
+            "predictions": sorted(predictions.values(), key=lambda p: p["time"]),
+            "audits": sorted(audit_map.values(), key=lambda a: a["time"]),
         }
 
-    def _conditions(self, root: URIRef, line: str) -> dict[str, Any]:
-        rows = self._select("assembly_conditions", root=root)
+    def _conditions(self, root: dict[str, Literal], line: str) -> dict[str, Any]:
+        rows = self._select("assembly_conditions", **root)
         row = rows[0] if rows else {}
-        dew = self._select("dew_point_summary", root=root)
-        if dew and dew[0].get("maxDewPoint") is not None:
-            row["maxDewPoint"] = dew[0]["maxDewPoint"]
+        dew = self._select("dew_point_summary", **root)
+        stored = dew[0].get("maxDewPoint") if dew else None
         out: dict[str, Any] = {
             "assembly_window": {"start": row.get("from"), "end": row.get("to")} if row.get("from") else None,
-            "max_dew_point_C": None,
-            "dew_point_source": None,
-            "stored_max_dew_point_C": row.get("maxDewPoint"),
+            "max_dew_point_C": stored,
+            "dew_point_source": "trace-event summary" if stored is not None else None,
+            "stored_max_dew_point_C": stored,
         }
-        if row.get("maxDewPoint") is not None:
-            out["max_dew_point_C"], out["dew_point_source"] = row["maxDewPoint"], "trace-event summary"
         if self.dew_point_port is not None and row.get("from") and row.get("to"):
             try:
                 live = self.dew_point_port(line, _aware(row["from"]), _aware(row["to"]))
@@ -619,13 +647,13 @@ class GenealogyStore:
                 out["dew_point_port_error"] = repr(exc)
             else:
                 if live is not None:
-                    out["influxdb_max_dew_point_C"] = live
+                    out["influxdb_max_dew_point_C"] = float(live)
                     out["max_dew_point_C"], out["dew_point_source"] = float(live), "influxdb samples"
         return out
 
     def genealogy_graph(self, entity_id: str, line: str | None = None) -> Graph:
-        root, _, _ = self.find(entity_id, line)
-        return self._construct("genealogy_graph", root=root)
+        _, line, _ = self.find(entity_id, line)
+        return self._construct("genealogy_graph", **self._root(entity_id, line))
 
     def downstream(self, entity_id: str, from_m: float | None = None, to_m: float | None = None,
                    line: str | None = None) -> dict[str, Any]:
@@ -641,29 +669,30 @@ class GenealogyStore:
                 raise QueryInputError(str(exc)) from None
             if from_m < 0 or to_m <= from_m:
                 raise QueryInputError(f"need 0 <= from_m < to_m, got {from_m}..{to_m}")
-        root, line, entity_type = self.find(entity_id, line)
+        _, line, entity_type = self.find(entity_id, line)
         result: dict[str, Any] = {"id": entity_id, "line": line, "type": entity_type}
         if from_m is not None:
             if entity_type not in ROLL_TYPES:
                 raise QueryInputError(f"positions apply to rolls ({', '.join(ROLL_TYPES)}); {entity_id} is a "
                                       f"{entity_type}")
-            rows = self._range(root, from_m, to_m)  # type: ignore[arg-type]
+            rows = self._range(entity_id, line, from_m, to_m)  # type: ignore[arg-type]
+            sheets = sorted({(r["sheetId"], r["carrierId"], r["f"], r["t"]) for r in rows})
             result.update(from_m=from_m, to_m=to_m, method="roll positions",
                           cells=sorted({r["cellId"] for r in rows}),
-                          sheets=sorted({(r["sheetId"], r["carrierId"], r["f"], r["t"]) for r in rows}))
-            result["sheets"] = [{"sheet": s, "from": c, "from_m": f, "to_m": t} for s, c, f, t in result["sheets"]]
+                          sheets=[{"sheet": s, "cut_from": c, "from_m": f, "to_m": t} for s, c, f, t in sheets])
             result["count"] = len(result["cells"])
             return result
-        everything = self._select("downstream", root=root)
+        everything = self._select("downstream", **self._root(entity_id, line))
         cells = {r["id"] for r in everything if r["type"] == "Cell"}
         method = "genealogy closure"
         if entity_type == "SlurryBatch":
-            stretches = self._select("coating_stretches", root=root)
+            stretches = self._select("coating_stretches", **self._root(entity_id, line))
             if stretches:
                 method = "coated stretches of the rolls"
                 for s in stretches:
-                    roll_cells = {r["id"] for r in self._select("downstream", root=s["roll"]) if r["type"] == "Cell"}
-                    in_range = {r["cellId"] for r in self._range(s["roll"], s["fromM"], s["toM"])}
+                    roll_cells = {r["id"] for r in self._select("downstream", **self._root(s["rollId"], line))
+                                  if r["type"] == "Cell"}
+                    in_range = {r["cellId"] for r in self._range(s["rollId"], line, s["fromM"], s["toM"])}
                     cells -= roll_cells - in_range
                 result["coated_stretches"] = [{"roll": s["rollId"], "from_m": s["fromM"], "to_m": s["toM"]}
                                               for s in stretches]
@@ -672,8 +701,9 @@ class GenealogyStore:
                                       key=lambda e: (e["type"], e["id"])))
         return result
 
-    def _range(self, root: URIRef, from_m: float, to_m: float) -> list[dict[str, Any]]:
-        return self._select("downstream_range", root=root, fromM=Literal(float(from_m), datatype=XSD.double),
+    def _range(self, entity_id: str, line: str, from_m: float, to_m: float) -> list[dict[str, Any]]:
+        return self._select("downstream_range", **self._root(entity_id, line),
+                            fromM=Literal(float(from_m), datatype=XSD.double),
                             toM=Literal(float(to_m), datatype=XSD.double))
 
     def cells_dew_point_above(self, limit_C: float, *, check_samples: bool = False,
@@ -744,6 +774,18 @@ class GenealogyStore:
             return len(self._ox)
         with self._lock:
             return len(self.graph)
+
+
+_FIELD_NAMES: Final = {
+    str(PL.polarity): "polarity", str(PL.lengthM): "length_m", str(PL.step): "step", str(PL.kind): "kind",
+    str(PL.seq): "seq", str(PL.eventTime): "time", str(PL.startTime): "start", str(PL.endTime): "end",
+    str(PL.station): "station", str(PL.name): "equipment", str(PL.key): "key", str(PL.unitCode): "unit",
+    str(PL.statistic): "statistic", "http://www.w3.org/1999/02/22-rdf-syntax-ns#type": "type",
+    "http://www.w3.org/1999/02/22-rdf-syntax-ns#value": "value", str(iris.EMMO_HAS_MEASUREMENT_UNIT): "unit_iri",
+    str(iris.EMMO_HAS_NUMBER_VALUE): "value", str(PL.fromM): "from_m", str(PL.toM): "to_m",
+    str(PL.setpoint): "setpoint", str(PL.before): "before", str(PL.after): "after", str(PL.modelVersion): "model_version",
+}
+_GENERIC_VALUE_TYPES: Final = {str(PL.MeasuredValue), str(PL.ParameterValue), str(PL.PredictedValue)}
 
 
 def _term(value: Any) -> Any:
