@@ -76,13 +76,21 @@ def assert_contiguous(messages: list[tuple[str, dict[str, Any]]]) -> dict[str, i
     return {k: max(v) for k, v in seqs.items()}
 
 
-def test_same_seed_same_record_and_different_seed_differs(tmp_path: Path, mosquitto: Any) -> None:
+def test_different_seed_gives_a_different_run() -> None:
+    from sim_helpers import plant, run
+
+    a = run(plant(quiet(noise_scale=1.0), seed=1), 30)
+    b = run(plant(quiet(noise_scale=1.0), seed=2), 30)
+    assert a["Coating.Cathode.PumpFlowRate"] != b["Coating.Cathode.PumpFlowRate"]
+
+
+def test_same_seed_same_record(tmp_path: Path, mosquitto: Any) -> None:
     sc = write_scenario(tmp_path / "sc.yaml", quiet(noise_scale=1.0, events=[
         {"at_s": 300, "action": "set", "node": "Coating.Cathode.PumpFlowRateSetpoint", "value": 720.0},
         {"at_s": 400, "action": "fault", "fault": "dropout", "node": "Drying.Cathode.MassLoading",
          "duration_s": 30}]))
     records = []
-    for i, seed in enumerate((7, 7, 8)):
+    for i, seed in enumerate((7, 7)):
         rec = tmp_path / f"rec{i}.jsonl"
         run_sim(tmp_path / f"run{i}", "--scenario", str(sc), "--seed", str(seed), "--speed", "2000",
                 "--duration", "600", "--start-time", START_ISO, "--mqtt-url", mosquitto.url, "--line-id", f"DET{i}",
@@ -91,7 +99,6 @@ def test_same_seed_same_record_and_different_seed_differs(tmp_path: Path, mosqui
         records.append(text)
     assert len(records[0].splitlines()) > 5_000
     assert records[0] == records[1], "same seed and scenario must give the same record"
-    assert records[0] != records[2]
     sources = {json.loads(line)["source"].split(":")[0] for line in records[0].splitlines()}
     assert sources == {"opcua", "opcua-event", "mqtt"}
 
@@ -154,15 +161,15 @@ def test_mqtt_loses_nothing_across_a_broker_restart(tmp_path: Path, mosquitto_fa
     rec = tmp_path / "rec.jsonl"
     sc = write_scenario(tmp_path / "sc.yaml", quiet(noise_scale=1.0, line={
         "telemetry_interval_s": 5, "cycler_channels": 4, "formation_duration_s": 300, "cell_interval_s": 20}))
-    sim = simulator_factory(args=["--security", "none", "--scenario", str(sc), "--speed", "200", "--mqtt-url",
+    sim = simulator_factory(args=["--security", "none", "--scenario", str(sc), "--speed", "400", "--mqtt-url",
                                   broker.url, "--line-id", "BRK", "--record", str(rec)])
     try:
-        sub.wait_for(200, timeout_s=30)
-        assert len(sub.messages) >= 200
+        sub.wait_for(60, timeout_s=30)
+        assert len(sub.messages) >= 60
         broker.stop()  # clean broker restart: it saves its persistence file
         time.sleep(1.5)  # the simulator keeps publishing into paho's queue meanwhile
         broker.start()
-        sub.wait_for(len(sub.messages) + 200, timeout_s=30)
+        sub.wait_for(len(sub.messages) + 60, timeout_s=30)
         sim.stop()
         expected = [r for r in read_record(rec) if r["source"].startswith("mqtt:")]
         sub.wait_for(len(expected), timeout_s=20)
