@@ -96,7 +96,7 @@ def _hash_password(argv: list[str]) -> int:
 def _nodes(argv: list[str]) -> int:
     p = argparse.ArgumentParser(prog="python -m simulator nodes", description="Print the address space.")
     p.add_argument("--markdown", action="store_true")
-    p.add_argument("--channels", type=int, default=8)
+    p.add_argument("--channels", type=int, default=16)
     args = p.parse_args(argv)
     if args.markdown:
         print(markdown_table(args.channels))
@@ -128,6 +128,12 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     if args.profile_points < 0 or args.profile_points > 1000:
         print("error: --profile-points must be 0..1000", file=sys.stderr)
+        return 2
+    # the web must not run past a whole gauge distance or roll in one step (5 m/min is the WebSpeed EURange maximum)
+    max_step_m = 5.0 * args.tick / 60.0
+    if max_step_m > min(0.5, scenario.line.roll_length_m / 4):
+        print(f"error: --tick {args.tick:g} s lets the web move up to {max_step_m:.2f} m per step; keep it below "
+              f"{min(0.5, scenario.line.roll_length_m / 4) * 60 / 5:.1f} s for this scenario", file=sys.stderr)
         return 2
     opts = Options(host=args.host, port=args.port, speed=args.speed, tick_s=args.tick, seed=args.seed,
                    line_id=args.line_id, data_dir=args.data_dir, security=args.security, mqtt_url=args.mqtt_url,

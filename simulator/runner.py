@@ -51,12 +51,20 @@ class Runner:
         start = opts.start_time or datetime.now(timezone.utc)
         self.plant = Plant(scenario, opts.seed, opts.line_id, start, opts.profile_points, opts.profile_array)
         self.recorder = Recorder(opts.record) if opts.record else None
-        self.server = LineServer(self.plant, opts.host, opts.port, opts.data_dir, list(opts.security), users)
+        self.server = LineServer(self.plant, opts.host, opts.port, opts.data_dir, list(opts.security), users,
+                                 on_write=self._on_client_write)
         self.mqtt = MqttOut(opts.mqtt_url, f"pilotline-sim-{opts.line_id}") if opts.mqtt_url else None
         self.stop_requested = False
         self.down_until_s: float | None = None
         self.steps = 0
         self.values_published = 0
+
+    def _on_client_write(self, path: str, value: Any) -> None:
+        """A client's accepted write is published at once; it belongs in the record like any other value."""
+        self.values_published += 1
+        if self.recorder:
+            self.recorder.write(self.plant.now(), f"opcua:{self.server.nodeid_string(path)}", value, "Good")
+            self.recorder.flush()
 
     def request_stop(self, *_: Any) -> None:
         self.stop_requested = True

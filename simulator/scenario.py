@@ -26,10 +26,10 @@ class LineConfig:
     segment_length_m: float = 10.0
     slurry_batch_volume_l: float = 5.0
     mixing_duration_s: float = 3600.0
-    cell_interval_s: float = 120.0
+    cell_interval_s: float = 600.0
     filling_duration_s: float = 60.0
-    cycler_channels: int = 8
-    formation_duration_s: float = 36000.0
+    cycler_channels: int = 16  # 16 channels x 9600 s formation absorb one cell every 600 s
+    formation_duration_s: float = 9600.0
     telemetry_interval_s: float = 60.0
     post_drying_duration_s: float = 14400.0
     remote_setpoints_enabled: bool = False

@@ -169,7 +169,7 @@ def channel_specs(channel: str) -> list[NodeSpec]:
     ]
 
 
-def line_specs(channels: int = 8, profile_points: int = 0, profile_array: bool = False) -> list[NodeSpec]:
+def line_specs(channels: int = 16, profile_points: int = 0, profile_array: bool = False) -> list[NodeSpec]:
     """Every variable of the line, in a stable order (the server creates them in this order)."""
     specs: list[NodeSpec] = [
         NodeSpec("RemoteSetpointsEnabled", "Boolean",
@@ -202,7 +202,7 @@ def specs_by_path(specs: list[NodeSpec]) -> dict[str, NodeSpec]:
     return {s.path: s for s in specs}
 
 
-def markdown_table(channels: int = 8) -> str:
+def markdown_table(channels: int = 16) -> str:
     """The README's address-space table (per-channel rows shown once for ``CH-<NN>``)."""
     rows = ["| browse path below `PilotLine/` | NodeId (`ns=2;s=...`) | type | unit (UNECE) | EURange | writable |",
             "|---|---|---|---|---|---|"]

@@ -392,6 +392,7 @@ class ElectrodeLane:
                                         "mass_loading_mg_cm2_mean": roll.mean_over(roll.beta_pos_m, beta, a, b)})
             a = b
         self.cal_queue.append(roll)
+        self.rolls.pop(roll.number, None)  # past the last gauge: only the calender and the coils refer to it now
 
     # ---------------------------------------------------------------------------------------------------------------
     def gamma_c_N_mm(self) -> float:

@@ -43,7 +43,7 @@ async def _measure(endpoint: str, profile_points: int, profile_array: bool) -> d
 
     async with Client(endpoint, timeout=30) as client:
         ns = await client.get_namespace_index("urn:pilotline:simulator")
-        nodes = [client.get_node(ua.NodeId(s.node_id, ns)) for s in line_specs(8, profile_points, profile_array)]
+        nodes = [client.get_node(ua.NodeId(s.node_id, ns)) for s in line_specs(16, profile_points, profile_array)]
         sub = await client.create_subscription(100, Handler())
         for i in range(0, len(nodes), 500):
             await sub.subscribe_data_change(nodes[i:i + 500], queuesize=100)

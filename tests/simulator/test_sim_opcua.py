@@ -124,7 +124,8 @@ async def test_browse_analog_items_and_subscribe(simulator_factory: Any, tmp_pat
 
 
 async def test_writes_are_guarded_and_refusals_change_nothing(simulator_factory: Any, tmp_path: Path) -> None:
-    sim = start(simulator_factory, tmp_path, quiet(), "--security", "none", "--speed", "30")
+    rec = tmp_path / "rec.jsonl"
+    sim = start(simulator_factory, tmp_path, quiet(), "--security", "none", "--speed", "30", "--record", str(rec))
     sp_path = "Coating.Cathode.PumpFlowRateSetpoint"
     dv = ua.DataValue(ua.Variant(730.8, ua.VariantType.Double))
     async with Client(sim.endpoint) as anon:
@@ -168,6 +169,11 @@ async def test_writes_are_guarded_and_refusals_change_nothing(simulator_factory:
                 break
             await asyncio.sleep(0.1)
         assert await node(op, ns, "Coating.Cathode.PumpFlowRate").read_value() == pytest.approx(730.8, rel=1e-3)
+    # accepted writes are published values too: the record has each exactly once, refused ones never
+    wanted = (f"opcua:ns={ns};s=PilotLine.{sp_path}", f"opcua:ns={ns};s=PilotLine.RemoteSetpointsEnabled")
+    written = [(r["source"].rsplit(".", 1)[-1], r["value"]) for r in read_record(rec) if r["source"] in wanted]
+    assert written == [("RemoteSetpointsEnabled", False), ("PumpFlowRateSetpoint", 696.0),
+                       ("RemoteSetpointsEnabled", True), ("PumpFlowRateSetpoint", 730.8)]
 
 
 async def test_pump_step_raises_mass_loading_five_percent_after_the_delay(simulator_factory: Any,
