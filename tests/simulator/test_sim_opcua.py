@@ -274,3 +274,34 @@ async def test_server_restart_fault_comes_back_with_the_same_node_ids(simulator_
         assert after == before
         dv = await wait_good(client, ns, "Drying.Cathode.MassLoading")
         assert dv.Value.Value == pytest.approx(14.3, rel=0.01)
+
+
+async def test_trace_events_arrive_as_opc_ua_events(simulator_factory: Any, tmp_path: Path) -> None:
+    import json
+
+    sim = start(simulator_factory, tmp_path, quiet(), "--security", "none", "--speed", "600")
+    events: list[Any] = []
+
+    class Handler:
+        def event_notification(self, event: Any) -> None:
+            events.append(event)
+
+    async with Client(sim.endpoint) as client:
+        ns = await ns_index(client)
+        etype = client.get_node(ua.NodeId("TraceEventType", ns))
+        sub = await client.create_subscription(50, Handler())
+        await sub.subscribe_events(client.get_node(ua.NodeId("PilotLine", ns)), etype)
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline and not any(
+                json.loads(e.Payload)["type"] == "CalenderedRoll" for e in events):
+            await asyncio.sleep(0.05)
+        await sub.delete()
+    payloads = [json.loads(e.Payload) for e in events]
+    assert any(p["type"] == "CalenderedRoll" for p in payloads)
+    seqs = [p["seq"] for p in payloads]
+    assert seqs == list(range(seqs[0], seqs[0] + len(seqs))), "events arrive in order without gaps"
+    first = events[0]
+    assert first.Seq == payloads[0]["seq"] and first.MaterialId == payloads[0]["id"]
+    assert json.loads(first.Inputs) == payloads[0]["inputs"] and first.Kind == payloads[0]["kind"]
+    roll = next(p for p in payloads if p["type"] == "CoatedRoll")
+    assert roll["schema"] == "pilotline.trace.v1" and roll["inputs"][0]["type"] == "SlurryBatch"

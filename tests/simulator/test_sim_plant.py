@@ -3,15 +3,18 @@
 from __future__ import annotations
 
 import math
+from pathlib import Path
 
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
 import models.process_chain as pc
-from simulator.web_lane import BETA_GAUGE_M, WET_CALIPER_M
+from sim_helpers import START, plant, quiet, run
 
-from sim_helpers import plant, quiet, run
+from simulator.plant import Plant
+from simulator.scenario import load_scenario
+from simulator.web_lane import BETA_GAUGE_M, WET_CALIPER_M
 
 # Seed 001 Appendix Table A1 (ProZell cathode): the gauges at nominal setpoints must agree within 1 %.
 TABLE_A1 = {
@@ -174,3 +177,21 @@ def test_plant_steady_state_matches_the_process_chain(flow: float, speed: float)
     assert m == pytest.approx(float(expected["drying"]["dry_mass_loading_mg_cm2"]), rel=1e-6)
     assert m == pytest.approx(w * 0.70, rel=1e-6)  # mass balance at the gauges
     assert not math.isnan(m)
+
+
+def test_drift_scenario_moves_the_product_off_target() -> None:
+    """drift.yaml: falling solid content and pump wear thin the cathode coating; compaction resistance rising makes
+    the calender compact less, so the calendered porosity climbs (what the twin's closed loop must correct)."""
+    sc = load_scenario(Path(__file__).resolve().parents[2] / "simulator" / "scenarios" / "drift.yaml")
+    p = Plant(sc, 0, "PL1", START)
+    ml, por = [], []
+    for _ in range(4 * 3600 // 2):
+        out = p.step(2.0)
+        if "Drying.Cathode.MassLoading" in out:
+            ml.append(out["Drying.Cathode.MassLoading"][0])
+        if "Calendering.Cathode.Porosity" in out:
+            por.append(out["Calendering.Cathode.Porosity"][0])
+    early_ml, late_ml = sum(ml[:100]) / 100, sum(ml[-100:]) / 100
+    early_por, late_por = sum(por[:100]) / 100, sum(por[-100:]) / 100
+    assert late_ml < 0.95 * early_ml
+    assert late_por > early_por + 1.0
