@@ -135,6 +135,8 @@ def _check_values(value: Any, name: str) -> dict[str, float | str | bool]:
     for key, item in value.items():
         if not isinstance(key, str) or not KEY_PATTERN.match(key):
             raise EventError(f"'{name}' key {key!r} must match {KEY_PATTERN.pattern}")
+        if item is None:
+            continue  # "not available" (the simulator writes non-finite readings as null): nothing to store
         if isinstance(item, bool):
             out[key] = item
         elif isinstance(item, str):

@@ -101,6 +101,7 @@ class GenealogyStore:
         self.counters = _Counters()
         self._queue: queue.Queue[tuple[str, Any]] = queue.Queue(maxsize=self.config.queue_max)
         self._stop = threading.Event()
+        self._sandbox: Any = None
         self._idle = threading.Event()
         self._idle.set()
         self._ensure_vocabulary()
@@ -169,6 +170,8 @@ class GenealogyStore:
         self.flush(timeout=60.0)
         self._stop.set()
         self._worker.join(timeout=10.0)
+        if self._sandbox is not None:
+            self._sandbox.close()
         if self._ox is not None:
             self._ox.flush()
 
@@ -736,6 +739,28 @@ class GenealogyStore:
         found = sorted(cells.values(), key=lambda c: (-c["max_dew_point_C"], c["id"]))
         return {"limit_C": limit, "cells": found, "count": len(found), "windows_checked_in_influxdb": checked,
                 "truncated": truncated}
+
+    def sparql(self, text: str, *, max_results: int = 10_000, timeout_s: float = 10.0) -> Any:
+        """A user's read-only SPARQL query (SELECT, ASK, CONSTRUCT, DESCRIBE) with a time and a result limit.
+
+        Raises sandbox.ReadOnlyError for updates, QuerySyntaxError for bad queries, QueryTimeout past the limit."""
+        from ontology import sandbox
+
+        form = sandbox.check_read_only(text)
+        if self._ox is not None and self.config.path is not None:
+            if self._sandbox is None:
+                self._sandbox = sandbox.OxigraphSandbox(self.config.path / "oxigraph")
+            self._ox.flush()
+            return self._sandbox.run(text, form, max_results, timeout_s)
+        if self._ox is not None:
+            store = self._ox
+            return sandbox.run_in_thread(lambda: sandbox._ox_answer(store, text, form, max_results), timeout_s)
+
+        def run() -> Any:
+            with self._lock:
+                return sandbox.rdflib_answer(self.graph, text, form, max_results)
+
+        return sandbox.run_in_thread(run, timeout_s)
 
     def status(self) -> dict[str, Any]:
         lines = {}
