@@ -58,7 +58,7 @@ def split_key(key: str) -> tuple[str, str | None, str | None]:
     """`mass_loading_mg_cm2_mean` -> ("mass_loading", "mg_cm2", "mean"): the project's names carry their unit."""
     tokens = key.split("_")
     stat = None
-    if len(tokens) > 1 and tokens[-1] in _STAT_SET:
+    if len(tokens) > 1 and tokens[-1] in _STAT_SET and "_".join(tokens[-2:]) not in iris.UNIT_SUFFIXES:
         stat = tokens.pop()
     unit = None
     for width in (2, 1):

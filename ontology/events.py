@@ -96,7 +96,7 @@ def check_id(value: Any, name: str) -> str:
 
 
 def _check_type(value: Any, name: str) -> str:
-    if value not in ID_PREFIX_BY_TYPE:
+    if not isinstance(value, str) or value not in ID_PREFIX_BY_TYPE:
         raise EventError(f"'{name}' must be one of {', '.join(TYPES)}, got {value!r}")
     return str(value)
 
@@ -183,7 +183,7 @@ def parse_event(raw: Any) -> TraceEvent:
     if not isinstance(line, str) or not LINE_PATTERN.match(line):
         raise EventError(f"'line' must match {LINE_PATTERN.pattern}, got {line!r}")
     kind = raw.get("kind")
-    if kind not in KINDS:
+    if not isinstance(kind, str) or kind not in KINDS:
         raise EventError(f"'kind' must be one of {', '.join(KINDS)}, got {kind!r}")
     entity_id = check_id(raw.get("id"), "id")
     entity_type = _check_type(raw.get("type"), "type")

@@ -11,6 +11,7 @@ for an input that has not been created yet is placed automatically when it is.
 
 from __future__ import annotations
 
+import gc
 import hashlib
 import json
 import logging
@@ -174,6 +175,11 @@ class GenealogyStore:
             self._sandbox.close()
         if self._ox is not None:
             self._ox.flush()
+            # release RocksDB's lock now (a restart in the same process must be able to reopen the directory)
+            self._ox = None
+            self.graph.store.close()
+            self.graph = Graph()
+            gc.collect()
 
     def __enter__(self) -> GenealogyStore:
         return self
