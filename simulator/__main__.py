@@ -11,6 +11,7 @@ import asyncio
 import getpass
 import logging
 import sys
+from collections.abc import Callable
 from datetime import datetime, timezone
 from pathlib import Path
 
@@ -22,8 +23,8 @@ from .spec import line_specs, markdown_table
 from .users import LineUserManager, UsersFileError, default_users, load_users, make_hash
 
 
-def _positive(kind: type) -> object:
-    def parse(text: str) -> float | int:
+def _positive(kind: type[float] | type[int]) -> Callable[[str], float]:
+    def parse(text: str) -> float:
         value = kind(text)
         if not value > 0:
             raise argparse.ArgumentTypeError(f"must be > 0, got {text}")
@@ -43,7 +44,7 @@ def _time(text: str) -> datetime:
     try:
         t = datetime.fromisoformat(text.replace("Z", "+00:00"))
     except ValueError as exc:
-        raise argparse.ArgumentTypeError(f"--start-time must be ISO 8601, e.g. 2026-01-01T00:00:00Z: {exc}")
+        raise argparse.ArgumentTypeError(f"--start-time must be ISO 8601, e.g. 2026-01-01T00:00:00Z: {exc}") from exc
     return t if t.tzinfo else t.replace(tzinfo=timezone.utc)
 
 

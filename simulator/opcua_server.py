@@ -39,6 +39,7 @@ POLICIES = {
     "sign-encrypt": ua.SecurityPolicyType.Basic256Sha256_SignAndEncrypt,
 }
 APPLICATION_URI = "urn:pilotline:simulator:server"
+INTERNAL_USER = User(role=UserRole.Admin)  # asyncua's default for in-process writes
 VARIANT = {"Double": ua.VariantType.Double, "String": ua.VariantType.String, "Boolean": ua.VariantType.Boolean,
            "UInt32": ua.VariantType.UInt32}
 DATATYPE = {"Double": ua.ObjectIds.Double, "String": ua.ObjectIds.String, "Boolean": ua.ObjectIds.Boolean,
@@ -90,6 +91,10 @@ async def ensure_certificate(data_dir: Path, host: str) -> tuple[Path, Path]:
         {"countryName": "DE", "organizationName": "pilotline-twin", "commonName": "pilotline simulator"},
     )
     return cert, key
+
+
+def _both_nan(a: Any, b: Any) -> bool:
+    return isinstance(a, float) and isinstance(b, float) and math.isnan(a) and math.isnan(b)
 
 
 class LineServer:
@@ -260,7 +265,7 @@ class LineServer:
         service = server.iserver.attribute_service
         original = service.write
 
-        async def guarded(params: ua.WriteParameters, user: User = User(role=UserRole.Admin)) -> list[ua.StatusCode]:
+        async def guarded(params: ua.WriteParameters, user: User = INTERNAL_USER) -> list[ua.StatusCode]:
             results: list[ua.StatusCode] = []
             for wv in params.NodesToWrite:
                 spec = self.spec_by_nodeid.get(wv.NodeId)
@@ -306,7 +311,10 @@ class LineServer:
                      wall: datetime | None = None) -> None:
         spec = self.plant.by_path[path]
         bad = status_name.startswith("Bad")
-        variant = ua.Variant(None, ua.VariantType.Null) if bad or value is None else ua.Variant(value, VARIANT[spec.kind])
+        if bad or value is None:
+            variant = ua.Variant(None, ua.VariantType.Null)
+        else:
+            variant = ua.Variant(value, VARIANT[spec.kind])
         dv = ua.DataValue(variant, StatusCode=status(status_name), SourceTimestamp=t,
                           ServerTimestamp=wall or datetime.now(timezone.utc))
         await server.iserver.aspace.write_attribute_value(self.node_ids[path], ua.AttributeIds.Value, dv)
@@ -322,8 +330,7 @@ class LineServer:
         cache = self.cache
         for path, (value, st) in values.items():
             old = cache.get(path)
-            if old is not None and old[1] == st and (old[0] == value or (
-                    isinstance(value, float) and isinstance(old[0], float) and math.isnan(value) and math.isnan(old[0]))):
+            if old is not None and old[1] == st and (old[0] == value or _both_nan(old[0], value)):
                 continue
             await self._write(server, path, value, st, t, wall)
             published.append((self.nodeid_string(path), value, st))

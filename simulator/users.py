@@ -37,7 +37,8 @@ class UsersFileError(ValueError):
 def make_hash(password: str, iterations: int = DEFAULT_ITERATIONS, salt: bytes | None = None) -> str:
     salt = salt or secrets.token_bytes(16)
     digest = hashlib.pbkdf2_hmac("sha256", password.encode("utf-8"), salt, iterations)
-    return "pbkdf2_sha256${}${}${}".format(iterations, base64.b64encode(salt).decode(), base64.b64encode(digest).decode())
+    salt_b64, digest_b64 = base64.b64encode(salt).decode(), base64.b64encode(digest).decode()
+    return f"pbkdf2_sha256${iterations}${salt_b64}${digest_b64}"
 
 
 def verify(password: str, encoded: str) -> bool:

@@ -1,4 +1,4 @@
-"""One electrode lane of the web process: mixing -> slot-die coating -> drying -> calendering -> slitting -> post-drying.
+"""One electrode lane of the web process: mixing, slot-die coating, drying, calendering, slitting, post-drying.
 
 The structure at the coating head is the process chain of seed 001 (eq. 8-16, ``models.process_chain``); what the
 gauges see is that structure carried downstream on the web, so every gauge lags the die by distance / web speed.

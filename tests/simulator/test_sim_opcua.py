@@ -232,13 +232,13 @@ async def test_sign_and_encrypt_with_user_and_anonymous_refused(simulator_factor
     async with c:
         ns = await ns_index(c)
         assert await node(c, ns, "LineId").read_value() == "PL1"
-    with pytest.raises(Exception):  # anonymous switched off: ActivateSession is rejected
+    with pytest.raises(ua.uaerrors.BadIdentityTokenRejected):  # anonymous switched off
         async with await secure_client(None, None):
             pass
-    with pytest.raises(Exception):  # wrong password
+    with pytest.raises(ua.uaerrors.BadUserAccessDenied):  # wrong password
         async with await secure_client(OPERATOR, "wrong"):
             pass
-    with pytest.raises(Exception):  # SecurityPolicy None is not offered unless asked for
+    with pytest.raises(ua.UaError, match="(?i)security|endpoint|policy"):  # None is not offered unless asked for
         async with Client(sim.endpoint, timeout=2) as plain:
             await plain.get_namespace_array()
     first_cert = (sim.data_dir / "pki" / "server_cert.der").read_bytes()
