@@ -85,19 +85,40 @@ class CoatedRoll:
     def mean_param(self, name: str) -> float:
         return self.sums.get(name, 0.0) / max(self.n, 1)
 
-    def interp(self, xs: list[float], ys: list[float], x: float) -> float:
-        if not xs:
+    def interp(self, xs: Any, ys: Any, x: float) -> float:
+        if len(xs) == 0:
             return math.nan
+        if isinstance(xs, np.ndarray):
+            return float(np.interp(x, xs, ys))
         return float(_interp(x, xs, ys))
 
-    def mean_over(self, xs: list[float], ys: list[float], a: float, b: float) -> float:
+    def mean_over(self, xs: Any, ys: Any, a: float, b: float) -> float:
         """Mean of a profile over [a, b] (the sheets of a cell)."""
-        if not xs:
+        if len(xs) == 0:
             return math.nan
-        lo, hi = bisect.bisect_left(xs, a), bisect.bisect_right(xs, b)
-        if hi > lo:
-            return sum(ys[lo:hi]) / (hi - lo)
+        if isinstance(xs, np.ndarray):
+            lo, hi = int(np.searchsorted(xs, a, "left")), int(np.searchsorted(xs, b, "right"))
+            if hi > lo:
+                return float(np.mean(ys[lo:hi]))
+        else:
+            lo, hi = bisect.bisect_left(xs, a), bisect.bisect_right(xs, b)
+            if hi > lo:
+                return sum(ys[lo:hi]) / (hi - lo)
         return self.interp(xs, ys, 0.5 * (a + b))
+
+    def compact(self, step_m: float = 0.05) -> None:
+        """Once calendered, keep only what the cell line needs, on a 5 cm grid (sheets are 10 cm): a finished roll
+        then costs ~50 kB instead of MBs, so coils waiting for assembly do not grow the process without bound."""
+        grid = np.arange(0.0, self.length_m + step_m / 2, step_m)
+        for xs_name, ys_names in (("pos_m", ("m_dry_mg_cm2", "eps_dry")),
+                                  ("cal_pos_m", ("cal_thickness_um", "cal_porosity")),
+                                  ("beta_pos_m", ("beta_mg_cm2",))):
+            xs = np.asarray(getattr(self, xs_name), dtype=np.float64)
+            for name in ys_names:
+                ys = np.asarray(getattr(self, name), dtype=np.float64)
+                setattr(self, name, np.interp(grid, xs, ys) if len(xs) else np.empty(0))
+            setattr(self, xs_name, grid if len(xs) else np.empty(0))
+        self.wet_um, self.dry_um = [], []
 
 
 def _interp(x: float, xs: list[float], ys: list[float]) -> float:
@@ -463,6 +484,7 @@ class ElectrodeLane:
                         "porosity_mean": _mean(roll.cal_porosity)},
         )
         self.trace.emit("consumed", roll.id, "CoatedRoll", "Calendering", f"Calendering/{lane}", f"Calender-{L}")
+        roll.compact()
         coils = [Coil(f"SC-{L}-{roll.number:06d}-{i}", lane, roll, roll.length_m,
                       moisture_ppm=INITIAL_MOISTURE_PPM[lane]) for i in range(1, SLIT_COILS + 1)]
         for coil in coils:
