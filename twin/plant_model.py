@@ -42,7 +42,9 @@ class PlantModel(Protocol):
 
     def evaluate(self, electrode: str, inputs: Mapping[str, Any]) -> ModelAnswer: ...
 
-    def check_domain(self, inputs: Mapping[str, float]) -> list[str]: ...
+    def check_domain(self, inputs: Mapping[str, float], electrode: str = "cathode") -> list[str]: ...
+
+    def domain(self, electrode: str) -> dict[str, tuple[float, float]]: ...
 
 
 class PhysicsModel:
@@ -51,12 +53,15 @@ class PhysicsModel:
     version = "process_chain@seed001-eq8-16"
 
     def __init__(self, domain: Mapping[str, tuple[float, float]] | None = None) -> None:
-        self.domain = dict(PHYSICS_DOMAIN if domain is None else domain)
+        self.domain_ranges = dict(PHYSICS_DOMAIN if domain is None else domain)
 
-    def check_domain(self, inputs: Mapping[str, float]) -> list[str]:
+    def domain(self, electrode: str) -> dict[str, tuple[float, float]]:
+        return dict(self.domain_ranges)
+
+    def check_domain(self, inputs: Mapping[str, float], electrode: str = "cathode") -> list[str]:
         bad = []
         for name, value in inputs.items():
-            lo_hi = self.domain.get(name)
+            lo_hi = self.domain_ranges.get(name)
             v = float(value)
             if not np.isfinite(v):
                 bad.append(f"{name}={v} is not finite")
@@ -70,39 +75,82 @@ class PhysicsModel:
 
 
 class RegistryModel:
-    """A surrogate from ``models.runtime.ModelRegistry``; falls back to the physics for outputs it does not have.
+    """The ONNX structure surrogate of ``models.runtime`` (card ``structure``): both electrodes in one model, inputs
+    ``<electrode>_<process-chain input>`` and outputs ``<electrode>_<process-chain output>`` (plus ``np_ratio``).
 
-    ``name`` is the registry model; its card lists the inputs it needs and their ranges (the domain).
+    ``evaluate(electrode, inputs)`` fills the electrode's missing inputs, and all of the other electrode's, from the
+    process-chain defaults, and answers in the physics' ``step.output`` names with the ensemble std; the card's
+    ranges are the domain (checked by the runtime: out-of-domain rows are flagged, never silently used).
     """
 
-    def __init__(self, registry: Any, name: str, fallback: PhysicsModel | None = None) -> None:
+    def __init__(self, registry: Any, name: str = "structure") -> None:
         self.registry = registry
         self.name = name
-        self.fallback = fallback or PhysicsModel()
-        card = registry.card(name)
-        self.card = card
-        self.version = f"{name}@{getattr(card, 'version', None) or _get(card, 'version', '?')}"
+        self.card = registry.card(name)
+        self.version = f"{name}@{self.card.get('version', '?')}"
+        self.input_names: list[str] = list(registry.inputs(name))
+        self.ranges = {i["name"]: (float(i["low"]), float(i["high"])) for i in self.card["inputs"]}
+        outputs = [o["name"] if isinstance(o, Mapping) else str(o) for o in self.card["outputs"]]
+        physics_keys = process_chain.flatten(process_chain.run_chain({}, "cathode")).keys()
+        # "cathode_dry_mass_loading_mg_cm2" -> (cathode, "drying.dry_mass_loading_mg_cm2")
+        self.output_map: dict[str, tuple[str, str]] = {}
+        for out in outputs:
+            electrode, _, short = out.partition("_")
+            match = [k for k in physics_keys if k.split(".", 1)[1] == short]
+            if electrode in process_chain.PARAMETER_SETS and match:
+                self.output_map[out] = (electrode, match[0])
 
-    def check_domain(self, inputs: Mapping[str, float]) -> list[str]:
-        return self.fallback.check_domain(inputs)
+    def defaults(self) -> dict[str, float]:
+        out: dict[str, float] = {}
+        for name in self.input_names:
+            electrode, _, key = name.partition("_")
+            params = process_chain.PARAMETER_SETS.get(electrode)
+            if params is not None and hasattr(params, key):
+                out[name] = float(getattr(params, key))
+        return out
+
+    def surrogate_inputs(self, per_electrode: Mapping[str, Mapping[str, Any]]) -> dict[str, Any]:
+        """``{"cathode": {...}, "anode": {...}}`` process-chain inputs -> the card's input names (defaults filled)."""
+        x: dict[str, Any] = self.defaults()
+        for electrode, inputs in per_electrode.items():
+            for key, value in inputs.items():
+                name = f"{electrode}_{key}"
+                if name in x or name in self.input_names:
+                    x[name] = value
+        missing = [n for n in self.input_names if n not in x]
+        if missing:
+            raise KeyError(f"surrogate {self.name!r} needs {missing}, which have no process-chain default")
+        return x
+
+    def domain(self, electrode: str) -> dict[str, tuple[float, float]]:
+        prefix = f"{electrode}_"
+        return {k[len(prefix):]: v for k, v in self.ranges.items() if k.startswith(prefix)}
+
+    def check_domain(self, inputs: Mapping[str, float], electrode: str = "cathode") -> list[str]:
+        bad = []
+        for key, value in inputs.items():
+            rng = self.ranges.get(f"{electrode}_{key}")
+            v = float(value)
+            if not np.isfinite(v):
+                bad.append(f"{key}={v} is not finite")
+            elif rng is not None and not rng[0] <= v <= rng[1]:
+                bad.append(f"{key}={v:g} outside [{rng[0]:g}, {rng[1]:g}] (surrogate {self.name} card)")
+        return bad
+
+    def predict_raw(self, per_electrode: Mapping[str, Mapping[str, Any]]) -> Any:
+        return self.registry.predict(self.name, self.surrogate_inputs(per_electrode))
 
     def evaluate(self, electrode: str, inputs: Mapping[str, Any]) -> ModelAnswer:
-        physics = self.fallback.evaluate(electrode, inputs)
-        try:
-            res = self.registry.predict(self.name, {"electrode": electrode, **dict(inputs)})
-        except (KeyError, ValueError):
-            return physics
-        outputs = dict(physics.outputs)
+        res = self.predict_raw({electrode: inputs})
+        outputs: dict[str, np.ndarray] = {}
         std: dict[str, np.ndarray] = {}
-        for key, value in dict(getattr(res, "outputs", {})).items():
-            outputs[key] = np.asarray(value, dtype=float)
-        for key, value in dict(getattr(res, "std", {}) or {}).items():
-            std[key] = np.asarray(value, dtype=float)
-        in_domain = getattr(res, "in_domain", None)
-        return ModelAnswer(outputs=outputs, std=std,
-                           in_domain=None if in_domain is None else np.asarray(in_domain, dtype=bool),
-                           violations=[str(v) for v in (getattr(res, "violations", None) or [])],
-                           model_version=str(getattr(res, "model_version", self.version)))
+        for out, (e, key) in self.output_map.items():
+            if e == electrode:
+                outputs[key] = np.asarray(res.outputs[out], dtype=float)
+                std[key] = np.asarray(res.std[out], dtype=float)
+        violations = sorted({f"{k}: {v}" for row in res.violations for k, v in row.items()})
+        return ModelAnswer(outputs=outputs, std=std, in_domain=np.asarray(res.in_domain, dtype=bool),
+                           violations=violations, model_version=f"{self.name}@{res.model_version}")
 
 
 def _get(obj: Any, key: str, default: Any) -> Any:

@@ -141,13 +141,15 @@ class Predictor:
 
     def _structure(self, subject: str, subject_type: str, electrode: str, inputs: dict[str, float]) -> Prediction:
         t0 = time.perf_counter()
-        violations = self.model.check_domain(inputs)
+        violations = self.model.check_domain(inputs, electrode)
         answer = self.model.evaluate(electrode, inputs)
         self.observe(self.model.version, time.perf_counter() - t0)
         outputs = {k: float(np.asarray(answer.outputs[k]).reshape(-1)[0]) for k in STRUCTURE_OUTPUTS
                    if k in answer.outputs}
         std = {k: float(np.asarray(v).reshape(-1)[0]) for k, v in answer.std.items() if k in outputs}
         violations += list(answer.violations)
+        if answer.in_domain is not None and not bool(np.all(answer.in_domain)) and not violations:
+            violations.append("outside the model's domain")
         if violations:
             self.counts["out_of_domain"] += 1
         return {"time_ns": time.time_ns(), "line": self.line, "subject": subject, "subject_type": subject_type,
@@ -177,52 +179,64 @@ class Predictor:
         anode = self._electrode_structure(cell, "CR-A-")
         if cathode is None:
             return []
-        out: list[Prediction] = []
-        in_domain = cathode["in_domain"] and (anode is None or anode["in_domain"])
-        version = cathode["model_version"]
-        outputs: dict[str, float] = {}
-        std: dict[str, float] = {}
-        if self.registry is not None and self.settings.performance_model:
-            res = self._registry(self.settings.performance_model, cathode, anode)
-            outputs.update(res["outputs"])
-            std.update(res["std"])
-            in_domain = in_domain and res["in_domain"]
-            version = res["model_version"]
-        else:
-            cap_mAh_cm2 = cathode["outputs"].get("calendering.areal_capacity_mAh_cm2", math.nan)
-            outputs["capacity_Ah_cathode_limited"] = cap_mAh_cm2 * REFERENCE_POUCH.cathode_area_cm2 / 1000.0
-            outputs["cathode_mass_loading_mg_cm2"] = cathode["outputs"].get("drying.dry_mass_loading_mg_cm2", math.nan)
-            outputs["cathode_porosity"] = cathode["outputs"].get("calendering.calendered_porosity", math.nan)
-            if anode is not None:
-                outputs["anode_mass_loading_mg_cm2"] = anode["outputs"].get("drying.dry_mass_loading_mg_cm2", math.nan)
-                outputs["np_ratio"] = (anode["outputs"].get("calendering.areal_capacity_mAh_cm2", math.nan)
-                                       / cap_mAh_cm2) if cap_mAh_cm2 else math.nan
-        perf = {"time_ns": time.time_ns(), "line": self.line, "subject": cell, "subject_type": "Cell",
-                "kind": "performance", "outputs": outputs, "std": std, "in_domain": in_domain, "violations": [],
-                "model_version": version,
+        base = {"time_ns": time.time_ns(), "line": self.line, "subject": cell, "subject_type": "Cell",
                 "inputs": {"cathode_segments": cathode.get("segments", []),
                            "anode_segments": (anode or {}).get("segments", [])}}
-        out.append(perf)
-        if self.registry is not None and self.settings.cost_model:
-            res = self._registry(self.settings.cost_model, cathode, anode)
-            out.append({**perf, "kind": "cost", "outputs": res["outputs"], "std": res["std"],
-                        "in_domain": res["in_domain"], "model_version": res["model_version"]})
+        out: list[Prediction] = []
+        flat: dict[str, float] = {f"cathode_{k}": v for k, v in cathode["inputs"].items()}
+        if anode is not None:
+            flat.update({f"anode_{k}": v for k, v in anode["inputs"].items()})
+        predict_raw = getattr(self.model, "predict_raw", None)
+        if predict_raw is not None:
+            # the structure surrogate takes both electrodes at once and adds the cell's N/P ratio
+            t0 = time.perf_counter()
+            res = predict_raw({"cathode": cathode["inputs"], **({"anode": anode["inputs"]} if anode else {})})
+            self.observe(self.model.version, time.perf_counter() - t0)
+            outputs = {k: float(np.asarray(v).reshape(-1)[0]) for k, v in res.outputs.items()}
+            std = {k: float(np.asarray(v).reshape(-1)[0]) for k, v in res.std.items()}
+            violations = sorted({f"{k}: {v}" for row in res.violations for k, v in row.items()})
+            in_domain = bool(np.all(res.in_domain))
+            version = f"{self.model.version.split('@')[0]}@{res.model_version}"
+            flat.update(outputs)
+        else:
+            outputs = {f"cathode_{k.split('.', 1)[1]}": v for k, v in cathode["outputs"].items()}
+            if anode is not None:
+                outputs.update({f"anode_{k.split('.', 1)[1]}": v for k, v in anode["outputs"].items()})
+                cap_c = cathode["outputs"].get("calendering.areal_capacity_mAh_cm2", math.nan)
+                outputs["np_ratio"] = anode["outputs"].get("calendering.areal_capacity_mAh_cm2", math.nan) / cap_c
+            std, violations = {}, []
+            in_domain = cathode["in_domain"] and (anode is None or anode["in_domain"])
+            version = cathode["model_version"]
+        # cathode-limited capacity of the reference pouch (models.cell_format): areal capacity x coated area
+        cap = outputs.get("cathode_areal_capacity_mAh_cm2")
+        if cap is not None:
+            outputs["capacity_Ah_cathode_limited"] = cap * REFERENCE_POUCH.cathode_area_cm2 / 1000.0
+            if "cathode_areal_capacity_mAh_cm2" in std:
+                std["capacity_Ah_cathode_limited"] = (std["cathode_areal_capacity_mAh_cm2"]
+                                                      * REFERENCE_POUCH.cathode_area_cm2 / 1000.0)
+        out.append({**base, "kind": "structure", "outputs": outputs, "std": std, "in_domain": in_domain,
+                    "violations": violations, "model_version": version})
+        for kind, name in (("performance", self.settings.performance_model), ("cost", self.settings.cost_model)):
+            if self.registry is None or not name or name not in getattr(self.registry, "names", []):
+                continue
+            try:
+                out.append({**base, "kind": kind, **self._registry(name, flat)})
+            except (KeyError, ValueError) as exc:
+                log.warning("%s model %s cannot predict cell %s: %s", kind, name, cell, exc)
         self.counts["cell"] += 1
         for p in out:
             self._emit(p)
         return out
 
-    def _registry(self, name: str, cathode: Prediction, anode: Prediction | None) -> dict[str, Any]:
-        inputs = {f"cathode.{k}": v for k, v in cathode["outputs"].items()}
-        if anode is not None:
-            inputs.update({f"anode.{k}": v for k, v in anode["outputs"].items()})
-        inputs.update({f"cathode.{k}": v for k, v in cathode["inputs"].items()})
+    def _registry(self, name: str, inputs: Mapping[str, float]) -> dict[str, Any]:
         t0 = time.perf_counter()
         res = self.registry.predict(name, inputs)
         self.observe(name, time.perf_counter() - t0)
         return {"outputs": {k: float(np.asarray(v).reshape(-1)[0]) for k, v in dict(res.outputs).items()},
                 "std": {k: float(np.asarray(v).reshape(-1)[0]) for k, v in dict(res.std or {}).items()},
-                "in_domain": bool(np.all(res.in_domain)), "model_version": str(res.model_version)}
+                "in_domain": bool(np.all(res.in_domain)),
+                "violations": sorted({f"{k}: {v}" for row in res.violations for k, v in row.items()}),
+                "model_version": f"{name}@{res.model_version}"}
 
     def _emit(self, pred: Prediction) -> None:
         for sink in self.sinks:

@@ -97,6 +97,11 @@ class Refusal:
         return self.kind in ("missing", "bad_quality", "out_of_domain")
 
 
+def _scalar(x: Any) -> float:
+    """One number from a model answer (the physics answers 0-d arrays, the surrogate one-row arrays)."""
+    return float(np.asarray(x, dtype=float).reshape(-1)[0])
+
+
 def _step_hold(t_hist: np.ndarray, v_hist: np.ndarray, t_query: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """Value acting at each query time (last sample at or before it); the mask says where history reaches back."""
     idx = np.searchsorted(t_hist, t_query, side="right") - 1
@@ -175,7 +180,15 @@ class Recommender:
             return Refusal(loop_name, "bad_quality", "; ".join(bad))
         if missing:
             return Refusal(loop_name, "missing", "; ".join(missing))
-        violations = self.model.check_domain({**u0, **d})
+        dom = self.model.domain(loop.electrode)
+        tol = self.settings.domain_edge_tolerance
+        for key, value in list(d.items()):
+            rng = dom.get(key)
+            if rng is not None:
+                edge = tol * (rng[1] - rng[0])
+                if rng[0] - edge <= value < rng[0] or rng[1] < value <= rng[1] + edge:
+                    d[key] = min(max(value, rng[0]), rng[1])
+        violations = self.model.check_domain({**u0, **d}, loop.electrode)
         if violations:
             return Refusal(loop_name, "out_of_domain", "model inputs out of domain: " + "; ".join(violations),
                            {"violations": violations})
@@ -264,27 +277,38 @@ class Recommender:
         step = np.array([m.max_step for m in loop.manipulated])
         lo = np.maximum([m.low for m in loop.manipulated], x0 - step)
         hi = np.minimum([m.high for m in loop.manipulated], x0 + step)
+        # never propose outside the model's domain of validity either
+        dom = self.model.domain(loop.electrode)
+        lo = np.maximum(lo, [dom.get(n, (-np.inf, np.inf))[0] for n in names])
+        hi = np.minimum(hi, [dom.get(n, (-np.inf, np.inf))[1] for n in names])
         lo, hi = np.minimum(lo, hi), np.maximum(lo, hi)  # a current value outside the bounds: move toward them
         cost_w = np.array([m.cost_weight for m in loop.manipulated])
 
         def evaluate(x: np.ndarray) -> dict[str, np.ndarray]:
             return self.model.evaluate(loop.electrode, {**d, **dict(zip(names, x, strict=True))}).outputs
 
-        def f(z: np.ndarray) -> float:
-            x = x0 + z * step
-            return float(self._objective(loop.targets, evaluate(x), bias)) + float(np.sum(cost_w * z ** 2))
+        n_u = len(names)
+        h = 1e-4  # forward-difference step in max-step units
+
+        def f_and_grad(z: np.ndarray) -> tuple[float, np.ndarray]:
+            # one vectorised model call for the point and its n forward differences (the chain is vectorised)
+            zs = np.vstack([z, z + h * np.eye(n_u)])
+            xs = x0 + zs * step
+            y = self.model.evaluate(loop.electrode, {**d, **{n: xs[:, i] for i, n in enumerate(names)}}).outputs
+            j = np.asarray(self._objective(loop.targets, y, bias), dtype=float) + np.sum(cost_w * zs ** 2, axis=1)
+            return float(j[0]), (j[1:] - j[0]) / h
 
         y0 = evaluate(x0)
-        j0 = float(self._objective(loop.targets, y0, bias))
-        worst = max(abs(float(y0[t.output]) + bias[t.signal] - t.target) / t.tolerance for t in loop.targets)
+        j0 = _scalar(self._objective(loop.targets, y0, bias))
+        worst = max(abs(_scalar(y0[t.output]) + bias[t.signal] - t.target) / t.tolerance for t in loop.targets)
         if worst < self.deadband:
             return Refusal(loop_name, "on_target", f"every target within {self.deadband} tolerance", {"worst": worst})
         z_lo, z_hi = (lo - x0) / step, (hi - x0) / step
-        res = minimize(f, np.clip(np.zeros_like(x0), z_lo, z_hi), method="L-BFGS-B",
+        res = minimize(f_and_grad, np.clip(np.zeros_like(x0), z_lo, z_hi), jac=True, method="L-BFGS-B",
                        bounds=list(zip(z_lo, z_hi, strict=True)), options={"maxiter": 100})
         x = np.clip(np.round(x0 + res.x * step, 2), lo, hi)
         y1 = evaluate(x)
-        j1 = float(self._objective(loop.targets, y1, bias))
+        j1 = _scalar(self._objective(loop.targets, y1, bias))
         if j0 - j1 <= self.settings.min_improvement * max(j0, 1e-9) or np.allclose(x, x0):
             return Refusal(loop_name, "no_improvement", f"objective {j0:.3g} -> {j1:.3g} is not worth a change")
 
@@ -295,11 +319,11 @@ class Recommender:
             b_mean, b_se, meas_mean, n = info[t.signal]
             model_std = float(np.asarray(std_answer.get(t.output, 0.0)).reshape(-1)[0]) if std_answer else 0.0
             sigma = math.sqrt(min(b_se, 10 * t.tolerance) ** 2 + model_std ** 2) or 1e-12
-            exp_v = float(y1[t.output]) + bias[t.signal]
+            exp_v = _scalar(y1[t.output]) + bias[t.signal]
             off = exp_v - t.target
             probs.append(float(norm.cdf((t.tolerance - off) / sigma) - norm.cdf((-t.tolerance - off) / sigma)))
             expected.append(ExpectedEffect(signal=t.signal, output=t.output, target=t.target, tolerance=t.tolerance,
-                                           current=float(y0[t.output]) + bias[t.signal], expected=exp_v,
+                                           current=_scalar(y0[t.output]) + bias[t.signal], expected=exp_v,
                                            bias=bias[t.signal], bias_se=b_se, model_std=model_std,
                                            measured_mean=meas_mean, samples=n))
         changes = [SetpointChange(input=m.input, node=m.setpoint_node, before=float(x0[i]), after=float(x[i]),

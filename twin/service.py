@@ -115,7 +115,8 @@ class TwinService:
                                tokens=self.tokens, controller=self.controller, metrics=self.metrics,
                                config_dump=lambda: self.cfg.model_dump(mode="json"), history=self._history,
                                ready=self._ready, genealogy=self.genealogy)
-        self.predictor = Predictor(s.predict, self.line, self.model, self._latest_value, registry=self.registry,
+        self.predictor = Predictor(s.predict, self.line, self._surrogate() or PhysicsModel(), self._latest_value,
+                                   registry=self.registry,
                                    sinks=[self.ctx.add_prediction, self._store_prediction, self._graph_prediction],
                                    observe_latency=lambda m, sec: self.metrics.model_latency.labels(m).observe(sec))
         self.audit.add_sink(self._store_audit)
@@ -129,27 +130,32 @@ class TwinService:
 
     # -- optional parts --------------------------------------------------------------------------------------------
     def _load_registry(self) -> Any:
-        p = self.cfg.service.predict
-        if not (p.performance_model or p.cost_model or p.structure_model != "process_chain"):
-            return None
+        """The ONNX surrogates (models.runtime) when their artifacts are installed; None means physics only."""
         try:
             from models.runtime import ModelRegistry
         except ImportError:
-            log.warning("models.runtime is not available: predictions use the process-chain physics only")
+            log.warning("models.runtime is not available: the twin uses the process-chain physics only")
             return None
         try:
             return ModelRegistry.load()
-        except Exception:  # noqa: BLE001 - missing artifacts: run on physics, say so
-            log.exception("loading the model registry failed: predictions use the process-chain physics only")
+        except Exception as exc:  # noqa: BLE001 - missing artifacts: run on physics, say so
+            log.warning("no surrogate artifacts (%s): the twin uses the process-chain physics only", exc)
+            return None
+
+    def _surrogate(self) -> RegistryModel | None:
+        name = self.cfg.service.predict.structure_model
+        if self.registry is None or name == "process_chain" or name not in self.registry.names:
+            return None
+        try:
+            return RegistryModel(self.registry, name)
+        except Exception:  # noqa: BLE001
+            log.exception("surrogate %s unusable; using the process-chain physics", name)
             return None
 
     def _plant_model(self) -> PlantModel:
-        name = self.cfg.service.predict.structure_model
-        if self.registry is not None and name != "process_chain":
-            try:
-                return RegistryModel(self.registry, name)
-            except Exception:  # noqa: BLE001
-                log.exception("surrogate %s unusable; the recommender uses the process-chain physics", name)
+        surrogate = self._surrogate()
+        if self.cfg.service.control.model == "surrogate" and surrogate is not None:
+            return surrogate
         return PhysicsModel()
 
     def _load_genealogy(self) -> Any:

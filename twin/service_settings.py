@@ -87,8 +87,10 @@ class LiveSettings(_Strict):
 class PredictSettings(_Strict):
     enabled: bool = True
     interval_s: float = Field(5.0, gt=0)
-    # Which registry model produces which prediction; empty means the process-chain physics only.
-    structure_model: str = "process_chain"
+    # Which registry model (models/artifacts/<name>.card.json) produces which prediction. ``structure_model``:
+    # the ONNX structure surrogate, or "process_chain" for the physics; performance / cost: used when named and
+    # installed (their card's inputs are filled from the electrodes' structure and setpoints).
+    structure_model: str = "structure"
     performance_model: str | None = None
     cost_model: str | None = None
     write_to_influx: bool = True
@@ -220,6 +222,16 @@ class ControlSettings(_Strict):
     recommendation_ttl_s: float = Field(300.0, gt=0, description="a proposal not approved within this expires")
     min_improvement: float = Field(0.05, ge=0, description="skip proposals that lower the objective by less")
     deadband: float = Field(0.2, ge=0, description="no proposal while every target is within this many tolerances")
+    # Which model the optimiser runs on. The structure surrogate (ONNX, models.runtime) costs ~30 ms per call on a
+    # loaded 2-core box and L-BFGS-B needs ~10 calls, so a round takes ~0.3 s; the process chain it was trained on
+    # (R2 ~ 1 against it) takes ~3 ms per round. Default: physics for the loop, surrogates for the predictions.
+    model: Literal["surrogate", "physics"] = Field(
+        "physics", description="optimise on the ONNX structure surrogate (models.runtime) or the process chain; "
+        "the physics is used when no surrogate artifact is installed")
+    domain_edge_tolerance: float = Field(
+        0.02, ge=0, le=0.2, description="a measured (not manipulated) input this close outside the model's domain, "
+        "as a fraction of the domain width, is clamped to its edge (sensor noise at the edge of the design space); "
+        "further out the state is out of domain and nothing is recommended")
     bias_samples: int = Field(20, ge=2, description="most recent gauge samples the bias is estimated from")
     grant_node: str = "PilotLine/RemoteSetpointsEnabled"
     mqtt_topic: str = "pilotline/{line}/twin/recommendations"

@@ -13,6 +13,7 @@ from __future__ import annotations
 import asyncio
 import json
 import math
+import os
 import time
 from pathlib import Path
 from typing import Any
@@ -44,7 +45,8 @@ async def _sim_time_s(svc: TwinService, t0_ns: int) -> float:
 async def _run(tmp: Path, influxd: Any, simulator_factory: Any, start: str, closed: bool) -> dict[str, Any]:
     sim = simulator_factory(args=sim_args(SPEED, SEED, start, tick=TICK_S))
     db = f"cl_{'closed' if closed else 'open'}_{int(time.time())}"
-    cfg = twin_config(tmp / ("closed" if closed else "open"), influxd, sim, database=db, cathode_only=True)
+    cfg = twin_config(tmp / ("closed" if closed else "open"), influxd, sim, database=db, cathode_only=True,
+                      extra={"PILOTLINE__SERVICE__CONTROL__MODEL": os.environ.get("TWIN_CLOSED_LOOP_MODEL", "physics")})
     from connectors.records import iso_to_ns
 
     t0_ns = iso_to_ns(start)
