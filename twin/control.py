@@ -142,6 +142,9 @@ class Controller:
         out: list[Recommendation | Refusal] = []
         if self.mode == "off":
             return out
+        if self.mode == "closed_loop" and not await self._grant():
+            self.alarms.raise_("write_refused", "grant", "the line withdrew the remote-setpoint grant", "critical")
+            await self.fallback("the line withdrew the remote-setpoint grant (RemoteSetpointsEnabled is false)")
         for loop_name in list(self.recommender.product.loops):
             result = self.recommender.recommend(loop_name)
             if isinstance(result, Refusal):

@@ -130,6 +130,14 @@ async def test_modes_roles_grant_and_fallback() -> None:
     assert ctl.mode == "advisory"
     assert ctl.alarms.is_active("control_fallback", "control")
     assert any(e.action == "fallback" for e in ctl.audit.list())
+    # the grant withdrawn while nothing needs writing: the next round leaves the closed loop all the same
+    ctl.alarms.clear("control_fallback", "control")
+    plant.feed(live)
+    await ctl.set_mode("closed_loop", ENGINEER)
+    grant[0] = False
+    await ctl.run_round()
+    assert ctl.mode == "advisory" and ctl.alarms.is_active("control_fallback", "control")
+    assert plant.writes == []
 
 
 async def test_advisory_approve_reject_and_no_write_without_grant() -> None:
