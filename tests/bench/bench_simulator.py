@@ -26,6 +26,7 @@ CONFIGS: list[tuple[str, list[str], int, bool]] = [
     ("baseline: --speed 1", ["--speed", "1"], 0, False),
     ("--speed 60", ["--speed", "60"], 0, False),
     ("--speed 60 --profile-points 100", ["--speed", "60", "--profile-points", "100"], 100, False),
+    ("--speed 60 --profile-points 200", ["--speed", "60", "--profile-points", "200"], 200, False),
     ("--speed 60 --profile-points 200 --profile-array",
      ["--speed", "60", "--profile-points", "200", "--profile-array"], 200, True),
     ("--speed 120 --profile-points 200 --profile-array",
