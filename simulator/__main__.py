@@ -10,6 +10,7 @@ import argparse
 import asyncio
 import getpass
 import logging
+import re
 import sys
 from collections.abc import Callable
 from datetime import datetime, timezone
@@ -32,6 +33,20 @@ def _positive(kind: type[float] | type[int]) -> Callable[[str], float]:
     return parse
 
 
+def _port(text: str) -> int:
+    value = int(text)
+    if not 0 < value < 65536:
+        raise argparse.ArgumentTypeError(f"--port must be 1..65535, got {text}")
+    return value
+
+
+def _line_id(text: str) -> str:
+    if not re.fullmatch(r"[A-Za-z0-9_-]{1,32}", text):
+        raise argparse.ArgumentTypeError(f"--line-id must be 1-32 letters, digits, '-' or '_' (it is an MQTT topic "
+                                         f"level), got {text!r}")
+    return text
+
+
 def _security(text: str) -> tuple[str, ...]:
     modes = tuple(m.strip() for m in text.split(",") if m.strip())
     bad = [m for m in modes if m not in POLICIES]
@@ -49,9 +64,12 @@ def _time(text: str) -> datetime:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="python -m simulator", description="Pilot-line simulator: OPC UA + MQTT.")
+    p = argparse.ArgumentParser(
+        prog="python -m simulator", description="Pilot-line simulator: OPC UA + MQTT.",
+        epilog="subcommands: `python -m simulator hash-password [--stdin]` prints a users-file hash; "
+               "`python -m simulator nodes [--markdown]` prints the address space.")
     p.add_argument("--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1)")
-    p.add_argument("--port", type=int, default=4840, help="OPC UA TCP port (default 4840)")
+    p.add_argument("--port", type=_port, default=4840, help="OPC UA TCP port (default 4840)")
     p.add_argument("--speed", type=_positive(float), default=1.0,
                    help="time acceleration: simulated seconds per wall second (default 1; 60 = a line-hour a minute)")
     p.add_argument("--tick", type=_positive(float), default=1.0, help="simulated seconds per step (default 1.0)")
@@ -67,7 +85,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--record", type=Path, default=None, help="write every published value as JSON lines here")
     p.add_argument("--data-dir", type=Path, default=Path("var/simulator"),
                    help="server certificate/key and default operator password (default ./var/simulator)")
-    p.add_argument("--line-id", default="PL1", help="line identifier in topics and trace events (default PL1)")
+    p.add_argument("--line-id", type=_line_id, default="PL1",
+                   help="line identifier in topics and trace events (default PL1)")
     p.add_argument("--start-time", type=_time, default=None,
                    help="simulated start time (default: wall-clock UTC now); fix it to compare records exactly")
     p.add_argument("--duration", type=_positive(float), default=None,

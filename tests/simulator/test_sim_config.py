@@ -106,7 +106,8 @@ def test_hash_password_cli_and_users_file(tmp_path: Path) -> None:
 
 @pytest.mark.parametrize(
     "argv",
-    [["--speed", "0"], ["--security", "none,tls"], ["--tick", "-1"], ["--start-time", "yesterday"]],
+    [["--speed", "0"], ["--security", "none,tls"], ["--tick", "-1"], ["--start-time", "yesterday"],
+     ["--port", "70000"], ["--line-id", "PL1/#"]],
 )
 def test_bad_cli_flags_exit_with_usage_error(argv: list[str]) -> None:
     with pytest.raises(SystemExit) as exc:
