@@ -204,8 +204,8 @@ def specs_by_path(specs: list[NodeSpec]) -> dict[str, NodeSpec]:
 
 def markdown_table(channels: int = 16) -> str:
     """The README's address-space table (per-channel rows shown once for ``CH-<NN>``)."""
-    rows = ["| browse path below `PilotLine/` | NodeId (`ns=2;s=...`) | type | unit (UNECE) | EURange | writable |",
-            "|---|---|---|---|---|---|"]
+    rows = ["| browse path below `PilotLine/` | NodeId (`ns=2;s=...`) | type | unit (UNECE) | EURange | writable "
+            "| meaning |", "|---|---|---|---|---|---|---|"]
     seen_channel = False
     for spec in line_specs(channels, 0):
         path = spec.path
@@ -219,9 +219,12 @@ def markdown_table(channels: int = 16) -> str:
         rng = f"{spec.eu_range[0]:g} .. {spec.eu_range[1]:g}" if spec.eu_range else "-"
         writable = "operator" + (" + grant" if spec.setpoint_of else "") if spec.writable else "no"
         kind = f"AnalogItem {spec.kind}" if spec.analog else spec.kind
-        rows.append(f"| `{path.replace('.', '/')}` | `PilotLine.{path}` | {kind} | {unit} | {rng} | {writable} |")
+        rows.append(f"| `{path.replace('.', '/')}` | `PilotLine.{path}` | {kind} | {unit} | {rng} | {writable} "
+                    f"| {spec.description.replace('|', '/')} |")
     rows.append("| `Drying/<Lane>/MassLoadingProfile/P<NNN>` | `PilotLine.Drying.<Lane>.MassLoadingProfile.P<NNN>` "
-                "| AnalogItem Double | mg/cm² (H63) | 0 .. 60 | no |")
+                "| AnalogItem Double | mg/cm² (H63) | 0 .. 60 | no | cross-web beta-gauge track NNN "
+                "(only with `--profile-points N`) |")
     rows.append("| `Drying/<Lane>/MassLoadingProfile` | `PilotLine.Drying.<Lane>.MassLoadingProfile` "
-                "| AnalogItem Double[N] | mg/cm² (H63) | 0 .. 60 | no |")
+                "| AnalogItem Double[N] | mg/cm² (H63) | 0 .. 60 | no | all N tracks as one array "
+                "(only with `--profile-points N --profile-array`) |")
     return "\n".join(rows)
