@@ -248,7 +248,7 @@ async def test_sign_and_encrypt_with_user_and_anonymous_refused(simulator_factor
 
 async def test_server_restart_fault_comes_back_with_the_same_node_ids(simulator_factory: Any,
                                                                       tmp_path: Path) -> None:
-    sc = quiet(events=[{"at_s": 300, "action": "fault", "fault": "server_restart", "duration_s": 60}])
+    sc = quiet(events=[{"at_s": 600, "action": "fault", "fault": "server_restart", "duration_s": 60}])
     rec = tmp_path / "rec.jsonl"
     sim = start(simulator_factory, tmp_path, sc, "--security", "none", "--speed", "150", "--record", str(rec))
     async with Client(sim.endpoint) as client:
