@@ -150,6 +150,7 @@ def evaluate_chain(x: Mapping[str, Any], model: cell_mod.CellModel, plant: cost_
     cr = np.broadcast_to(np.asarray(x["c_rate"], dtype=float), (n,))
     raw: dict[str, list[float]] = {}
     failed = np.zeros(n, dtype=bool)
+    retried = np.zeros(n, dtype=float)
     errors = [""] * n
     for i in range(n):
         structure = {
@@ -164,6 +165,7 @@ def evaluate_chain(x: Mapping[str, Any], model: cell_mod.CellModel, plant: cost_
         } | {f"{e}_particle_radius_um": float(np.broadcast_to(x[f"{e}_particle_radius_um"], (n,))[i])
              for e in ("cathode", "anode")}
         res = model.evaluate(st, operating_c_rate=float(cr[i]))
+        retried[i] = float(res.retried)  # solved only with the tight-tolerance retry (kept, and counted)
         if res.failed:
             failed[i] = True
             errors[i] = res.error
@@ -214,6 +216,7 @@ def evaluate_chain(x: Mapping[str, Any], model: cell_mod.CellModel, plant: cost_
     out["anode_limited"] = vals["anode_limited"]
     out.update(costs)
     out["feasible"] = np.asarray(rules["feasible"], dtype=float)
+    out["solver_retried"] = retried
     n_out = {k: np.broadcast_to(np.asarray(v, dtype=float), (n,)).copy() for k, v in out.items()}
     return n_out, failed, errors
 
@@ -290,6 +293,7 @@ def save_dataset(data: Mapping[str, Any], path: Path) -> None:
     np.savez_compressed(path, **{f"x__{k}": v for k, v in data["x"].items()},
                         **{f"y__{k}": v for k, v in data["y"].items()}, failed=data["failed"])
     meta = {"hash": data["hash"], "n": int(len(data["failed"])), "failed": int(np.sum(data["failed"])),
+            "solved_only_on_tight_retry": int(np.nansum(data["y"].get("solver_retried", np.zeros(1)))),
             "failures": [{"row": i, "error": e} for i, e in enumerate(data["errors"]) if e],
             "cpu_seconds": data.get("cpu_seconds")}
     path.with_suffix(".json").write_text(json.dumps(meta, indent=1))
