@@ -353,7 +353,8 @@ class ElectrodeLane:
         if wet is not None:
             h = wet[1] + e_wet
             out[f"{c}.WetFilmThickness"] = h
-            out[f"{c}.WetMassLoading"] = h * self.batch.slurry_density_g_cm3 * 0.1
+            # eq. 11 with the density of the slurry that stretch was coated with (wet[2] / wet[1] = rho_slurry / 10)
+            out[f"{c}.WetMassLoading"] = h * wet[2] / wet[1] if wet[1] > 0 else math.nan
         beta = self._at(self.S_m - BETA_GAUGE_M)
         if beta is not None:
             m_meas = beta[3] * e_beta
