@@ -117,6 +117,11 @@ def sobol_indices(reg: ModelRegistry, model: str, outputs: Sequence[str], n: int
 
 
 NOMINAL_OPERATION = {"c_rate": 1.0, "cell_yield": 0.90, "oee": 0.75, "dew_point_C": -40.0}
+# Yield: pilot lines 70-80 %, gigafactories >= 90 % (research/models.md 3.3, [weak] sources); OEE our assumption.
+PLANT_OPERATION = {
+    "pilot": {"c_rate": 1.0, "cell_yield": 0.80, "oee": 0.60, "dew_point_C": -40.0},
+    "gigafactory": {"c_rate": 1.0, "cell_yield": 0.95, "oee": 0.85, "dew_point_C": -40.0},
+}
 
 
 def _predict_design(reg: ModelRegistry, x: FloatArray, names: Sequence[str],
@@ -224,26 +229,28 @@ def inverse_design(reg: ModelRegistry, target: Mapping[str, float], electrode: s
 
 
 def plant_costs() -> dict[str, Any]:
-    """Reference cell (process-chain defaults) on the pilot line and in the gigafactory, through the physics."""
+    """Reference electrodes (process-chain defaults) on the pilot line (single-sided reference pouch) and in the
+    gigafactory (same electrodes, double-sided production pouch), through the physics."""
     from models import cell as cell_mod
     from models import cost as cost_mod
+    from models.cell_format import PRODUCTION_POUCH, REFERENCE_POUCH
 
-    model = cell_mod.CellModel()
+    formats = {"pilot": REFERENCE_POUCH, "gigafactory": PRODUCTION_POUCH}
     ref = {}
     for e in ("cathode", "anode"):
         par = pc.PARAMETER_SETS[e]
         for k in ("w_active", "w_conductive", "solid_content", "pump_flow_rate_cm3_h", "web_speed_m_min",
                   "coating_width_mm", "line_load_N_mm", "roll_temperature_C", "particle_radius_um"):
             ref[f"{e}_{k}"] = np.array([getattr(par, k)])
-    ref |= {k: np.array([v]) for k, v in NOMINAL_OPERATION.items()}
     out: dict[str, Any] = {}
     for plant, speed, width in (("pilot", 1.0, 125.0), ("gigafactory", 80.0, 1300.0)):
-        x = dict(ref)
+        x = dict(ref) | {k: np.array([v]) for k, v in PLANT_OPERATION[plant].items()}
         for e in ("cathode", "anode"):
             scale = speed / float(ref[f"{e}_web_speed_m_min"][0]) * width / float(ref[f"{e}_coating_width_mm"][0])
             x[f"{e}_pump_flow_rate_cm3_h"] = ref[f"{e}_pump_flow_rate_cm3_h"] * scale  # same wet film (eq. 10)
             x[f"{e}_web_speed_m_min"] = np.array([speed])
             x[f"{e}_coating_width_mm"] = np.array([width])
+        model = cell_mod.CellModel(fmt=formats[plant])
         y, failed, errors = doe.evaluate_chain(x, model, cost_mod.PLANTS[plant])
         if failed[0]:
             raise RuntimeError(f"reference cell failed in the DFN: {errors[0]}")
@@ -256,6 +263,9 @@ def plant_costs() -> dict[str, Any]:
         row["materials_share"] = row["materials_usd_per_cell"] / row["cost_usd_per_cell"]
         row["bottleneck"] = cost_mod.station_names(cost_mod.PLANTS[plant])[int(y["bottleneck_index"][0])]
         row["coater_web_speed_m_min"], row["coating_width_mm"] = speed, width
+        row["operation"] = PLANT_OPERATION[plant]
+        row["cell_format"] = {"unit_layers": formats[plant].unit_layers,
+                              "active_area_cm2": formats[plant].cathode_area_cm2}
         out[plant] = row
     out["batpac_reference"] = ("DOE/VTO BatPaC-based EV pack cost $139-157/kWh (2021-2023); BNEF 2023 cell "
                                "$98/kWh; materials >80 % of NMC811 cell cost at GWh scale (research/models.md 3.1)")

@@ -4,16 +4,16 @@ PyBaMM computes neither masses nor volumes (its "electrode density" is a thermal
 so cell-level Wh/kg and Wh/L need this bill of components. The simulator builds cells in the same format, so a
 cell predicted here and a cell "made" on the simulated line are the same object.
 
-Format (stated once, used everywhere):
-- 20 double-sided cathode sheets, coated area 100 mm x 60 mm per side, on 15 um aluminium foil;
-- 21 anode sheets, 102 mm x 62 mm (1 mm overhang on every edge, so the anode covers the cathode), on 10 um copper;
-  the 19 inner anode sheets are double-sided, the 2 outer ones single-sided;
-  => 40 cathode/anode unit layers of 60 cm2 each (2400 cm2 of cathode coating per cell);
-- separator: 16 um polyolefin, porosity 0.45, 104 mm x 64 mm, 42 layers (Z-fold: between every pair plus outside);
+Format (stated once, used everywhere; the simulator's cell line builds exactly this):
+- 20 cathode sheets and 21 anode sheets of 100 mm x 60 mm, single-sided as coated (a 60 mm slit coil cut every
+  100 mm), on 15 um aluminium / 10 um copper foil => 20 facing cathode/anode pairs of 60 cm2 = 1200 cm2 of active
+  area per cell; the 21st anode face is unpaired (counted in mass and electrolyte, not in capacity);
+- separator: 20 um polyolefin, porosity 0.45, 104 mm x 64 mm, 41 layers;
 - electrolyte: 1 M LiPF6 in carbonates, 1.25 g/cm3, fills all pores of coatings and separator with 10 % excess;
 - pouch: aluminium laminate 153 um, 1.7 g/cm3, two faces of 116 mm x 76 mm (3 mm seals at the sides, 10 mm tab seal);
 - tabs: aluminium (positive) and nickel-plated copper (negative), 1.2 g together.
-Typical of pilot-line multilayer pouch cells (e.g. PHEV1-like formats scaled down); every number is a parameter.
+Single-sided stacking wastes foil (Wh/kg is lower than a double-sided production cell); it is the pilot-line
+format of this project. Every number is a parameter.
 """
 
 from __future__ import annotations
@@ -32,22 +32,22 @@ class PouchFormat:
 
     cathode_sheets: int = 20
     anode_sheets: int = 21
-    unit_layers: int = 40
+    unit_layers: int = 20
     cathode_length_mm: float = 100.0
     cathode_width_mm: float = 60.0
-    anode_length_mm: float = 102.0
-    anode_width_mm: float = 62.0
-    anode_coated_faces: int = 40  # 19 double-sided + 2 single-sided sheets
+    anode_length_mm: float = 100.0
+    anode_width_mm: float = 60.0
+    anode_coated_faces: int = 21
     al_foil_thickness_um: float = 15.0
     cu_foil_thickness_um: float = 10.0
     al_density_g_cm3: float = 2.70
     cu_density_g_cm3: float = 8.96
-    separator_thickness_um: float = 16.0
+    separator_thickness_um: float = 20.0
     separator_porosity: float = 0.45
     separator_density_g_cm3: float = 0.95  # polyolefin skeleton
     separator_length_mm: float = 104.0
     separator_width_mm: float = 64.0
-    separator_layers: int = 42
+    separator_layers: int = 41
     electrolyte_density_g_cm3: float = 1.25
     electrolyte_excess: float = 1.10
     pouch_thickness_um: float = 153.0
@@ -74,6 +74,12 @@ class PouchFormat:
 
 
 REFERENCE_POUCH = PouchFormat()
+
+# What a production plant would build from the same electrodes: double-sided coating, 20 cathode sheets and 21 anode
+# sheets (19 double-sided + 2 outer single-sided, 1 mm overhang), 40 facing pairs = 2400 cm2, 16 um separator.
+# Used for the gigafactory cost figure only: single-sided pilot stacks waste foil, separator and pouch per kWh.
+PRODUCTION_POUCH = PouchFormat(unit_layers=40, anode_length_mm=102.0, anode_width_mm=62.0, anode_coated_faces=40,
+                               separator_thickness_um=16.0, separator_layers=42)
 
 
 def _a(x: ArrayLike) -> FloatArray:
@@ -113,7 +119,7 @@ def cell_mass_and_volume(
     electrolyte_cm3 = pore_cm3 * fmt.electrolyte_excess
     pouch_g = 2 * fmt.pouch_length_mm * fmt.pouch_width_mm / 100.0 * fmt.pouch_thickness_um * 1e-4 * fmt.pouch_density_g_cm3
     stack_thickness_um = (
-        fmt.unit_layers * (_a(cathode_thickness_um) + _a(anode_thickness_um))
+        fmt.unit_layers * _a(cathode_thickness_um) + fmt.anode_coated_faces * _a(anode_thickness_um)
         + fmt.cathode_sheets * fmt.al_foil_thickness_um
         + fmt.anode_sheets * fmt.cu_foil_thickness_um
         + fmt.separator_layers * fmt.separator_thickness_um

@@ -79,7 +79,7 @@ class Station:
     units: int
     capex_usd_per_unit: float
     operators_per_unit_shift: float
-    power_kW_per_unit: float
+    power_kW_per_unit: float  # base load while running (process heat of drying and formation is counted apart)
     hours: float = 1.0
     electrode: str = ""  # "cathode" / "anode" for electrode-specific stations
 
@@ -114,23 +114,24 @@ def _st(*args: object, **kw: object) -> Station:
     return Station(*args, **kw)  # type: ignore[arg-type]
 
 
-# A pilot line sized around one 125 mm slot-die coater per electrode (seed 001 Table A1 geometry): ~30 cells/h.
+# A pilot line sized around one 125 mm slot-die coater per electrode (seed 001 Table A1 geometry): ~55 cells/h,
+# the coaters being the bottleneck over the design space.
 # Capital figures are assumptions of machine-builder order of magnitude (research/models.md 3.2 has no pilot data).
 PILOT_LINE = Plant(
     name="pilot",
     stations=(
         _st("mixing_cathode", "slurry", 30.0, 1, 300e3, 0.5, 15.0, hours=2.0, electrode="cathode"),
         _st("mixing_anode", "slurry", 30.0, 1, 250e3, 0.5, 15.0, hours=2.0, electrode="anode"),
-        _st("coating_drying_cathode", "area", 0.9, 1, 2.5e6, 1.0, 120.0, electrode="cathode"),
-        _st("coating_drying_anode", "area", 0.9, 1, 2.0e6, 1.0, 90.0, electrode="anode"),
+        _st("coating_drying_cathode", "area", 0.9, 1, 2.5e6, 1.0, 40.0, electrode="cathode"),
+        _st("coating_drying_anode", "area", 0.9, 1, 2.0e6, 1.0, 30.0, electrode="anode"),
         _st("calendering", "calender", 5.0, 1, 1.0e6, 1.0, 40.0),
         _st("slitting", "cycle", 20.0, 1, 0.3e6, 0.5, 5.0),
-        _st("vacuum_drying", "batch", 600.0, 1, 0.2e6, 0.25, 20.0, hours=12.0),
+        _st("vacuum_drying", "batch", 1200.0, 1, 0.2e6, 0.25, 20.0, hours=12.0),
         _st("stacking", "cycle", 92.0, 2, 0.8e6, 0.5, 10.0),
-        _st("tab_welding_packaging", "cycle", 60.0, 1, 1.0e6, 1.0, 15.0),
+        _st("tab_welding_packaging", "cycle", 60.0, 2, 1.0e6, 0.5, 15.0),
         _st("filling_sealing", "cycle", 90.0, 2, 0.4e6, 0.5, 10.0),
-        _st("formation", "channels", 768.0, 1, 768 * 1.5e3, 1.0, 30.0, hours=20.0),
-        _st("ageing", "channels", 20000.0, 1, 0.3e6, 0.5, 5.0, hours=14 * 24.0),
+        _st("formation", "channels", 1536.0, 1, 1536 * 1.5e3, 1.0, 10.0, hours=20.0),
+        _st("ageing", "channels", 40000.0, 1, 0.5e6, 0.5, 5.0, hours=14 * 24.0),
         _st("end_of_line_test", "cycle", 45.0, 1, 0.3e6, 0.5, 5.0),
     ),
     operating_hours_per_year=3680.0,  # 2 shifts x 8 h x 230 days
@@ -153,23 +154,23 @@ PILOT_LINE = Plant(
 )
 
 # A gigafactory for the same cell: 80 m/min x 1.3 m coaters (pass these as web speed / width) and parallel units
-# sized for ~65 000 cells/h (~8 GWh/yr), 3 shifts, 330 days. Capital ~ 50 M$/GWh of equipment incl. dry room (batterydesign.net ~36 M$/GWh equipment [weak],
+# sized for ~68 000 cells/h of the double-sided PRODUCTION_POUCH (~8 GWh/yr), 3 shifts, 330 days. Capital ~ 50 M$/GWh of equipment incl. dry room (batterydesign.net ~36 M$/GWh equipment [weak],
 # formation + ageing ~1/3 of it, research/models.md 3.2); labour 25 $/h.
 GIGAFACTORY = Plant(
     name="gigafactory",
     stations=(
         _st("mixing_cathode", "slurry", 2000.0, 3, 4.0e6, 1.0, 150.0, hours=3.0, electrode="cathode"),
         _st("mixing_anode", "slurry", 2000.0, 3, 3.5e6, 1.0, 150.0, hours=3.0, electrode="anode"),
-        _st("coating_drying_cathode", "area", 0.92, 3, 18e6, 2.0, 1500.0, electrode="cathode"),
-        _st("coating_drying_anode", "area", 0.92, 3, 15e6, 2.0, 1100.0, electrode="anode"),
-        _st("calendering", "calender", 80.0, 2, 5.0e6, 1.0, 300.0),
+        _st("coating_drying_cathode", "area", 0.92, 3, 18e6, 2.0, 300.0, electrode="cathode"),
+        _st("coating_drying_anode", "area", 0.92, 3, 15e6, 2.0, 200.0, electrode="anode"),
+        _st("calendering", "calender", 80.0, 3, 5.0e6, 1.0, 300.0),
         _st("slitting", "cycle", 0.1, 3, 2.0e6, 1.0, 50.0),
         _st("vacuum_drying", "batch", 50000.0, 18, 1.0e6, 0.2, 100.0, hours=12.0),
         _st("stacking", "cycle", 1.2, 25, 2.0e6, 0.3, 30.0),
         _st("tab_welding_packaging", "cycle", 0.5, 10, 3.0e6, 0.3, 30.0),
         _st("filling_sealing", "cycle", 0.5, 10, 2.5e6, 0.3, 30.0),
-        _st("formation", "channels", 10000.0, 150, 10000 * 50.0, 0.3, 200.0, hours=20.0),
-        _st("ageing", "channels", 200000.0, 130, 0.3e6, 0.2, 20.0, hours=14 * 24.0),
+        _st("formation", "channels", 10000.0, 150, 10000 * 50.0, 0.3, 20.0, hours=20.0),
+        _st("ageing", "channels", 200000.0, 130, 0.3e6, 0.2, 2.0, hours=14 * 24.0),
         _st("end_of_line_test", "cycle", 0.5, 10, 1.0e6, 0.2, 10.0),
     ),
     operating_hours_per_year=7920.0,

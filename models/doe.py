@@ -28,7 +28,7 @@ from models import cell as cell_mod
 from models import cost as cost_mod
 from models import design_rules, lifetime
 from models import process_chain as pc
-from models.cell_format import REFERENCE_POUCH, cell_mass_and_volume
+from models.cell_format import cell_mass_and_volume
 
 FloatArray = NDArray[np.float64]
 
@@ -144,7 +144,10 @@ COST_OUTPUT_UNITS: dict[str, str] = {
 
 def evaluate_chain(x: Mapping[str, Any], model: cell_mod.CellModel, plant: cost_mod.Plant = cost_mod.PILOT_LINE,
                    ) -> tuple[dict[str, FloatArray], NDArray[np.bool_], list[str]]:
-    """Process chain -> DFN -> lifetime -> cost for every row of x; failed rows are NaN with their error."""
+    """Process chain -> DFN -> lifetime -> cost for every row of x; failed rows are NaN with their error.
+
+    The cell format is the model's (``model.fmt``, default ``REFERENCE_POUCH``)."""
+    fmt = model.fmt
     s = structure_outputs(x)
     n = len(s["np_ratio"])
     cr = np.broadcast_to(np.asarray(x["c_rate"], dtype=float), (n,))
@@ -177,8 +180,8 @@ def evaluate_chain(x: Mapping[str, Any], model: cell_mod.CellModel, plant: cost_
     vals = {k: np.where(failed, np.nan, v) for k, v in vals.items()}
     masses = cell_mass_and_volume(
         s["cathode_dry_mass_loading_mg_cm2"], s["cathode_calendered_thickness_um"], s["cathode_calendered_porosity"],
-        s["anode_dry_mass_loading_mg_cm2"], s["anode_calendered_thickness_um"], s["anode_calendered_porosity"])
-    figures = cell_mod.cell_figures(vals, masses)
+        s["anode_dry_mass_loading_mg_cm2"], s["anode_calendered_thickness_um"], s["anode_calendered_porosity"], fmt)
+    figures = cell_mod.cell_figures(vals, masses, fmt)
     surface = lifetime.anode_surface_m2_per_Ah(
         s["anode_active_volume_fraction"], s["anode_calendered_thickness_um"],
         np.broadcast_to(np.asarray(x["anode_particle_radius_um"], dtype=float), (n,)),
@@ -196,7 +199,7 @@ def evaluate_chain(x: Mapping[str, Any], model: cell_mod.CellModel, plant: cost_
         anode_slurry_density_g_cm3=s["anode_slurry_density_g_cm3"],
         cathode_solvent_evaporated_g_m2=s["cathode_solvent_evaporated_g_m2"],
         anode_solvent_evaporated_g_m2=s["anode_solvent_evaporated_g_m2"],
-        cathode_coated_m2=REFERENCE_POUCH.cathode_area_cm2 * 1e-4, anode_coated_m2=REFERENCE_POUCH.anode_area_cm2 * 1e-4,
+        cathode_coated_m2=fmt.cathode_area_cm2 * 1e-4, anode_coated_m2=fmt.anode_area_cm2 * 1e-4,
         electrolyte_cm3=masses["electrolyte_cm3"], separator_m2=float(masses["separator_m2"][0]),
         al_foil_m2=float(masses["al_foil_m2"][0]), cu_foil_m2=float(masses["cu_foil_m2"][0]),
         energy_Wh=figures["energy_Wh_C3"])
@@ -242,6 +245,16 @@ def _run_chunk(args: tuple[int, dict[str, FloatArray], str]) -> tuple[int, str]:
     return idx, path
 
 
+def physics_fingerprint() -> np.ndarray:
+    """Hash of the physics sources: a resumed DOE must not mix chunks computed by different physics."""
+    h = hashlib.sha256()
+    here = Path(__file__).resolve().parent
+    for name in ("process_chain.py", "cell_format.py", "cell.py", "lifetime.py", "cost.py", "design_rules.py",
+                 "doe.py"):
+        h.update((here / name).read_bytes())
+    return np.frombuffer(h.digest(), dtype=np.uint8)
+
+
 def _hash_arrays(arrays: Mapping[str, np.ndarray]) -> str:
     h = hashlib.sha256()
     for k in sorted(arrays):
@@ -255,7 +268,7 @@ def run_doe(x: Mapping[str, FloatArray], work_dir: Path, model_name: str = "DFN"
     """Evaluate a design through the whole chain; finished chunks on disk are reused (resume)."""
     work_dir.mkdir(parents=True, exist_ok=True)
     n = len(next(iter(x.values())))
-    design_hash = _hash_arrays({k: np.asarray(v) for k, v in x.items()})[:16]
+    design_hash = _hash_arrays({k: np.asarray(v) for k, v in x.items()} | {"physics": physics_fingerprint()})[:16]
     chunk_dir = work_dir / f"chunks_{model_name}_{design_hash}"
     chunk_dir.mkdir(exist_ok=True)
     jobs = []

@@ -10,7 +10,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from models import cell as cell_mod
-from models.cell_format import REFERENCE_POUCH, cell_mass_and_volume
+from models.cell_format import PRODUCTION_POUCH, REFERENCE_POUCH, cell_mass_and_volume
 
 REFERENCE = {
     "cathode_thickness_um": 48.4, "cathode_porosity": 0.313, "cathode_active_volume_fraction": 0.585,
@@ -117,8 +117,18 @@ def test_cell_mass_is_the_sum_of_its_components(cl: float, ct: float, cp: float,
 
 
 def test_reference_format_is_consistent() -> None:
+    """The simulator's cell line builds this format: 20 + 21 single-sided 100 x 60 mm sheets, 20 facing pairs."""
     f = REFERENCE_POUCH
-    assert f.unit_layers == 2 * f.cathode_sheets == f.anode_coated_faces
-    assert f.anode_length_mm > f.cathode_length_mm and f.anode_width_mm > f.cathode_width_mm  # overhang
-    assert f.cathode_area_cm2 == pytest.approx(2400.0)
+    assert (f.cathode_sheets, f.anode_sheets, f.unit_layers) == (20, 21, 20)
+    assert f.cathode_area_cm2 == pytest.approx(1200.0)
     assert np.isclose(f.unit_layer_area_m2 * f.unit_layers * 1e4, f.cathode_area_cm2)
+    p = PRODUCTION_POUCH
+    assert p.unit_layers == 40 and p.anode_coated_faces == 40 and p.anode_length_mm > p.cathode_length_mm
+
+
+def test_production_pouch_has_more_energy_per_mass_for_the_same_electrodes() -> None:
+    args = (14.3, 48.4, 0.313, 7.43, 52.2, 0.349)
+    pilot = cell_mass_and_volume(*args)
+    prod = cell_mass_and_volume(*args, fmt=PRODUCTION_POUCH)
+    # twice the active area, less than twice the mass (shared pouch, tabs; foils coated on both sides)
+    assert float(prod["cell_mass_g"]) < 2 * float(pilot["cell_mass_g"])

@@ -12,12 +12,12 @@ from hypothesis import strategies as st
 from models import cost as cm
 
 BILL = cm.CellBill(
-    cathode_coating_g=34.4, anode_coating_g=18.8, cathode_w_active=0.94, cathode_w_conductive=0.03,
+    cathode_coating_g=17.2, anode_coating_g=9.4, cathode_w_active=0.94, cathode_w_conductive=0.03,
     cathode_w_binder=0.03, anode_w_active=0.955, anode_w_conductive=0.01, anode_w_binder=0.035,
     cathode_solid_content=0.70, anode_solid_content=0.50, cathode_slurry_density_g_cm3=2.2,
     anode_slurry_density_g_cm3=1.37, cathode_solvent_evaporated_g_m2=61.3, anode_solvent_evaporated_g_m2=74.3,
-    cathode_coated_m2=0.24, anode_coated_m2=0.253, electrolyte_cm3=9.0, separator_m2=0.28, al_foil_m2=0.012,
-    cu_foil_m2=0.0133, energy_Wh=18.3,
+    cathode_coated_m2=0.12, anode_coated_m2=0.126, electrolyte_cm3=6.0, separator_m2=0.27, al_foil_m2=0.12,
+    cu_foil_m2=0.126, energy_Wh=9.1,
 )
 SPEED = {"cathode": 1.0, "anode": 1.0}
 WIDTH = {"cathode": 125.0, "anode": 125.0}
@@ -38,16 +38,16 @@ def test_line_rate_is_the_bottleneck() -> None:
     c = _cost()
     assert float(c["line_throughput_cells_h"]) == pytest.approx(min(float(np.min(v)) for v in rates.values()))
     assert cm.station_names()[int(c["bottleneck_index"])] == min(rates, key=lambda k: float(rates[k]))
-    # formation channels: 768 channels over 20 h
-    assert float(rates["formation"]) == pytest.approx(768 / 20)
+    # formation channels: 1536 channels over 20 h
+    assert float(rates["formation"]) == pytest.approx(1536 / 20)
 
 
 def test_cost_adds_up() -> None:
     c = _cost()
     parts = ["materials", "processing", "utilities", "labour", "depreciation"]
     assert float(sum(c[f"{p}_usd_per_cell"] for p in parts)) == pytest.approx(float(c["cost_usd_per_cell"]))
-    assert float(c["cost_usd_per_kWh"]) == pytest.approx(float(c["cost_usd_per_cell"]) / 0.0183)
-    assert float(c["lcos_usd_per_kWh"]) == pytest.approx(float(c["cost_usd_per_cell"]) / (0.95 * 0.0183 * 1500 * 0.9))
+    assert float(c["cost_usd_per_kWh"]) == pytest.approx(float(c["cost_usd_per_cell"]) / 0.0091)
+    assert float(c["lcos_usd_per_kWh"]) == pytest.approx(float(c["cost_usd_per_cell"]) / (0.95 * 0.0091 * 1500 * 0.9))
 
 
 @settings(max_examples=100, deadline=None)
