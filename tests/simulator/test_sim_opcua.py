@@ -212,17 +212,17 @@ async def test_pump_step_raises_mass_loading_five_percent_after_the_delay(simula
 
 
 async def test_sign_and_encrypt_with_user_and_anonymous_refused(simulator_factory: Any, tmp_path: Path) -> None:
-    sim = start(simulator_factory, tmp_path, quiet(), "--security", "sign-encrypt", "--no-anonymous")
+    sim = start(simulator_factory, tmp_path, quiet(), "--security", "sign,sign-encrypt", "--no-anonymous")
     key, cert = tmp_path / "client_key.pem", tmp_path / "client_cert.der"
     uri = "urn:pilotline:test:client"
     await setup_self_signed_certificate(key, cert, uri, "localhost", [ExtendedKeyUsageOID.CLIENT_AUTH],
                                         {"commonName": "test client"})
 
-    async def secure_client(user: str | None, password: str | None) -> Client:
+    async def secure_client(user: str | None, password: str | None,
+                            mode: ua.MessageSecurityMode = ua.MessageSecurityMode.SignAndEncrypt) -> Client:
         c = Client(sim.endpoint)
         c.application_uri = uri
-        await c.set_security(SecurityPolicyBasic256Sha256, str(cert), str(key),
-                             mode=ua.MessageSecurityMode.SignAndEncrypt)
+        await c.set_security(SecurityPolicyBasic256Sha256, str(cert), str(key), mode=mode)
         if user:
             c.set_user(user)
             c.set_password(password or "")
@@ -232,6 +232,11 @@ async def test_sign_and_encrypt_with_user_and_anonymous_refused(simulator_factor
     async with c:
         ns = await ns_index(c)
         assert await node(c, ns, "LineId").read_value() == "PL1"
+    signed = await secure_client(VIEWER, VIEWER_PW, ua.MessageSecurityMode.Sign)
+    async with signed:  # Sign only: the password is encrypted with the server certificate, reads work
+        assert await node(signed, ns, "LineId").read_value() == "PL1"
+        with pytest.raises(ua.uaerrors.BadUserAccessDenied):
+            await node(signed, ns, "RemoteSetpointsEnabled").write_value(True)
     with pytest.raises(ua.uaerrors.BadIdentityTokenRejected):  # anonymous switched off
         async with await secure_client(None, None):
             pass
@@ -305,3 +310,21 @@ async def test_trace_events_arrive_as_opc_ua_events(simulator_factory: Any, tmp_
     assert json.loads(first.Inputs) == payloads[0]["inputs"] and first.Kind == payloads[0]["kind"]
     roll = next(p for p in payloads if p["type"] == "CoatedRoll")
     assert roll["schema"] == "pilotline.trace.v1" and roll["inputs"][0]["type"] == "SlurryBatch"
+
+
+def test_readme_client_example_runs(simulator_factory: Any, tmp_path: Path) -> None:
+    """The README's Python example, run as written against a default-security simulator (no --users)."""
+    import re
+    import subprocess
+    import sys
+
+    readme = (Path(__file__).resolve().parents[2] / "README.md").read_text(encoding="utf-8")
+    section = readme[readme.index("<!-- SECTION:simulator -->"):readme.index("<!-- /SECTION:simulator -->")]
+    code = re.search(r"```python\n(.*?)```", section, re.S)
+    assert code is not None
+    sim = simulator_factory(args=["--security", "sign,sign-encrypt", "--speed", "60"])
+    script = code.group(1).replace('print(asyncio.run(main()))',
+                                   f'print(asyncio.run(main("{sim.endpoint}", Path(r"{sim.data_dir}"))))')
+    out = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=60)
+    assert out.returncode == 0, out.stderr[-2000:]
+    assert float(out.stdout.strip()) == pytest.approx(730.8, rel=0.01)  # the actual pump flow followed the write

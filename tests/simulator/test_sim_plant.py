@@ -195,3 +195,16 @@ def test_drift_scenario_moves_the_product_off_target() -> None:
     early_por, late_por = sum(por[:100]) / 100, sum(por[-100:]) / 100
     assert late_ml < 0.95 * early_ml
     assert late_por > early_por + 1.0
+
+
+def test_same_seed_same_plant_run_down_to_the_cyclers() -> None:
+    """The whole plant (gauges, trace events, cycler messages) is a function of seed and scenario."""
+    def trace(seed: int) -> tuple[list[object], list[object], list[object]]:
+        p = plant(quiet(noise_scale=1.0, batch_variation=1.0), seed=seed)
+        outs = [p.step(1.0) for _ in range(2400)]
+        return outs, p.trace.drain(), list(p.formation.messages)
+
+    a, b, c = trace(5), trace(5), trace(6)
+    assert a == b
+    assert a[2] and a[1]
+    assert a[0] != c[0] and a[2] != c[2]
