@@ -246,9 +246,12 @@ async def test_sign_and_encrypt_with_user_and_anonymous_refused(simulator_factor
     with pytest.raises(ua.UaError, match="(?i)security|endpoint|policy"):  # None is not offered unless asked for
         async with Client(sim.endpoint, timeout=2) as plain:
             await plain.get_namespace_array()
-    first_cert = (sim.data_dir / "pki" / "server_cert.der").read_bytes()
-    sim.restart()
-    assert (sim.data_dir / "pki" / "server_cert.der").read_bytes() == first_cert, "certificate is reused"
+    # the certificate the server made on first start is the one a later start loads (not regenerated)
+    from simulator.opcua_server import ensure_certificate
+
+    first = (sim.data_dir / "pki" / "server_cert.der").read_bytes()
+    await ensure_certificate(sim.data_dir, "127.0.0.1")
+    assert (sim.data_dir / "pki" / "server_cert.der").read_bytes() == first
 
 
 async def test_server_restart_fault_comes_back_with_the_same_node_ids(simulator_factory: Any,
