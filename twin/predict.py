@@ -95,6 +95,7 @@ class Predictor:
         self.segments: dict[str, list[tuple[float, float, Prediction]]] = {}
         self.observe = observe_latency or (lambda name, s: None)
         self.counts = {"segment": 0, "cell": 0, "errors": 0, "out_of_domain": 0}
+        self.edge_tolerance = 0.02
 
     # -- events -------------------------------------------------------------------------------------------------------
     def on_event(self, ev: Mapping[str, Any]) -> list[Prediction]:
@@ -122,10 +123,17 @@ class Predictor:
         roll, a, b = str(src.get("id", "")), src.get("from_m"), src.get("to_m")
         roll_params = self.lineage.params.get(roll, {})
         inputs: dict[str, float] = {k: roll_params[k] for k in ROLL_PARAMS if k in roll_params}
+        domain = self.model.domain(electrode)
         for name, signal in (("line_load_N_mm", f"Calendering/{lane}/LineLoad"),
                              ("roll_temperature_C", f"Calendering/{lane}/RollTemperature")):
             v = self.latest(signal)
             if v is not None:
+                # a measured value within the edge tolerance outside the domain is sensor noise at its edge
+                rng = domain.get(name)
+                if rng is not None:
+                    edge = self.edge_tolerance * (rng[1] - rng[0])
+                    if rng[0] - edge <= v < rng[0] or rng[1] < v <= rng[1] + edge:
+                        v = min(max(v, rng[0]), rng[1])
                 inputs[name] = v
         pred = self._structure(seg, "RollSegment", electrode, inputs)
         measured = (ev.get("properties") or {}).get("mass_loading_mg_cm2_mean")

@@ -160,6 +160,11 @@ async function renderSpc(spc) {
 }
 
 function renderRecs(recs, refusals) {
+  // re-render only on change: a button must not be replaced under the operator's pointer
+  const sig = JSON.stringify([recs.map((r) => [r.id, r.state]), state.role]);
+  $("#refusals").textContent = Object.entries(refusals || {}).map(([k, v]) => k + ": " + v.kind).join(" · ");
+  if (sig === renderRecs.last) return;
+  renderRecs.last = sig;
   const tb = $("#recs tbody");
   const rows = recs.map((r) => {
     const p = r.proposal;
@@ -175,7 +180,6 @@ function renderRecs(recs, refusals) {
       " %</td><td><small>" + esc(p.model_version) + "</small></td><td>" + act + "</td></tr>";
   });
   tb.innerHTML = rows.join("") || '<tr><td colspan="8"><small>no recommendations</small></td></tr>';
-  $("#refusals").textContent = Object.entries(refusals || {}).map(([k, v]) => k + ": " + v.kind).join(" · ");
 }
 
 function renderAlarms(alarms) {
