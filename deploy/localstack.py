@@ -382,7 +382,9 @@ def main() -> int:
     twin_config = REPO / "deploy" / "local" / "twin.yaml"
     twin: Twin | None = None
     if (REPO / "twin" / "service.py").is_file() and twin_config.is_file():
-        twin = Twin(var / "twin", http_port, ["--config", str(twin_config)])
+        # the simulator writes its operator's password on first start; the twin logs in with it to write setpoints
+        twin = Twin(var / "twin", http_port, ["--config", str(twin_config),
+                                              "--opcua-password-file", str(sim.data_dir / "operator-password")])
         twin_env = {
             "PILOTLINE__INFLUX__URL": influx.url,
             "PILOTLINE__MQTT__URL": mqtt.url,
