@@ -88,11 +88,11 @@ class PredictSettings(_Strict):
     enabled: bool = True
     interval_s: float = Field(5.0, gt=0)
     # Which registry model (models/artifacts/<name>.card.json) produces which prediction. ``structure_model``:
-    # the ONNX structure surrogate, or "process_chain" for the physics; performance / cost: used when named and
-    # installed (their card's inputs are filled from the electrodes' structure and setpoints).
+    # the ONNX structure surrogate, or "process_chain" for the physics; performance / cost: used when installed
+    # (their card's inputs are filled from the electrodes' setpoints and structure, ``<electrode>_<name>``).
     structure_model: str = "structure"
-    performance_model: str | None = None
-    cost_model: str | None = None
+    performance_model: str | None = "performance"
+    cost_model: str | None = "cost"
     write_to_influx: bool = True
     attach_to_genealogy: bool = True
 
