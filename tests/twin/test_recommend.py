@@ -173,3 +173,19 @@ async def test_advisory_approve_reject_and_no_write_without_grant() -> None:
     with pytest.raises(ControlError) as e:
         await ctl.approve(99999, OPERATOR)
     assert e.value.status == 404
+
+
+async def test_scalarised_objective_seed002_eq3() -> None:
+    """The seed 002 eq. 3 scalarisation (every property in the minimised set, scaled to [0, 1]) moves the same way."""
+    plant, live = Plant(), new_live()
+    plant.t_s = 3500.0
+    while plant.t_s < 5000.0:
+        plant.feed(live)
+        plant.t_s += 2.0
+    settings = control_settings()
+    settings.active.objective = "scalarised"
+    p = Recommender(settings, PhysicsModel(), live).recommend("Cathode")
+    assert isinstance(p, Proposal), p
+    assert 0.0 <= p.objective_after < p.objective_before <= 1.0  # eq. 3 lies in [0, 1]
+    pump = next(s for s in p.setpoints if s.input == "pump_flow_rate_cm3_h")
+    assert pump.after > pump.before
