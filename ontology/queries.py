@@ -30,7 +30,7 @@ QUERY_NAMES: Final = (
     "assembly_windows",
     "index",
     "seqs",
-    "genealogy_graph",
+    "genealogy_nodes",
 )
 
 

@@ -489,18 +489,6 @@ class GenealogyStore:
                 rows.append({str(var): _py(row[var]) for var in result.vars if row[var] is not None})  # type: ignore[index]
         return rows
 
-    def _construct(self, name: str, **bindings: Any) -> Graph:
-        init = {k: _term(v) for k, v in bindings.items()}
-        with self._lock:
-            result = self.graph.query(load(name), initBindings=init)
-            out = Graph()
-            for prefix, ns in (("pl", PL), ("emmo", iris.EMMO), ("echem", iris.ECHEM), ("battery", iris.BATTERY),
-                               ("mfg", iris.MFG)):
-                out.bind(prefix, ns)
-            for triple in result:
-                out.add(triple)  # type: ignore[arg-type]
-        return out
-
     def find(self, entity_id: str, line: str | None = None) -> tuple[URIRef, str, str]:
         """(IRI, line, type) of a trace ID; UnknownIdError if absent, QueryInputError if the ID is malformed."""
         try:
@@ -661,8 +649,18 @@ class GenealogyStore:
         return out
 
     def genealogy_graph(self, entity_id: str, line: str | None = None) -> Graph:
+        """The genealogy as RDF: every triple about the nodes genealogy_nodes.rq finds (a bounded description)."""
         _, line, _ = self.find(entity_id, line)
-        return self._construct("genealogy_graph", **self._root(entity_id, line))
+        nodes = [row["node"] for row in self._select("genealogy_nodes", **self._root(entity_id, line))]
+        out = Graph()
+        for prefix, ns in (("pl", PL), ("emmo", iris.EMMO), ("echem", iris.ECHEM), ("battery", iris.BATTERY),
+                           ("mfg", iris.MFG)):
+            out.bind(prefix, ns)
+        with self._lock:
+            for node in nodes:
+                for triple in self.graph.triples((node, None, None)):
+                    out.add(triple)
+        return out
 
     def downstream(self, entity_id: str, from_m: float | None = None, to_m: float | None = None,
                    line: str | None = None) -> dict[str, Any]:
