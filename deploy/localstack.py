@@ -366,8 +366,25 @@ def running(*services: ManagedProcess) -> Iterator[None]:
                 s.stop()
 
 
+def local_engineer_token(token_file: Path, plain_file: Path) -> str:
+    """A loopback demo needs one engineer login: created once, its hash in the twin's token store, the token itself
+    in a 0600 file beside it (as the simulator keeps its operator password), printed at every start."""
+    from twin.auth import TokenStore
+
+    if plain_file.is_file():
+        return plain_file.read_text().strip()
+    store = TokenStore(token_file)
+    store.revoke("local-engineer")  # a stored hash whose token file is gone can never be used again
+    token = store.create("engineer", "local-engineer")
+    plain_file.parent.mkdir(parents=True, exist_ok=True)
+    fd = os.open(plain_file, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w") as fh:
+        fh.write(token + "\n")
+    return token
+
+
 def main() -> int:
-    var = Path(os.environ.get("PILOTLINE_VAR", REPO / "var"))
+    var = Path(os.environ.get("PILOTLINE_VAR", REPO / "var")).resolve()
     influx = Influxd(var / "influxdb", _env_port("PILOTLINE_INFLUX_PORT", 8086))
     mqtt = Mosquitto(var / "mosquitto", _env_port("PILOTLINE_MQTT_PORT", 1883))
     opcua_port = _env_port("PILOTLINE_OPCUA_PORT", 4840)
@@ -378,21 +395,35 @@ def main() -> int:
     if Path(scenario).is_file():
         sim_args += ["--scenario", scenario]
     sim = Simulator(var / "simulator", opcua_port, sim_args)
-    services: list[ManagedProcess] = [influx, mqtt, sim]
+    services: list[ManagedProcess] = [influx, mqtt]
     twin_config = REPO / "deploy" / "local" / "twin.yaml"
     twin: Twin | None = None
+    token = ""
     if (REPO / "twin" / "service.py").is_file() and twin_config.is_file():
-        # the simulator writes its operator's password on first start; the twin logs in with it to write setpoints
-        twin = Twin(var / "twin", http_port, ["--config", str(twin_config),
-                                              "--opcua-password-file", str(sim.data_dir / "operator-password")])
-        twin_env = {
+        from simulator.users import default_users
+
+        # The simulator reuses DATA_DIR/operator-password; creating it here lets the twin start first and log in
+        # with it to write setpoints once the line is up.
+        default_users(sim.data_dir)
+        twin_dir = var / "twin"
+        token_file = twin_dir / "tokens.json"
+        token = local_engineer_token(token_file, twin_dir / "engineer-token")
+        twin = Twin(twin_dir, http_port, ["--config", str(twin_config),
+                                          "--opcua-password-file", str(sim.data_dir / "operator-password")])
+        os.environ.update({
             "PILOTLINE__INFLUX__URL": influx.url,
             "PILOTLINE__MQTT__URL": mqtt.url,
             "PILOTLINE__OPCUA__ENDPOINT": sim.endpoint,
             "PILOTLINE__SERVICE__HTTP__PORT": str(http_port),
-        }
-        os.environ.update(twin_env)
+            "PILOTLINE__SPOOL__DIR": str(twin_dir / "spool"),
+            "PILOTLINE__QUARANTINE__DIR": str(twin_dir / "quarantine"),
+            "PILOTLINE__SERVICE__AUTH__TOKEN_FILE": str(token_file),
+            "PILOTLINE__SERVICE__GENEALOGY__STORE_PATH": str(twin_dir / "genealogy"),
+        })
+        # The twin starts before the line: its persistent MQTT session must exist before the first trace event
+        # (raw-material lots, the first slurry batch), or the genealogy would miss the roots of everything after.
         services.append(twin)
+    services.append(sim)
     stop = False
 
     def _on_signal(signum: int, frame: object) -> None:
@@ -406,8 +437,11 @@ def main() -> int:
             print(f"  InfluxDB 1.x   {influx.url}   (database data in {influx.data_dir})")
             print(f"  Mosquitto      {mqtt.url}   (persistence in {mqtt.data_dir})")
             print(f"  OPC UA line    {sim.endpoint}   (simulator, speed x{speed}, log {sim.log_path})")
+            print(f"                 operator password in {sim.data_dir / 'operator-password'}")
             if twin is not None:
                 print(f"  Twin           {twin.url}   dashboard: {twin.url}/   API docs: {twin.url}/docs")
+                print(f"                 engineer token (paste it into the dashboard): {token}")
+                print(f"                 (kept in {var / 'twin' / 'engineer-token'}; more: python -m twin token create)")
             print("Ctrl-C stops everything.", flush=True)
             while not stop:
                 for s in services:
