@@ -863,6 +863,15 @@ class OpcuaConnector:
             variant = dv.Value
             value = variant.Value if variant is not None else None
             quality = quality_of(dv.StatusCode)
+            t_ns = self._timestamp(dv, now)
+            if isinstance(value, list | tuple) and value and all(
+                    isinstance(x, float | int) and not isinstance(x, bool) for x in value):
+                # an array item (e.g. a cross-web gauge track): element i is the series "<Signal>.P<iii>", the same
+                # series a server publishing one scalar node per track would give
+                tags = dict(info.tags)
+                out.extend(Sample(t_ns, line, info.station, f"{info.signal}.P{i:03d}", x, info.unit, quality,
+                                  info.source, {}, now, tags) for i, x in enumerate(value))
+                continue
             if value is None:
                 value = float("nan")
                 quality = "bad" if quality == "good" else quality
@@ -870,7 +879,7 @@ class OpcuaConnector:
                 value = str(value)
             elif not isinstance(value, float | int | bool | str):
                 value = str(value)
-            out.append(Sample(self._timestamp(dv, now), line, info.station, info.signal, value, info.unit, quality,  # type: ignore[arg-type]
+            out.append(Sample(t_ns, line, info.station, info.signal, value, info.unit, quality,  # type: ignore[arg-type]
                               info.source, {}, now, dict(info.tags)))
         self.state.samples += len(out)
         self.state.events += len(events)

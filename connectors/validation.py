@@ -35,6 +35,7 @@ class Validator:
         self.units = frozenset(self.cfg.units)
         self.ranges: dict[str, SignalRange] = dict(self.cfg.ranges)
         self.max_future_ns = int(self.cfg.max_future_s * 1e9)
+        self._names_ok: set[tuple[object, ...]] = set()  # (line, station, signal, unit, quality, tags) seen valid
 
     def range_for(self, station: str, signal: str) -> SignalRange | None:
         """``Station/Lane/Signal`` beats ``Station/Signal`` beats ``Signal``."""
@@ -52,26 +53,45 @@ class Validator:
         return Rejected(key, detail, s.source or f"{s.station}/{s.signal}", repr(s.value), s.time_ns, s)
 
     def _reason(self, s: Sample, now_ns: int) -> tuple[str, str] | None:  # noqa: C901 - one flat list of rules
+        try:
+            names = (s.line, s.station, s.signal, s.unit, s.quality, tuple(s.tags.items()) if s.tags else ())
+            known = names in self._names_ok
+        except TypeError:  # unhashable junk in a field: the full checks below say what
+            names, known = (), False
+        if not known:
+            bad = self._name_problem(s)
+            if bad is not None:
+                return bad
+            if names and len(self._names_ok) < 100_000:
+                self._names_ok.add(names)
+        if isinstance(s.time_ns, bool) or not isinstance(s.time_ns, int) or s.time_ns <= 0:
+            return "time", f"time_ns {s.time_ns!r} must be a positive integer (ns since 1970 UTC)"
+        if s.time_ns > now_ns + self.max_future_ns:
+            return "time", f"time {s.time_ns} is more than {self.cfg.max_future_s} s in the future (source clock?)"
+        if s.trace:
+            bad = self._trace_problem(s)
+            if bad is not None:
+                return bad
+        return self._value_problem(s)
+
+    def _name_problem(self, s: Sample) -> tuple[str, str] | None:
         if not isinstance(s.line, str) or not LINE_RE.fullmatch(s.line):
             return "name", f"line {s.line!r} must match {LINE_RE.pattern}"
         if not isinstance(s.station, str) or not STATION_RE.fullmatch(s.station):
             return "name", f"station {s.station!r} must match {STATION_RE.pattern} (e.g. Coating/Cathode)"
         if not isinstance(s.signal, str) or not SIGNAL_RE.fullmatch(s.signal) or len(s.signal) > 128:
             return "name", f"signal {s.signal!r} must match {SIGNAL_RE.pattern}"
-        if s.quality not in QUALITIES:
+        if not isinstance(s.quality, str) or s.quality not in QUALITIES:
             return "quality", f"quality {s.quality!r} not in {sorted(QUALITIES)}"
-        if isinstance(s.time_ns, bool) or not isinstance(s.time_ns, int) or s.time_ns <= 0:
-            return "time", f"time_ns {s.time_ns!r} must be a positive integer (ns since 1970 UTC)"
-        if s.time_ns > now_ns + self.max_future_ns:
-            return "time", f"time {s.time_ns} is more than {self.cfg.max_future_s} s in the future (source clock?)"
         if not isinstance(s.unit, str) or (self.cfg.reject_unknown_units and s.unit not in self.units):
             return "unit", f"unit {s.unit!r} is not a known UCUM code (validation.units)"
         for k, v in s.tags.items():
-            if not SIGNAL_RE.fullmatch(k) or not isinstance(v, str) or not TAG_VALUE_RE.fullmatch(v):
+            if not isinstance(k, str) or not SIGNAL_RE.fullmatch(k) or not isinstance(v, str) \
+                    or not TAG_VALUE_RE.fullmatch(v):
                 return "tag", f"tag {k}={v!r} must be a name and a printable value up to 256 chars"
-        bad = self._trace_problem(s)
-        if bad is not None:
-            return bad
+        return None
+
+    def _value_problem(self, s: Sample) -> tuple[str, str] | None:
         v = s.value
         if isinstance(v, str):
             if len(v) > MAX_STRING_CHARS or any(c in v for c in "\n\r\x00"):

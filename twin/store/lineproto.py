@@ -43,19 +43,23 @@ def _str_field(s: str) -> str:
     return '"' + s.translate(_STR_ESC) + '"'
 
 
-def _float(v: float) -> str:
-    r = repr(float(v))
-    return r
-
-
 def measurement_of(station: str) -> tuple[str, str]:
     """``Coating/Cathode`` -> (``Coating``, ``Cathode``); ``DryRoom`` -> (``DryRoom``, ``""``)."""
     head, _, lane = station.partition("/")
     return head, lane
 
 
-def sample_line(s: Sample) -> str:
-    """One line of line protocol; tag keys sorted (InfluxData's write advice)."""
+_PREFIX_CACHE: dict[tuple[object, ...], str] = {}
+
+
+def _prefix(s: Sample, trace: object) -> str:
+    """``measurement,tags`` of a sample; cached because a line has a few thousand series, not millions."""
+    t = s.trace
+    key = (s.station, s.line, s.signal, s.unit, s.quality, t.get("roll_id"), t.get("slurry_batch_id"),
+           t.get("channel"), tuple(s.tags.items()) if s.tags else ())
+    hit = _PREFIX_CACHE.get(key)
+    if hit is not None:
+        return hit
     meas, lane = measurement_of(s.station)
     tags: dict[str, str] = dict(s.tags)
     tags["line"] = s.line
@@ -65,34 +69,45 @@ def sample_line(s: Sample) -> str:
     if s.unit:
         tags["unit"] = s.unit
     tags["quality"] = s.quality
-    trace = s.trace
     for k in TAG_TRACE_KEYS:
-        v = trace.get(k)
+        v = t.get(k)
         if isinstance(v, str) and v:
             tags[k] = v
-    fields: list[str] = []
-    v = s.value
-    if isinstance(v, bool):
-        fields.append(f"value_bool={'true' if v else 'false'}")
-    elif isinstance(v, int | float):
-        if math.isfinite(v):
-            fields.append(f"value={_float(v)}")
-        else:
-            fields.append("bad=true")
-    else:
-        fields.append(f"value_str={_str_field(str(v))}")
-    pos = trace.get("roll_position_m")
-    if isinstance(pos, int | float) and not isinstance(pos, bool) and math.isfinite(pos):
-        fields.append(f"roll_position_m={_float(pos)}")
-    seq = trace.get("seq")
-    if isinstance(seq, int | float) and not isinstance(seq, bool) and math.isfinite(seq):
-        fields.append(f"seq={int(seq)}i")
-    for k in STRING_FIELD_TRACE_KEYS:
-        sv = trace.get(k)
-        if isinstance(sv, str) and sv:
-            fields.append(f"{k}={_str_field(sv)}")
     tag_text = ",".join(f"{_tag(k)}={_tag(tags[k])}" for k in sorted(tags) if tags[k])
-    return f"{meas.translate(_MEAS_ESC)},{tag_text} {','.join(fields)} {s.time_ns}"
+    prefix = f"{meas.translate(_MEAS_ESC)},{tag_text}"
+    if len(_PREFIX_CACHE) > 200_000:
+        _PREFIX_CACHE.clear()
+    _PREFIX_CACHE[key] = prefix
+    return prefix
+
+
+def sample_line(s: Sample) -> str:
+    """One line of line protocol; tag keys sorted (InfluxData's write advice)."""
+    trace = s.trace
+    v = s.value
+    if v.__class__ is float:
+        fields = f"value={v!r}" if math.isfinite(v) else "bad=true"  # type: ignore[arg-type]
+    elif isinstance(v, bool):
+        fields = f"value_bool={'true' if v else 'false'}"
+    elif isinstance(v, int | float):
+        fields = f"value={float(v)!r}" if math.isfinite(v) else "bad=true"
+    else:
+        fields = f"value_str={_str_field(str(v))}"
+    if trace:
+        extra: list[str] = []
+        pos = trace.get("roll_position_m")
+        if isinstance(pos, int | float) and not isinstance(pos, bool) and math.isfinite(pos):
+            extra.append(f"roll_position_m={float(pos)!r}")
+        seq = trace.get("seq")
+        if isinstance(seq, int | float) and not isinstance(seq, bool) and math.isfinite(seq):
+            extra.append(f"seq={int(seq)}i")
+        for k in STRING_FIELD_TRACE_KEYS:
+            sv = trace.get(k)
+            if isinstance(sv, str) and sv:
+                extra.append(f"{k}={_str_field(sv)}")
+        if extra:
+            fields = fields + "," + ",".join(extra)
+    return f"{_prefix(s, trace)} {fields} {s.time_ns}"
 
 
 def trace_event_timestamp(e: TraceEvent) -> int:
