@@ -41,6 +41,9 @@ class TrainConfig:
     poly: tuple[tuple[str, Any], ...] = (("members", 5),)
     gp: tuple[tuple[str, Any], ...] = (("members", 3), ("max_train", 400), ("member_train", 1200))
     families: tuple[str, ...] = ("mlp", "poly_ridge", "gp")
+    # The structure maps are smooth closed forms: an earlier full run measured MLP worst held-out RMSE 0.12 % vs
+    # GP 0.011 % and polynomial ridge 0.062 %, so the 4 CPU-minute MLP fit is skipped there.
+    structure_families: tuple[str, ...] = ("poly_ridge", "gp")
     ci_mlp_max_iter: int | None = 300
     quick: bool = False
 
@@ -66,7 +69,8 @@ def _matrix(d: dict[str, np.ndarray], names: Sequence[str]) -> np.ndarray:
 
 def fit_and_export(name: str, description: str, specs: Sequence[doe.InputSpec], units: dict[str, str],
                    x: dict[str, np.ndarray], y: dict[str, np.ndarray], dataset: dict[str, Any], cfg: TrainConfig,
-                   out: Path, log: Callable[[str], None] = print) -> dict[str, Any]:
+                   out: Path, log: Callable[[str], None] = print,
+                   families: tuple[str, ...] | None = None) -> dict[str, Any]:
     """Fit every family, pick per output, validate, export one ONNX per used family and write the card."""
     in_names = [s.name for s in specs]
     out_names = list(units)
@@ -81,7 +85,8 @@ def fit_and_export(name: str, description: str, specs: Sequence[doe.InputSpec], 
     coords = sg.Coordinates.fit([s.low for s in specs], Y[tr])
     options = {"mlp": dict(cfg.mlp), "poly_ridge": dict(cfg.poly), "gp": dict(cfg.gp)}
     log(f"  {name}: {len(tr)} train / {len(te)} test points, {len(in_names)} inputs, {len(out_names)} outputs")
-    sel = sg.select(out_names, coords, X[tr], Y[tr], X[te], Y[te], cfg.families, options, log=log)
+    families = families or cfg.families
+    sel = sg.select(out_names, coords, X[tr], Y[tr], X[te], Y[te], families, options, log=log)
     files: dict[str, str] = {}
     outputs_card = []
     used = sorted(set(sel.chosen.values()))
@@ -134,7 +139,7 @@ def fit_and_export(name: str, description: str, specs: Sequence[doe.InputSpec], 
         "dataset": {k: v for k, v in dataset.items() if k != "hash"} | {"sha256": dataset["hash"]},
         "family_details": {f: {k: v for k, v in sel.families[f].extra.items() if k != "kernel_object"}
                            for f in used},
-        "training": {"families": list(cfg.families), "options": {k: {a: (list(b) if isinstance(b, tuple) else b)
+        "training": {"families": list(families), "options": {k: {a: (list(b) if isinstance(b, tuple) else b)
                                                                        for a, b in v.items()}
                                                                    for k, v in options.items()},
                      "selection": "lowest held-out RMSE %, AICc breaks near-ties (within 10 %)",
@@ -159,7 +164,7 @@ def train(cfg: TrainConfig = TrainConfig(), out: Path = ARTIFACTS, work: Path | 
         "structure", "Electrode structure of both electrodes (seed 001 process chain, eq. 8-16) from the "
         "manufacturing inputs", doe.STRUCTURE_INPUTS, doe.STRUCTURE_OUTPUT_UNITS, xs, ys,
         {"hash": s_hash, "n": cfg.n_structure, "n_failed": 0, "design": f"scrambled Sobol, seed {cfg.seed}",
-         "physics": "models.process_chain"}, cfg, out, log)}
+         "physics": "models.process_chain"}, cfg, out, log, families=cfg.structure_families)}
     # cell + cost: DFN chain
     xc = doe.sobol_design(doe.ALL_INPUTS, cfg.n_cell, seed=cfg.seed + 1)
     data = doe.run_doe(xc, work, model_name=cfg.model, processes=cfg.processes, log=log)
