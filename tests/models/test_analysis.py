@@ -41,24 +41,26 @@ def test_sobol_indices_name_the_drivers(committed: ModelRegistry) -> None:
 
 
 def test_pareto_front_is_feasible_and_non_dominated(committed: ModelRegistry) -> None:
-    r = analysis.pareto_front(committed, n_levels=6, n_screen=2048, min_cycles=800.0)
+    r = analysis.pareto_front(committed, n_levels=4, n_life_levels=3, n_screen=2048)
     pts = r["points"]
     assert len(pts) >= 2
     for p in pts:
         assert p["specific_energy_Wh_kg"] >= p["eps_specific_energy_Wh_kg"] * (1 - 1e-4)
-        assert p["cycles_to_80"] >= 800.0 * (1 - 1e-4)
+        assert p["cycles_to_80"] >= p["eps_cycles_to_80"] * (1 - 1e-4)
         for q in pts:
             assert not (q["cost_usd_per_kWh"] < p["cost_usd_per_kWh"] and q["specific_energy_Wh_kg"] > p[
                 "specific_energy_Wh_kg"] and q["cycles_to_80"] > p["cycles_to_80"])
-    costs = [p["cost_usd_per_kWh"] for p in sorted(pts, key=lambda p: p["specific_energy_Wh_kg"])]
-    assert costs[-1] >= costs[0] * 0.98  # more energy density is not free
+    # the trade-off is with cycle life: the longest-lived front point stores less than the most energetic one
+    longest = max(pts, key=lambda p: p["cycles_to_80"])
+    densest = max(pts, key=lambda p: p["specific_energy_Wh_kg"])
+    assert longest["specific_energy_Wh_kg"] < densest["specific_energy_Wh_kg"]
 
 
 def test_inverse_design_finds_setpoints_for_a_target_structure(committed: ModelRegistry) -> None:
     target = {"cathode_dry_mass_loading_mg_cm2": 15.0, "cathode_calendered_density_g_cm3": 3.0}
     r = analysis.inverse_design(committed, target)
     for k, t in target.items():
-        assert r["surrogate"][k] == pytest.approx(t, rel=0.005)
+        assert r["surrogate"][k] == pytest.approx(t, rel=0.002)
         assert r["physics"][k] == pytest.approx(t, rel=0.01)  # checked against the process chain
     card = committed.card("structure")
     for k, v in r["setpoints"].items():
