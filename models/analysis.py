@@ -135,7 +135,7 @@ def _predict_design(reg: ModelRegistry, x: FloatArray, names: Sequence[str],
 
 
 def pareto_front(reg: ModelRegistry, n_levels: int = 6, n_life_levels: int = 5, n_screen: int = 8192,
-                 seed: int = 5, fixed: Mapping[str, float] = NOMINAL_OPERATION) -> dict[str, Any]:
+                 seed: int = 5, fixed: Mapping[str, float] = NOMINAL_OPERATION, maxiter: int = 100) -> dict[str, Any]:
     """Epsilon-constraint (seed 000): min $/kWh s.t. Wh/kg >= eps_E and cycles_to_80 >= eps_L on a grid of both.
 
     On a pilot line $/kWh falls as energy per cell rises (fixed costs dominate), so cost and energy density do not
@@ -170,7 +170,7 @@ def pareto_front(reg: ModelRegistry, n_levels: int = 6, n_life_levels: int = 5, 
 
             res = optimize.minimize(obj, z0, method="SLSQP", bounds=[(0.0, 1.0)] * len(names),
                                     constraints=[{"type": "ineq", "fun": cons}],
-                                    options={"maxiter": 100, "ftol": 1e-9, "eps": 1e-4})
+                                    options={"maxiter": maxiter, "ftol": 1e-9, "eps": 1e-4})
             z = np.clip(res.x, 0, 1)
             refined = bool(np.all(cons(z) >= -1e-6) and obj(z) <= obj(z0))
             z = z if refined else z0

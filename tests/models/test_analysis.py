@@ -41,7 +41,7 @@ def test_sobol_indices_name_the_drivers(committed: ModelRegistry) -> None:
 
 
 def test_pareto_front_is_feasible_and_non_dominated(committed: ModelRegistry) -> None:
-    r = analysis.pareto_front(committed, n_levels=4, n_life_levels=3, n_screen=2048)
+    r = analysis.pareto_front(committed, n_levels=3, n_life_levels=3, n_screen=2048, maxiter=15)
     pts = r["points"]
     assert len(pts) >= 2
     for p in pts:
