@@ -106,12 +106,23 @@ def test_reject_new_policy(tmp_path: Path) -> None:
     assert sp.stats().rejected_lines == 20
 
 
-def test_stats_show_depth_and_age(tmp_path: Path) -> None:
-    sp = Spool(tmp_path)
+def test_stats_show_depth_and_age_of_the_oldest_unsent_frame(tmp_path: Path) -> None:
+    import time
+
+    sp = Spool(tmp_path, fsync="never")
     assert sp.stats().depth_lines == 0 and sp.stats().oldest_age_s == 0
     sp.append(payload(1), 3)
+    time.sleep(0.3)
+    sp.append(payload(2), 3)
     s = sp.stats()
-    assert s.depth_lines == 3 and s.depth_bytes > 0 and s.oldest_age_s >= 0
+    assert s.depth_lines == 6 and s.depth_bytes > 0 and s.oldest_age_s >= 0.3
+    b = sp.read_batch(3)  # the first frame only
+    assert b is not None and b.lines == 3
+    sp.confirm(b)
+    assert sp.stats().depth_lines == 3 and sp.stats().oldest_age_s < 0.3  # now the younger frame is the oldest
+    sp.close()
+    again = Spool(tmp_path, fsync="never")  # after a restart the age still comes from the frame itself
+    assert again.stats().depth_lines == 3 and 0 < again.stats().oldest_age_s < 0.3 + 5
 
 
 ops = st.lists(st.one_of(st.tuples(st.just("append"), st.integers(1, 40)),

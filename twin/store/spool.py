@@ -116,6 +116,7 @@ class Spool:
         self.rejected_lines = 0
         self.truncated_bytes = 0
         self._full = False
+        self._cursor_stamp = 0  # append time of the oldest unsent frame, 0 = look it up
         self._recover()
 
     # -- start-up ----------------------------------------------------------------------------------------------------
@@ -143,6 +144,7 @@ class Spool:
         self._cursor = cursor
         self._cursor_lines_in_seg = self._lines_before(seg, cursor.offset)
         self._read_pos = cursor
+        self._cursor_stamp = 0
         self._delete_confirmed_segments()
         active = self._segments[-1]
         self._fd = os.open(active.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
@@ -197,6 +199,20 @@ class Spool:
                 pos += HEADER.size + length
                 n += lines
         return n
+
+    def _stamp_at(self, pos: Position) -> int:
+        """Append time of the frame at ``pos`` (0 when there is none): the age of the oldest unsent data."""
+        seg = self._find(pos.segment)
+        if seg is None or pos.offset >= seg.size:
+            nxt = [s for s in self._segments if s.index > pos.segment and s.size]
+            return nxt[0].first_append_ns if nxt else 0
+        try:
+            with open(seg.path, "rb") as fh:
+                fh.seek(pos.offset)
+                hdr = fh.read(HEADER.size)
+            return int(HEADER.unpack(hdr)[4]) if len(hdr) == HEADER.size else 0
+        except OSError:
+            return 0
 
     def _find(self, index: int) -> _Segment | None:
         for s in self._segments:
@@ -278,6 +294,7 @@ class Spool:
         if self._cursor.segment <= seg.index:
             self._cursor = Position(nxt.index, 0)
             self._cursor_lines_in_seg = 0
+            self._cursor_stamp = 0
             self._save_cursor()
         if self._read_pos.segment <= seg.index:
             self._read_pos = Position(nxt.index, 0)
@@ -344,6 +361,7 @@ class Spool:
                 seg = self._find(batch.end.segment)
                 self._cursor_lines_in_seg = self._lines_before(seg, batch.end.offset) if seg else 0
             self._cursor = batch.end
+            self._cursor_stamp = 0
             self.confirmed_lines += batch.lines
             self._save_cursor()
             self._delete_confirmed_segments()
@@ -386,16 +404,18 @@ class Spool:
     def stats(self) -> SpoolStats:
         with self._lock:
             depth_bytes = 0
-            oldest_ns = 0
             for s in self._segments:
                 if s.index > self._cursor.segment:
                     depth_bytes += s.size
                 elif s.index == self._cursor.segment:
                     depth_bytes += s.size - self._cursor.offset
-                if depth_bytes and not oldest_ns:
-                    oldest_ns = s.first_append_ns
             depth_lines = self.depth_lines
-            age = max(0.0, (time.time_ns() - oldest_ns) / 1e9) if depth_lines and oldest_ns else 0.0
+            age = 0.0
+            if depth_lines:
+                if not self._cursor_stamp:
+                    self._cursor_stamp = self._stamp_at(self._cursor)
+                if self._cursor_stamp:
+                    age = max(0.0, (time.time_ns() - self._cursor_stamp) / 1e9)
             return SpoolStats(
                 depth_bytes=depth_bytes, depth_lines=depth_lines, segments=len(self._segments), oldest_age_s=age,
                 appended_lines=self.appended_lines, confirmed_lines=self.confirmed_lines,
