@@ -113,8 +113,8 @@ class MqttConnector:
 
     def _on_disconnect(self, client: mqtt.Client, userdata: Any, flags: Any, reason_code: Any,
                        properties: Any) -> None:
-        self.state.connected = False
-        if self._started:
+        was_connected, self.state.connected = self.state.connected, False
+        if self._started and was_connected:  # a refused connect keeps its own, clearer error
             self.state.last_error = f"disconnected: {reason_code}"
             log.warning("MQTT disconnected (%s); paho reconnects with backoff", reason_code)
 
