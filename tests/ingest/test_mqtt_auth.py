@@ -52,3 +52,61 @@ async def test_user_password_and_refusal(tmp_path: Path, mosquitto_factory: Any)
         good.stop()
         bad.stop()
     assert [(s.signal, s.value) for s in got if isinstance(s, Sample)] == [("Voltage", 3.7)]
+
+
+def _tls_files(d: Path) -> tuple[Path, Path, Path]:
+    """A CA and a server certificate for 127.0.0.1, made with cryptography (what an operator's PKI would issue)."""
+    import datetime
+    import ipaddress
+
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes, serialization
+    from cryptography.hazmat.primitives.asymmetric import ec
+    from cryptography.x509.oid import NameOID
+
+    now = datetime.datetime.now(datetime.UTC)
+    ca_key = ec.generate_private_key(ec.SECP256R1())
+    ca_name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "pilotline test CA")])
+    ca = (x509.CertificateBuilder().subject_name(ca_name).issuer_name(ca_name).public_key(ca_key.public_key())
+          .serial_number(x509.random_serial_number()).not_valid_before(now - datetime.timedelta(minutes=5))
+          .not_valid_after(now + datetime.timedelta(days=1))
+          .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
+          .sign(ca_key, hashes.SHA256()))
+    key = ec.generate_private_key(ec.SECP256R1())
+    cert = (x509.CertificateBuilder().subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "127.0.0.1")]))
+            .issuer_name(ca_name).public_key(key.public_key()).serial_number(x509.random_serial_number())
+            .not_valid_before(now - datetime.timedelta(minutes=5)).not_valid_after(now + datetime.timedelta(days=1))
+            .add_extension(x509.SubjectAlternativeName([x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]),
+                           critical=False)
+            .sign(ca_key, hashes.SHA256()))
+    paths = d / "ca.pem", d / "server.pem", d / "server.key"
+    paths[0].write_bytes(ca.public_bytes(serialization.Encoding.PEM))
+    paths[1].write_bytes(cert.public_bytes(serialization.Encoding.PEM))
+    paths[2].write_bytes(key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
+                                           serialization.NoEncryption()))
+    return paths
+
+
+async def test_tls_with_a_ca_file(tmp_path: Path, mosquitto_factory: Any) -> None:
+    ca, cert, key = _tls_files(tmp_path)
+    broker = mosquitto_factory(extra_config=f"cafile {ca}\ncertfile {cert}\nkeyfile {key}\n")
+    url = f"mqtts://127.0.0.1:{broker.port}"
+    ok = MqttConnector(MqttConfig(url=url, client_id="tls-ok", tls={"enabled": True, "ca_file": ca}),
+                       lambda recs, ack: None)
+    (tmp_path / "other").mkdir()
+    other_ca, _, _ = _tls_files(tmp_path / "other")
+    wrong = MqttConnector(MqttConfig(url=url, client_id="tls-wrong-ca", tls={"enabled": True, "ca_file": other_ca}),
+                          lambda recs, ack: None)
+    ok.start()
+    wrong.start()
+    try:
+        for _ in range(100):
+            if ok.state.connected:
+                break
+            await asyncio.sleep(0.05)
+        await asyncio.sleep(0.5)
+        assert ok.state.connected, ok.state
+        assert not wrong.state.connected  # a server the configured CA did not sign is refused
+    finally:
+        ok.stop()
+        wrong.stop()
