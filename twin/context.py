@@ -39,6 +39,7 @@ class TwinContext:
     history: HistoryFn | None = None
     ready: ReadyFn | None = None
     genealogy: Any = None                 # ontology.store.GenealogyStore (genealogy / downstream / status)
+    quarantine: Any = None                # twin.quarantine.Quarantine of the ingest pipeline (list / counts)
     predictions: deque[dict[str, Any]] = field(default_factory=lambda: deque(maxlen=500))
     started_ns: int = field(default_factory=time.time_ns)
 

@@ -114,7 +114,8 @@ class TwinService:
         self.ctx = TwinContext(settings=s, line=self.line, live=self.live, alarms=self.alarms, audit=self.audit,
                                tokens=self.tokens, controller=self.controller, metrics=self.metrics,
                                config_dump=lambda: self.cfg.model_dump(mode="json"), history=self._history,
-                               ready=self._ready, genealogy=self.genealogy)
+                               ready=self._ready, genealogy=self.genealogy,
+                               quarantine=self.pipeline.quarantine)
         self.predictor = Predictor(s.predict, self.line, self._surrogate() or PhysicsModel(), self._latest_value,
                                    registry=self.registry,
                                    sinks=[self.ctx.add_prediction, self._store_prediction, self._graph_prediction],

@@ -257,6 +257,8 @@ class DashboardSettings(_Strict):
 class GenealogySettings(_Strict):
     enabled: bool = True
     store_path: Path | None = None
+    sparql_timeout_s: float = Field(10.0, gt=0, le=300, description="POST /api/sparql: hard time limit per query")
+    sparql_max_results: int = Field(10_000, ge=1, le=1_000_000, description="POST /api/sparql: most rows returned")
 
 
 class ServiceSettings(_Strict):

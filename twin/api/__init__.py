@@ -9,12 +9,13 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from fastapi import FastAPI, Request
+from fastapi import Depends, FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.middleware.cors import CORSMiddleware
 from fastapi.responses import JSONResponse, Response
 from fastapi.staticfiles import StaticFiles
 
+from twin.api.deps import viewer
 from twin.api.routes import router
 from twin.context import TwinContext
 from twin.control import ControlError
@@ -68,6 +69,16 @@ def create_app(ctx: TwinContext) -> FastAPI:
         """Prometheus text format."""
         return Response(ctx.metrics.render(), media_type="text/plain; version=0.0.4; charset=utf-8")
 
+    if ctx.genealogy is not None:
+        # The ontology's own routes (cell genealogy with content negotiation, downstream track of a roll stretch,
+        # read-only SPARQL, export, status, quarantine) under the twin's auth. Mounted before the twin's routes so
+        # that fixed paths such as /api/genealogy/export win over /api/genealogy/{entity_id}.
+        from ontology.api import make_router
+
+        g = ctx.settings.genealogy
+        app.include_router(make_router(ctx.genealogy, dependencies=[Depends(viewer)],
+                                       sparql_timeout_s=g.sparql_timeout_s, sparql_max_results=g.sparql_max_results),
+                           tags=["genealogy"])
     app.include_router(router)
     if ctx.settings.dashboard.enabled and DASHBOARD_DIR.is_dir():
         app.mount("/", StaticFiles(directory=DASHBOARD_DIR, html=True), name="dashboard")

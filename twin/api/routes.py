@@ -200,6 +200,24 @@ async def ack(alarm_id: int, ctx: Ctx, who: Operator) -> dict[str, Any]:
         raise HTTPException(404, str(exc.args[0])) from None
 
 
+# -- ingest quarantine -----------------------------------------------------------------------------------------------
+def _quarantine(ctx: TwinContext) -> Any:
+    if ctx.quarantine is None:
+        raise HTTPException(503, "ingest is not running in this process, so there is no quarantine to show")
+    return ctx.quarantine
+
+
+@router.get("/quarantine", tags=["ingest"])
+async def quarantine(ctx: Ctx, _: Viewer, reason: str | None = Query(None, max_length=64),
+                     limit: int = Query(100, ge=1, le=10_000)) -> dict[str, Any]:
+    """What ingest refused (bad payloads, NaN, out of range, unknown units, malformed IDs): counts per reason since
+    the quarantine began, and the newest entries with their raw payload, so nothing refused is invisible."""
+    q = _quarantine(ctx)
+    counts = await asyncio.to_thread(q.count_by_reason)
+    entries = await asyncio.to_thread(q.list, reason, limit)
+    return _clean({"counts": counts, "entries": entries})
+
+
 # -- genealogy --------------------------------------------------------------------------------------------------------
 def _genealogy_store(ctx: TwinContext) -> Any:
     if ctx.genealogy is None:
