@@ -34,7 +34,7 @@ def cmd_train(args: argparse.Namespace) -> int:
 
         cfg = replace(cfg, processes=args.processes)
     out = Path(args.out) if args.out else train.ARTIFACTS
-    cards = train.train(cfg, out, log=_log)
+    cards = train.train(cfg, out, log=_log, only=args.only)
     summary = {name: {o["name"]: {"family": o["family"], **{k: o["metrics"][k] for k in ("rmse_pct", "r2", "r2_ci95")},
                                   "meets_targets": o["meets_targets"]} for o in card["outputs"]}
                for name, card in cards.items()}
@@ -125,6 +125,8 @@ def main(argv: list[str] | None = None) -> int:
     t.add_argument("--quick", action="store_true", help="tiny CI-sized run (32 DFN points)")
     t.add_argument("--out", default=None, help="output directory (default models/artifacts)")
     t.add_argument("--processes", type=int, default=None)
+    t.add_argument("--only", choices=["structure"], default=None,
+                   help="refit only the structure surrogate (process chain, no DFN); other artifacts are kept")
     t.set_defaults(func=cmd_train)
     v = sub.add_parser("validate", help="fresh Sobol points through physics and ONNX; metrics JSON")
     v.add_argument("--seed", type=int, default=99)
