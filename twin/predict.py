@@ -24,7 +24,7 @@ from typing import Any
 import numpy as np
 
 from models.cell_format import REFERENCE_POUCH
-from twin.plant_model import PlantModel
+from twin.plant_model import PlantModel, RegistryModel
 from twin.service_settings import PredictSettings
 
 log = logging.getLogger("twin.predict")
@@ -96,6 +96,7 @@ class Predictor:
         self.observe = observe_latency or (lambda name, s: None)
         self.counts = {"segment": 0, "cell": 0, "errors": 0, "out_of_domain": 0}
         self.edge_tolerance = 0.02
+        self._recipes: dict[str, dict[str, float]] = {}
 
     # -- events -------------------------------------------------------------------------------------------------------
     def on_event(self, ev: Mapping[str, Any]) -> list[Prediction]:
@@ -224,17 +225,29 @@ class Predictor:
                                                       * REFERENCE_POUCH.cathode_area_cm2 / 1000.0)
         out.append({**base, "kind": "structure", "outputs": outputs, "std": std, "in_domain": in_domain,
                     "violations": violations, "model_version": version})
+        flat.update({"c_rate": self.settings.operating_c_rate, "oee": self.settings.oee,
+                     "cell_yield": self.settings.cell_yield})
+        dew_point = self.latest(self.settings.dew_point_signal)
+        if dew_point is not None:
+            flat["dew_point_C"] = dew_point
         for kind, name in (("performance", self.settings.performance_model), ("cost", self.settings.cost_model)):
             if self.registry is None or not name or name not in getattr(self.registry, "names", []):
                 continue
             try:
-                out.append({**base, "kind": kind, **self._registry(name, flat)})
+                # what the line does not measure per cell (formulation, particle size) is the recipe: the
+                # process-chain parameter set the surrogate was trained around
+                out.append({**base, "kind": kind, **self._registry(name, {**self._recipe(name), **flat})})
             except (KeyError, ValueError) as exc:
                 log.warning("%s model %s cannot predict cell %s: %s", kind, name, cell, exc)
         self.counts["cell"] += 1
         for p in out:
             self._emit(p)
         return out
+
+    def _recipe(self, name: str) -> dict[str, float]:
+        if name not in self._recipes:
+            self._recipes[name] = RegistryModel(self.registry, name).defaults()
+        return self._recipes[name]
 
     def _registry(self, name: str, inputs: Mapping[str, float]) -> dict[str, Any]:
         t0 = time.perf_counter()

@@ -91,8 +91,15 @@ class PredictSettings(_Strict):
     # the ONNX structure surrogate, or "process_chain" for the physics; performance / cost: used when installed
     # (their card's inputs are filled from the electrodes' setpoints and structure, ``<electrode>_<name>``).
     structure_model: str = "structure"
-    performance_model: str | None = "performance"
+    performance_model: str | None = "cell"
     cost_model: str | None = "cost"
+    # Operating inputs of the cell / cost surrogates that the line does not measure per cell: the duty the cells are
+    # designed for, and the plant's planned OEE and yield (models/doe.py gives their ranges). The dry-room dew point
+    # is measured: the latest good DryRoom/DewPoint is used, and without one no cost prediction is made.
+    operating_c_rate: float = Field(1.0, gt=0, description="C-rate of the application (1/h)")
+    oee: float = Field(0.7, gt=0, le=1, description="planned overall equipment effectiveness")
+    cell_yield: float = Field(0.9, gt=0, le=1, description="planned fraction of cells that pass end-of-line test")
+    dew_point_signal: str = "DryRoom/DewPoint"
     write_to_influx: bool = True
     attach_to_genealogy: bool = True
 
@@ -222,11 +229,11 @@ class ControlSettings(_Strict):
     recommendation_ttl_s: float = Field(300.0, gt=0, description="a proposal not approved within this expires")
     min_improvement: float = Field(0.05, ge=0, description="skip proposals that lower the objective by less")
     deadband: float = Field(0.2, ge=0, description="no proposal while every target is within this many tolerances")
-    # Which model the optimiser runs on. The structure surrogate (ONNX, models.runtime) costs ~30 ms per call on a
-    # loaded 2-core box and L-BFGS-B needs ~10 calls, so a round takes ~0.3 s; the process chain it was trained on
-    # (R2 ~ 1 against it) takes ~3 ms per round. Default: physics for the loop, surrogates for the predictions.
+    # Which model the optimiser runs on: the ONNX structure surrogate (seed 002's sensors -> surrogates ->
+    # actuators; an MLP ensemble, ~60 us per call through models.runtime, with the card's domain and the ensemble
+    # std) or the process chain it was trained on. The physics stands in when no surrogate artifact is installed.
     model: Literal["surrogate", "physics"] = Field(
-        "physics", description="optimise on the ONNX structure surrogate (models.runtime) or the process chain; "
+        "surrogate", description="optimise on the ONNX structure surrogate (models.runtime) or the process chain; "
         "the physics is used when no surrogate artifact is installed")
     domain_edge_tolerance: float = Field(
         0.02, ge=0, le=0.2, description="a measured (not manipulated) input this close outside the model's domain, "

@@ -103,3 +103,30 @@ def test_a_failing_sink_does_not_stop_the_others() -> None:
     for e in _events()[:3]:
         p.on_event(e)
     assert len(got) == 1 and p.counts["errors"] == 1
+
+
+def test_cell_gets_performance_and_cost_from_the_surrogates() -> None:
+    """With the committed cell and cost surrogates, a cell's prediction includes capacity, energy and $/kWh, with
+    the model versions; without a dew-point reading, no cost is invented."""
+    registry = pytest.importorskip("models.runtime").ModelRegistry.load()
+    if not {"structure", "cell", "cost"} <= set(registry.names):
+        pytest.skip("surrogate artifacts are not installed (python -m models train)")
+
+    def run(latest: Any) -> dict[str, dict[str, Any]]:
+        got: list[dict[str, Any]] = []
+        p = Predictor(PredictSettings(), "PL1", RegistryModel(registry, "structure"), latest, registry=registry,
+                      sinks=[got.append])
+        for e in _events():
+            p.on_event(e)
+        return {g["kind"]: g for g in got if g["subject_type"] == "Cell"}
+
+    with_dew = run(lambda key: -45.0 if key == "DryRoom/DewPoint" else _latest(key))
+    assert set(with_dew) == {"structure", "performance", "cost"}
+    perf, cost = with_dew["performance"], with_dew["cost"]
+    assert perf["model_version"].startswith("cell@") and cost["model_version"].startswith("cost@")
+    # the reference pouch (1200 cm2 at ~2.2 mAh/cm2) holds ~2.6 Ah at C/3
+    assert 2.0 < perf["outputs"]["capacity_Ah_C3"] < 3.2
+    assert perf["outputs"]["energy_Wh_C3"] > perf["outputs"]["energy_Wh_3C"] > 0
+    assert cost["outputs"]["cost_usd_per_kWh"] > 0 and cost["in_domain"], cost["violations"]
+    without_dew = run(_latest)
+    assert "performance" in without_dew and "cost" not in without_dew
