@@ -2,19 +2,12 @@
 
 from __future__ import annotations
 
-import sys
 from collections.abc import Iterator
-from pathlib import Path
 
 import pytest
 
-HERE = Path(__file__).resolve().parent
-if str(HERE) not in sys.path:
-    sys.path.insert(0, str(HERE))
-
-from synthetic import PlantHistory  # noqa: E402
-
-from ontology.store import GenealogyStore, StoreConfig  # noqa: E402
+from ontology.store import GenealogyStore, StoreConfig
+from tests.ontology.synthetic import PlantHistory
 
 
 def load(store: GenealogyStore, events: list[dict]) -> GenealogyStore:

@@ -12,11 +12,11 @@ from urllib.parse import quote
 
 import httpx
 import pytest
-from conftest import load
+from tests.ontology.conftest import load
 from fastapi import Depends, FastAPI, Header, HTTPException
 from fastapi.testclient import TestClient
 from rdflib import Graph
-from synthetic import PlantHistory
+from tests.ontology.synthetic import PlantHistory
 
 from ontology.__main__ import build_app
 from ontology.api import make_router

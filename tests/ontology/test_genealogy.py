@@ -7,10 +7,10 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from conftest import load
+from tests.ontology.conftest import load
 from hypothesis import given, settings
 from hypothesis import strategies as st
-from synthetic import PlantHistory
+from tests.ontology.synthetic import PlantHistory
 
 from ontology.store import GenealogyStore, QueryInputError, StoreConfig, UnknownIdError
 

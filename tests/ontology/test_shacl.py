@@ -5,9 +5,9 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-from conftest import load
+from tests.ontology.conftest import load
 from rdflib import XSD, Graph, Literal, URIRef
-from synthetic import PlantHistory
+from tests.ontology.synthetic import PlantHistory
 
 from ontology.iris import PL
 from ontology.shapes import validate

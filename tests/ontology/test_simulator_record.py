@@ -13,7 +13,7 @@ from typing import Any
 
 import pytest
 import yaml
-from conftest import load
+from tests.ontology.conftest import load
 
 from ontology.__main__ import trace_events
 from ontology.shapes import validate

@@ -14,7 +14,7 @@ from asyncua import Client, ua
 from asyncua.crypto.cert_gen import setup_self_signed_certificate
 from asyncua.crypto.security_policies import SecurityPolicyBasic256Sha256
 from cryptography.x509.oid import ExtendedKeyUsageOID
-from sim_helpers import ns_index, quiet, read_record, write_scenario
+from tests.simulator.sim_helpers import ns_index, quiet, read_record, write_scenario
 
 from simulator.spec import UNECE_NAMESPACE, line_specs, unece_unit_id
 from simulator.users import make_hash

@@ -10,7 +10,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 import models.process_chain as pc
-from sim_helpers import START, plant, quiet, run
+from tests.simulator.sim_helpers import START, plant, quiet, run
 
 from simulator.plant import Plant
 from simulator.scenario import load_scenario
