@@ -33,6 +33,18 @@ def _quote_ident(name: str) -> str:
     return f'"{name}"'
 
 
+def _source(station: str | None, where: list[str], params: dict[str, Any]) -> str:
+    """The FROM clause of a station (its measurement, plus a bound lane condition added to ``where``), or every
+    measurement when no station is given."""
+    if not station:
+        return "/.*/"
+    meas, lane = measurement_of(station)
+    if lane:
+        where.append('"lane" = $lane')
+        params["lane"] = lane
+    return _quote_ident(meas)
+
+
 class InfluxQuery:
     def __init__(self, url: str, database: str, *, version: int = 1, token: str = "", username: str = "",
                  password: str = "", timeout_s: float = 30.0) -> None:
@@ -103,14 +115,7 @@ class InfluxQuery:
             raise QueryError(f"end {end_ns} is before start {start_ns}")
         where = ["time >= $start", "time < $end"]
         params: dict[str, Any] = {"start": start_ns, "end": end_ns}
-        if station:
-            meas, lane = measurement_of(station)
-            source = _quote_ident(meas)
-            if lane:
-                where.append('"lane" = $lane')
-                params["lane"] = lane
-        else:
-            source = "/.*/"
+        source = _source(station, where, params)
         if line:
             where.append('"line" = $line')
             params["line"] = line
@@ -131,14 +136,7 @@ class InfluxQuery:
         if end_ns is not None:
             where.append("time < $end")
             params["end"] = end_ns
-        if station:
-            meas, lane = measurement_of(station)
-            source = _quote_ident(meas)
-            if lane:
-                where.append('"lane" = $lane')
-                params["lane"] = lane
-        else:
-            source = "/.*/"
+        source = _source(station, where, params)
         q = f"SELECT * FROM {source} WHERE {' AND '.join(where)} ORDER BY time ASC LIMIT {int(limit)}"
         return await self.influxql(q, params)
 
