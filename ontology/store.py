@@ -510,8 +510,9 @@ class GenealogyStore:
         row = rows[0]
         return URIRef(str(row["entity"])), row["line"], row["type"]
 
-    def _root(self, entity_id: str, line: str) -> dict[str, Literal]:
-        return {"rootId": Literal(entity_id), "rootLine": Literal(line)}
+    def _root(self, entity_id: str, line: str) -> dict[str, URIRef]:
+        """Bind the root by IRI: binding its ID and line literals lets the planner start from every `pl:line` triple."""
+        return {"root": self.builder.entity(line, entity_id)}
 
     def genealogy(self, entity_id: str, line: str | None = None) -> dict[str, Any]:
         """Upstream trace of an entity (normally a cell): the whole tree with steps, equipment, parameters, measured

@@ -38,7 +38,6 @@ for extra in (REPO, REPO / "tests" / "ontology"):
     if str(extra) not in sys.path:
         sys.path.insert(0, str(extra))
 
-from rdflib import Literal  # noqa: E402
 from synthetic import PlantHistory  # noqa: E402
 
 from ontology.store import GenealogyStore, StoreConfig  # noqa: E402
@@ -131,8 +130,7 @@ def run(backend: str, cells: int, samples: int, seed: int = 1, budget_s: float =
         batches = [f"SB-C-{rng.randint(1, rolls * 2):06d}" for _ in range(max(1, samples // 4))]
         found: list[int] = []
         out.update(
-            upstream_trace_query=measure([lambda c=c: store._select("upstream", rootId=Literal(c),
-                                                                     rootLine=Literal("PL1")) for c in ids], budget_s),
+            upstream_trace_query=measure([lambda c=c: store._select("upstream", root=store.builder.entity("PL1", c)) for c in ids], budget_s),
             genealogy_full_answer=measure([lambda c=c: store.genealogy(c) for c in ids[: max(1, samples // 2)]],
                                           budget_s),
             downstream_roll_stretch=measure([lambda r=r, a=a: found.append(len(store.downstream(r, a, a + 15.0)["cells"]))
