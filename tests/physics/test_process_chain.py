@@ -67,9 +67,10 @@ def test_mass_balance_and_volume_closure(inputs: dict[str, float], electrode: st
     # eq. 16: solids + pores fill the coating
     solids = sum(r[f"calendering.{k}_volume_fraction"] for k in ("active", "conductive", "binder"))
     assert solids + r["calendering.calendered_porosity"] == pytest.approx(1.0)
-    # calendering only compacts
-    assert r["calendering.calendered_porosity"] <= r["drying.dry_porosity"] + 1e-12
-    assert r["calendering.calendered_porosity"] >= pc.PARAMETER_SETS[electrode].min_porosity - 1e-12
+    # eq. 15: the calendered porosity lies between the dried porosity and eps_min (a convex combination); far
+    # outside the drying meta-model's calibration (wet loading 14.2-35.4 mg/cm2) eps_dry may fall below eps_min
+    eps_dry, eps_min = r["drying.dry_porosity"], pc.PARAMETER_SETS[electrode].min_porosity
+    assert min(eps_dry, eps_min) - 1e-12 <= r["calendering.calendered_porosity"] <= max(eps_dry, eps_min) + 1e-12
 
 
 @settings(max_examples=100, deadline=None)

@@ -53,7 +53,7 @@ def test_bad_scenarios_are_refused_with_a_clear_message(data: dict, message: str
 
 
 def test_scenario_nodes_are_checked_against_the_address_space() -> None:
-    from sim_helpers import plant, quiet
+    from tests.simulator.sim_helpers import plant, quiet
 
     with pytest.raises(ValueError, match="not a setpoint"):
         plant(quiet(events=[{"at_s": 1, "action": "set", "node": "Coating.Cathode.Pumpflow", "value": 1.0}]))

@@ -77,7 +77,7 @@ def assert_contiguous(messages: list[tuple[str, dict[str, Any]]]) -> dict[str, i
 
 
 def test_different_seed_gives_a_different_run() -> None:
-    from sim_helpers import plant, run
+    from tests.simulator.sim_helpers import plant, run
 
     a = run(plant(quiet(noise_scale=1.0), seed=1), 30)
     b = run(plant(quiet(noise_scale=1.0), seed=2), 30)
