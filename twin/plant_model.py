@@ -28,6 +28,20 @@ PHYSICS_DOMAIN: dict[str, tuple[float, float]] = {
 }
 
 
+def domain_violations(inputs: Mapping[str, float], ranges: Mapping[str, tuple[float, float]],
+                      source: str = "") -> list[str]:
+    """Every input that is not finite or lies outside its range, as a sentence naming the value and the range."""
+    bad = []
+    for name, value in inputs.items():
+        v = float(value)
+        lo_hi = ranges.get(name)
+        if not np.isfinite(v):
+            bad.append(f"{name}={v} is not finite")
+        elif lo_hi is not None and not lo_hi[0] <= v <= lo_hi[1]:
+            bad.append(f"{name}={v:g} outside [{lo_hi[0]:g}, {lo_hi[1]:g}]{source}")
+    return bad
+
+
 @dataclass
 class ModelAnswer:
     outputs: dict[str, np.ndarray]
@@ -59,15 +73,7 @@ class PhysicsModel:
         return dict(self.domain_ranges)
 
     def check_domain(self, inputs: Mapping[str, float], electrode: str = "cathode") -> list[str]:
-        bad = []
-        for name, value in inputs.items():
-            lo_hi = self.domain_ranges.get(name)
-            v = float(value)
-            if not np.isfinite(v):
-                bad.append(f"{name}={v} is not finite")
-            elif lo_hi is not None and not lo_hi[0] <= v <= lo_hi[1]:
-                bad.append(f"{name}={v:g} outside [{lo_hi[0]:g}, {lo_hi[1]:g}]")
-        return bad
+        return domain_violations(inputs, self.domain_ranges)
 
     def evaluate(self, electrode: str, inputs: Mapping[str, Any]) -> ModelAnswer:
         result = process_chain.flatten(process_chain.run_chain(dict(inputs), electrode))
@@ -90,6 +96,10 @@ class RegistryModel:
         self.version = f"{name}@{self.card.get('version', '?')}"
         self.input_names: list[str] = list(registry.inputs(name))
         self.ranges = {i["name"]: (float(i["low"]), float(i["high"])) for i in self.card["inputs"]}
+        self._ranges_by_electrode = {
+            e: {k[len(e) + 1:]: v for k, v in self.ranges.items() if k.startswith(f"{e}_")}
+            for e in process_chain.PARAMETER_SETS
+        }
         outputs = [o["name"] if isinstance(o, Mapping) else str(o) for o in self.card["outputs"]]
         physics_keys = process_chain.flatten(process_chain.run_chain({}, "cathode")).keys()
         # "cathode_dry_mass_loading_mg_cm2" -> (cathode, "drying.dry_mass_loading_mg_cm2")
@@ -123,19 +133,11 @@ class RegistryModel:
         return x
 
     def domain(self, electrode: str) -> dict[str, tuple[float, float]]:
-        prefix = f"{electrode}_"
-        return {k[len(prefix):]: v for k, v in self.ranges.items() if k.startswith(prefix)}
+        return dict(self._ranges_by_electrode.get(electrode, {}))
 
     def check_domain(self, inputs: Mapping[str, float], electrode: str = "cathode") -> list[str]:
-        bad = []
-        for key, value in inputs.items():
-            rng = self.ranges.get(f"{electrode}_{key}")
-            v = float(value)
-            if not np.isfinite(v):
-                bad.append(f"{key}={v} is not finite")
-            elif rng is not None and not rng[0] <= v <= rng[1]:
-                bad.append(f"{key}={v:g} outside [{rng[0]:g}, {rng[1]:g}] (surrogate {self.name} card)")
-        return bad
+        return domain_violations(inputs, self._ranges_by_electrode.get(electrode, {}),
+                                 f" (surrogate {self.name} card)")
 
     def predict_raw(self, per_electrode: Mapping[str, Mapping[str, Any]]) -> Any:
         return self.registry.predict(self.name, self.surrogate_inputs(per_electrode))
