@@ -13,7 +13,7 @@ import logging
 import os
 import threading
 import time
-from collections import Counter
+from collections import Counter, deque
 from collections.abc import Iterable, Iterator
 from datetime import UTC, datetime
 from pathlib import Path
@@ -125,12 +125,18 @@ class Quarantine:
 
     def list(self, reason: str | None = None, limit: int = 100) -> list[dict[str, Any]]:
         """The newest ``limit`` entries (optionally of one reason), newest last."""
-        out: list[dict[str, Any]] = []
-        for d in self.entries(reason):
-            out.append(d)
-            if len(out) > limit:
-                out.pop(0)
-        return out
+        return list(deque(self.entries(reason), maxlen=limit))
+
+    def summary(self, reason: str | None = None, limit: int = 100) -> tuple[dict[str, int], list[dict[str, Any]]]:
+        """Counts per reason over everything kept, and the newest ``limit`` entries (of ``reason`` if given), from
+        one read of the files: the API asks for both and the quarantine may hold hundreds of MB."""
+        counts: Counter[str] = Counter()
+        newest: deque[dict[str, Any]] = deque(maxlen=limit)
+        for d in self.entries():
+            counts[d.get("reason", "?")] += 1
+            if reason is None or d.get("reason") == reason:
+                newest.append(d)
+        return dict(counts), list(newest)
 
     def count_by_reason(self) -> dict[str, int]:
         """Counted from the files, so it survives restarts (``self.counts`` is this process only)."""

@@ -212,9 +212,7 @@ async def quarantine(ctx: Ctx, _: Viewer, reason: str | None = Query(None, max_l
                      limit: int = Query(100, ge=1, le=10_000)) -> dict[str, Any]:
     """What ingest refused (bad payloads, NaN, out of range, unknown units, malformed IDs): counts per reason since
     the quarantine began, and the newest entries with their raw payload, so nothing refused is invisible."""
-    q = _quarantine(ctx)
-    counts = await asyncio.to_thread(q.count_by_reason)
-    entries = await asyncio.to_thread(q.list, reason, limit)
+    counts, entries = await asyncio.to_thread(_quarantine(ctx).summary, reason, limit)
     return _clean({"counts": counts, "entries": entries})
 
 
