@@ -50,6 +50,17 @@ def make_writer(cfg: Config) -> LineWriter:
     return InfluxV2Writer(i.url, i.bucket, i.org, i.token, gzip_body=i.gzip, timeout_s=i.timeout_s)
 
 
+async def cancel_tasks(tasks: list[asyncio.Task[Any]]) -> None:
+    """Cancel background tasks and wait until each has ended, so nothing writes after its owner stopped; what a
+    task raised while ending is of no further use at shutdown. Empties ``tasks``."""
+    for t in tasks:
+        t.cancel()
+    for t in tasks:
+        with contextlib.suppress(asyncio.CancelledError, Exception):
+            await t
+    tasks.clear()
+
+
 class IngestPipeline:
     """``await p.start()`` ... ``await p.stop()``; ``p.subscribe(cb)``; ``p.stats()``.
 
@@ -154,12 +165,7 @@ class IngestPipeline:
         await self._flush_inbox()
         if drain_timeout_s > 0:
             await self.forwarder.drain(drain_timeout_s)
-        for t in self._tasks:
-            t.cancel()
-        for t in self._tasks:
-            with contextlib.suppress(asyncio.CancelledError, Exception):
-                await t
-        self._tasks.clear()
+        await cancel_tasks(self._tasks)
         self.spool.close()
         self.quarantine.close()
 

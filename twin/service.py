@@ -27,7 +27,7 @@ from twin.auth import TokenStore
 from twin.config import Config
 from twin.context import TwinContext
 from twin.control import Controller
-from twin.ingest import IngestPipeline
+from twin.ingest import IngestPipeline, cancel_tasks
 from twin.live import LiveState
 from twin.metrics import Metrics
 from twin.plant_model import PhysicsModel, PlantModel, RegistryModel
@@ -354,12 +354,7 @@ class TwinService:
         log.info("twin started", extra={"line": self.line})
 
     async def stop(self) -> None:
-        for t in self._tasks:
-            t.cancel()
-        for t in self._tasks:
-            with contextlib.suppress(asyncio.CancelledError, Exception):
-                await t
-        self._tasks.clear()
+        await cancel_tasks(self._tasks)
         if self._mqtt_pub is not None:
             self._mqtt_pub.loop_stop()
             self._mqtt_pub.disconnect()
