@@ -250,7 +250,8 @@ class VictoriaMetrics(ManagedProcess):
 
 
 class Mosquitto(ManagedProcess):
-    """Debian's Mosquitto 2 on loopback with persistence, so QoS 1 sessions survive a broker restart."""
+    """Debian's Mosquitto 2 on loopback with persistence, so QoS 1 sessions survive a broker restart (``stop``'s
+    SIGTERM makes it save its persistence file, as a clean broker restart does; ``kill`` does not)."""
 
     name = "mosquitto"
 
@@ -288,15 +289,9 @@ log_type warning
     def command(self) -> list[str]:
         return [find_binary("mosquitto"), "-c", str(self.config_path)]
 
-    def stop(self, timeout_s: float = 10.0) -> None:
-        # SIGTERM makes mosquitto save its persistence file; that is what a clean broker restart does.
-        super().stop(timeout_s)
-
 
 class PythonService(ManagedProcess):
     """A project service run as ``python -m <module> ...`` with this interpreter."""
-
-    module = ""
 
     def __init__(self, data_dir: Path, port: int | None = None, args: Sequence[str] = ()) -> None:
         super().__init__(data_dir, port)
@@ -314,7 +309,6 @@ class Simulator(PythonService):
     """The bundled line simulator (``python -m simulator``)."""
 
     name = "simulator"
-    module = "simulator"
     start_timeout_s = 60.0
 
     @property
@@ -330,7 +324,6 @@ class Twin(PythonService):
     """The twin service (``python -m twin run``); ``port`` is its HTTP port."""
 
     name = "twin"
-    module = "twin"
     start_timeout_s = 90.0
 
     @property

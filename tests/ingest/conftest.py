@@ -28,7 +28,6 @@ class IngestProcess(PythonService):
     """``python -m twin ingest --config FILE``; ``port`` serves ``/status``."""
 
     name = "ingest"
-    module = "twin"
     start_timeout_s = 30.0
 
     def __init__(self, data_dir: Path, config: Path, port: int | None = None) -> None:
