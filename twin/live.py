@@ -36,6 +36,32 @@ class Latest:
                 "quality": self.quality, "unit": self.unit, "roll": self.roll, "position_m": self.position_m}
 
 
+class _Ring:
+    """A fixed-size window of (time_ns, value) in two numpy arrays: appends are O(1) and a read is two slices, not a
+    Python loop over a deque (the recommender reads several windows on every gauge sample)."""
+
+    __slots__ = ("t", "v", "n", "head")
+
+    def __init__(self, size: int) -> None:
+        self.t = np.empty(size, dtype=np.int64)
+        self.v = np.empty(size, dtype=np.float64)
+        self.n = 0
+        self.head = 0  # next slot to write
+
+    def append(self, time_ns: int, value: float) -> None:
+        self.t[self.head] = time_ns
+        self.v[self.head] = value
+        self.head = (self.head + 1) % len(self.t)
+        self.n = min(self.n + 1, len(self.t))
+
+    def arrays(self) -> tuple[np.ndarray, np.ndarray]:
+        """Oldest first, as fresh copies (the caller may keep them while samples arrive)."""
+        if self.n < len(self.t):
+            return self.t[: self.n].copy(), self.v[: self.n].copy()
+        h = self.head
+        return np.concatenate((self.t[h:], self.t[:h])), np.concatenate((self.v[h:], self.v[:h]))
+
+
 @dataclass
 class _Run:
     """Per-signal run-length counters for the stuck / out-of-spec checks."""
@@ -51,7 +77,7 @@ class LiveState:
         self.settings = settings
         self.alarms = alarms
         self.latest: dict[str, Latest] = {}
-        self._windows: dict[str, deque[tuple[int, float]]] = {}
+        self._windows: dict[str, _Ring] = {}
         self._runs: dict[str, _Run] = {}
         self.charts: dict[tuple[str, str], EwmaChart] = {}
         self._roll_order: deque[tuple[str, str]] = deque()
@@ -74,8 +100,8 @@ class LiveState:
                 return
             win = self._windows.get(key)
             if win is None:
-                win = self._windows[key] = deque(maxlen=self.settings.window_size)
-            win.append((int(time_ns), value))
+                win = self._windows[key] = _Ring(self.settings.window_size)
+            win.append(int(time_ns), value)
             self._check_stuck(key, value, time_ns)
             if key == self.settings.dew_point_signal:
                 self._check_dew_point(key, value, time_ns)
@@ -168,11 +194,12 @@ class LiveState:
     def window(self, key: str, since_ns: int | None = None, until_ns: int | None = None) -> tuple[np.ndarray, np.ndarray]:
         """Good samples of ``key`` in [since, until] as (time_ns int64, value float64) arrays."""
         with self._lock:
-            data = list(self._windows.get(key, ()))
-        if not data:
-            return np.empty(0, dtype=np.int64), np.empty(0)
-        t = np.fromiter((d[0] for d in data), dtype=np.int64, count=len(data))
-        v = np.fromiter((d[1] for d in data), dtype=np.float64, count=len(data))
+            win = self._windows.get(key)
+            if win is None or win.n == 0:
+                return np.empty(0, dtype=np.int64), np.empty(0)
+            t, v = win.arrays()
+        if since_ns is None and until_ns is None:
+            return t, v
         mask = np.ones(len(t), dtype=bool)
         if since_ns is not None:
             mask &= t >= since_ns
