@@ -21,8 +21,12 @@ all are lost only beyond the monitored items' queue (``opcua.queue_size`` per no
 
 Trace context: the stations' ID variables (``RollId``, ``RollPosition``, ``SlurryBatchId``, ``CellId`` ...) are kept
 as a time-indexed history per station, and a sample gets the IDs that were current at its *source timestamp*. Samples
-are held for one publish cycle before they are emitted, so an ID change that the server delivers in the next publish
-response (same source instant) still reaches the samples it belongs to.
+are held for one publish cycle (at most twice the publishing interval) before they go to the store, so an ID change
+that the server delivers in the next publish response (same source instant) still reaches the samples it belongs to.
+
+Two paths, so that control never waits for that bookkeeping: with a ``live_sink`` every sample is also handed over the
+moment its publish response arrives, tagged with the IDs known then (the live state and the recommender need values,
+not the last word on a roll ID); the held, finally tagged copy goes to ``sink`` (spool, InfluxDB, acknowledgements).
 """
 
 from __future__ import annotations
@@ -53,6 +57,7 @@ log = logging.getLogger(__name__)
 
 Ack = Callable[[], None]
 Sink = Callable[[Sequence[Sample | TraceEvent | Rejected], Ack | None], None]
+LiveSink = Callable[[Sequence[Sample]], None]
 
 ANALOG_ITEM_TYPES = {ua.NodeId(2368, 0), ua.NodeId(17497, 0), ua.NodeId(17570, 0)}  # AnalogItem, AnalogUnit(Range)
 ROOT_NAME = "PilotLine"
@@ -103,8 +108,10 @@ class TraceContext:
 
     def __init__(self) -> None:
         self._h: dict[str, dict[str, _History]] = {}
+        self.version = 0  # bumped by every update: samples tagged at an unchanged version need no re-tagging
 
     def update(self, station: str, key: str, t_ns: int, value: TraceValue | None) -> None:
+        self.version += 1
         self._h.setdefault(station, {}).setdefault(key, _History()).set(t_ns, value)
 
     def at(self, station: str, t_ns: int) -> dict[str, TraceValue]:
@@ -227,10 +234,12 @@ class OpcuaState:
 
 
 class OpcuaConnector:
-    def __init__(self, cfg: OpcuaConfig, line: str, sink: Sink, state_file: Path | None = None) -> None:
+    def __init__(self, cfg: OpcuaConfig, line: str, sink: Sink, state_file: Path | None = None,
+                 live_sink: LiveSink | None = None) -> None:
         self.cfg = cfg
         self.line = line
         self.sink = sink
+        self.live_sink = live_sink
         self.state_file = state_file
         self._acks: list[ua.SubscriptionAcknowledgement] = []
         self._pending_seqs: list[int] = []
@@ -247,7 +256,8 @@ class OpcuaConnector:
         self._handles: dict[int, NodeInfo] = {}
         self._event_fields: list[str] = []
         self._pending: list[Sample] = []
-        self._pending_since = 0.0
+        self._pending_version = 0
+        self._flush_timer: asyncio.TimerHandle | None = None
         self._connected_evt = asyncio.Event()
         if self._saved and self._saved.get("context"):
             self.context.restore(self._saved["context"])
@@ -561,8 +571,6 @@ class OpcuaConnector:
                 await asyncio.wait_for(self._stop.wait(), c.watchdog_interval_s)
             if self._stop.is_set():
                 return
-            if self._pending_seqs and time.monotonic() - self._pending_since > 2 * c.subscription_interval_ms / 1000:
-                self._flush_pending()
             self._write_state()
             if self.state_file is not None:
                 with contextlib.suppress(Exception):
@@ -883,23 +891,28 @@ class OpcuaConnector:
                               info.source, {}, now, dict(info.tags)))
         self.state.samples += len(out)
         self.state.events += len(events)
-        if not self._pending_seqs:
-            self._pending_since = time.monotonic()
-        self._pending.extend(out)
+        tagged = self._tag(out)
+        if self.live_sink is not None and tagged:
+            try:
+                self.live_sink(tagged)
+            except Exception:  # noqa: BLE001 - the live path must never cost the store path its data
+                log.exception("OPC UA live sink failed")
+        self._pending_version = self.context.version
+        self._pending.extend(tagged)
+        if self._flush_timer is None:
+            # the next publish response normally flushes; when the server has nothing more to say, this does
+            self._flush_timer = asyncio.get_running_loop().call_later(2 * self.cfg.subscription_interval_ms / 1000,
+                                                                      self._flush_pending)
         self._pending_events.extend(self._trace_event(f, now) for f in events)
         if seq is not None:
             self._pending_seqs.append(seq)
 
-    def _flush_pending(self) -> None:
-        if not self._pending and not self._pending_events and not self._pending_seqs:
-            return
-        pending, self._pending = self._pending, []
-        events, self._pending_events = self._pending_events, []
-        seqs, self._pending_seqs = self._pending_seqs, []
+    def _tag(self, samples: list[Sample]) -> list[Sample]:
+        """The samples with the trace IDs current at their source timestamps, as far as the context knows now."""
         ctx = self.context
-        out: list[Sample | TraceEvent | Rejected] = []
+        out: list[Sample] = []
         cache: dict[tuple[str, int], dict[str, TraceValue]] = {}
-        for s in pending:
+        for s in samples:
             key = (s.station, s.time_ns)
             trace = cache.get(key)
             if trace is None:
@@ -909,6 +922,20 @@ class OpcuaConnector:
                 cache[key] = trace
             out.append(Sample(s.time_ns, s.line, s.station, s.signal, s.value, s.unit, s.quality, s.source, trace,
                               s.received_ns, s.tags))
+        return out
+
+    def _flush_pending(self) -> None:
+        if self._flush_timer is not None:
+            self._flush_timer.cancel()
+            self._flush_timer = None
+        if not self._pending and not self._pending_events and not self._pending_seqs:
+            return
+        pending, self._pending = self._pending, []
+        events, self._pending_events = self._pending_events, []
+        seqs, self._pending_seqs = self._pending_seqs, []
+        # an ID that arrived since they were tagged may belong to their instant: tag them again (rare)
+        out: list[Sample | TraceEvent | Rejected] = list(
+            pending if self.context.version == self._pending_version else self._tag(pending))
         out.extend(events)
         sub_id = self._sub_id
 

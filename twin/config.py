@@ -102,6 +102,9 @@ class IngestConfig(_Model):
     queue_max: int = Field(200_000, ge=1000)  # records in memory between connectors and the spool
     stats_interval_s: float = Field(10.0, gt=0)
     http_port: int | None = None  # serve /metrics (Prometheus) and /status while `python -m twin ingest` runs
+    # OPC UA samples reach the subscribers (live state, recommender) as soon as they arrive instead of after the
+    # trace-ID hold and the spool; false = subscribers see exactly what was stored, in the order it was stored
+    live_dispatch: bool = True
 
 
 class Config(_Model):

@@ -5,6 +5,11 @@ records with an optional ``ack``; a processor task validates them, appends the g
 (durable per the fsync policy), then acks the sources, quarantines the rejects and hands the good records to every
 subscriber. A forwarder task moves spool frames to the database. Nothing here blocks on the database: when it is
 down the spool grows, and it drains when it is back.
+
+The live path (``ingest.live_dispatch``, on by default): OPC UA samples are validated and handed to the subscribers
+the moment their publish response arrives (``submit_live``), without waiting for the connector's trace-ID hold, the
+linger or the spool, because the live state and the recommender react to them; the same samples then take the store
+path above, which does not hand them to the subscribers a second time (only its trace events).
 """
 
 from __future__ import annotations
@@ -38,6 +43,7 @@ Ack = Callable[[], None]
 Subscriber = Callable[[Sequence[Record]], Awaitable[None] | None]
 
 MAX_FRAME_RECORDS = 20_000
+LIVE_BACKLOG_MAX = 1000  # publish batches waiting for the subscribers on the live path
 LINGER_S = 0.01  # wait this long for more records before a small frame is written (fewer fsyncs)
 
 
@@ -85,7 +91,9 @@ class IngestPipeline:
         self._use_mqtt = cfg.mqtt.enabled if mqtt is None else mqtt
         self.opcua: Any = None
         self.mqtt: Any = None
-        self._inbox: deque[tuple[Sequence[Record | Rejected], Ack | None]] = deque()
+        self._inbox: deque[tuple[Sequence[Record | Rejected], Ack | None, bool]] = deque()
+        self._live: deque[Sequence[Sample]] = deque()
+        self._live_wake: asyncio.Event | None = None
         self._inbox_records = 0
         self._inbox_lock = threading.Lock()
         self._wake: asyncio.Event | None = None
@@ -98,7 +106,8 @@ class IngestPipeline:
         self._seen_trace: dict[tuple[str, int, str, str, int], None] = {}
         self.counts: dict[str, int] = {
             "received": 0, "accepted": 0, "rejected": 0, "trace_events": 0, "duplicate_trace_events": 0,
-            "dropped_queue_full": 0, "spool_refused": 0, "subscriber_errors": 0, "stored": 0,
+            "dropped_queue_full": 0, "spool_refused": 0, "subscriber_errors": 0, "stored": 0, "live_dispatched": 0,
+            "live_dropped": 0,
         }
         self.started_ns = 0
 
@@ -111,15 +120,18 @@ class IngestPipeline:
         self._subscribers.append(callback)
         return lambda: self._subscribers.remove(callback) if callback in self._subscribers else None
 
-    def submit(self, records: Sequence[Record | Rejected], ack: Ack | None = None) -> None:
-        """Thread-safe entry for connectors (paho's thread, asyncua's loop). ``ack`` runs once they are durable."""
+    def submit(self, records: Sequence[Record | Rejected], ack: Ack | None = None,
+               samples_dispatched: bool = False) -> None:
+        """Thread-safe entry for connectors (paho's thread, asyncua's loop). ``ack`` runs once they are durable.
+
+        ``samples_dispatched``: the subscribers already had these samples through ``submit_live``."""
         with self._inbox_lock:
-            self._inbox.append((records, ack))
+            self._inbox.append((records, ack, samples_dispatched))
             self._inbox_records += len(records)
             over = self._inbox_records - self.cfg.ingest.queue_max
             while over > 0 and self._inbox:
                 # only un-ackable (OPC UA) records are dropped: an MQTT message stays with the broker anyway
-                old, old_ack = self._inbox[0]
+                old, old_ack, _ = self._inbox[0]
                 if old_ack is not None:
                     break
                 self._inbox.popleft()
@@ -133,13 +145,43 @@ class IngestPipeline:
             else:
                 loop.call_soon_threadsafe(wake.set)
 
+    def submit_live(self, samples: Sequence[Sample]) -> None:
+        """Samples for the subscribers now (the store path gets them separately, through ``submit``)."""
+        loop, wake = self._loop, self._live_wake
+        if loop is None or wake is None or not self._subscribers:
+            return
+        self._live.append(samples)
+        if len(self._live) > LIVE_BACKLOG_MAX:
+            # subscribers slower than the line: the live view sheds the oldest batches (the store path keeps them)
+            self.counts["live_dropped"] += len(self._live.popleft())
+        if threading.get_ident() == self._loop_thread:
+            wake.set()
+        else:
+            loop.call_soon_threadsafe(wake.set)
+
+    async def _live_loop(self) -> None:
+        assert self._live_wake is not None
+        check = self.validator.check
+        while True:
+            await self._live_wake.wait()
+            self._live_wake.clear()
+            while self._live:
+                batch = self._live.popleft()
+                now = time.time_ns()
+                good = [s for s in batch if check(s, now) is None]  # rejects are quarantined by the store path
+                if good:
+                    self.counts["live_dispatched"] += len(good)
+                    await self._dispatch(good)
+
     # -- lifecycle ---------------------------------------------------------------------------------------------------
     async def start(self) -> None:
         self._loop = asyncio.get_running_loop()
         self._loop_thread = threading.get_ident()
         self._wake = asyncio.Event()
+        self._live_wake = asyncio.Event()
         self.started_ns = time.time_ns()
         self._tasks.append(asyncio.create_task(self._process_loop(), name="ingest-processor"))
+        self._tasks.append(asyncio.create_task(self._live_loop(), name="ingest-live"))
         self._tasks.append(asyncio.create_task(self.forwarder.run(), name="ingest-forwarder"))
         if self._use_mqtt:
             from connectors.mqtt import MqttConnector
@@ -149,8 +191,11 @@ class IngestPipeline:
         if self._use_opcua:
             from connectors.opcua import OpcuaConnector
 
-            self.opcua = OpcuaConnector(self.cfg.opcua, self.cfg.line.id, self.submit,
-                                        state_file=self.spool.dir / "opcua-subscription.json")
+            live = self.cfg.ingest.live_dispatch
+            self.opcua = OpcuaConnector(
+                self.cfg.opcua, self.cfg.line.id,
+                (lambda recs, ack: self.submit(recs, ack, samples_dispatched=True)) if live else self.submit,
+                state_file=self.spool.dir / "opcua-subscription.json", live_sink=self.submit_live if live else None)
             await self.opcua.start()
 
     async def stop(self, drain_timeout_s: float = 5.0) -> None:
@@ -177,8 +222,8 @@ class IngestPipeline:
             await asyncio.sleep(0.02)
 
     # -- the processor -------------------------------------------------------------------------------------------------
-    def _take(self) -> list[tuple[Sequence[Record | Rejected], Ack | None]]:
-        out: list[tuple[Sequence[Record | Rejected], Ack | None]] = []
+    def _take(self) -> list[tuple[Sequence[Record | Rejected], Ack | None, bool]]:
+        out: list[tuple[Sequence[Record | Rejected], Ack | None, bool]] = []
         n = 0
         with self._inbox_lock:
             while self._inbox and n < MAX_FRAME_RECORDS:
@@ -204,17 +249,20 @@ class IngestPipeline:
                 except Exception:  # noqa: BLE001 - the processor must survive anything a record can do
                     log.exception("ingest processor failed on a batch; its sources are not acknowledged")
 
-    async def _process(self, items: list[tuple[Sequence[Record | Rejected], Ack | None]]) -> None:
+    async def _process(self, items: list[tuple[Sequence[Record | Rejected], Ack | None, bool]]) -> None:
         good: list[Record] = []
         rejected: list[Rejected] = []
+        already: set[int] = set()  # ids of samples the live path handed to the subscribers
         now = time.time_ns()
         check = self.validator.check
-        for records, _ in items:
+        for records, _, dispatched in items:
             for r in records:
                 if isinstance(r, Sample):
                     bad = check(r, now)
                     if bad is None:
                         good.append(r)
+                        if dispatched:
+                            already.add(id(r))
                     else:
                         rejected.append(bad)
                 elif isinstance(r, TraceEvent):
@@ -252,7 +300,7 @@ class IngestPipeline:
                         self._latency_src.pop(next(iter(self._latency_src)))
             self.counts["accepted"] += len(good)
             self.forwarder.notify()
-        for _, ack in items:
+        for _, ack, _ in items:
             if ack is not None:
                 try:
                     ack()
@@ -261,8 +309,9 @@ class IngestPipeline:
         if rejected:
             self.counts["rejected"] += len(rejected)
             await asyncio.to_thread(self.quarantine.add_many, rejected)
-        if good:
-            await self._dispatch(good)
+        fresh = [r for r in good if id(r) not in already] if already else good
+        if fresh:
+            await self._dispatch(fresh)
 
     async def _dispatch(self, records: list[Record]) -> None:
         for cb in list(self._subscribers):
