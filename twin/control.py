@@ -7,6 +7,11 @@
   applied at once. Any anomaly (a write refused, a sensor bad or missing, the model out of domain, the connection
   lost, the grant withdrawn) drops the loop back to advisory and raises an alarm.
 
+Between rounds, ``evaluate`` keeps a live recommendation per loop up to date (the service calls it the moment a gauge
+sample arrives): it is what the next round would propose, shown at once, and the round takes it over instead of
+computing again. Proposals, approvals and writes still happen once per round, so the control interval and the maximum
+step per interval keep their meaning.
+
 Every proposal, approval, rejection, expiry, write and mode change is audited (who, when, before, after, why, model
 version). A value outside the hard bounds or beyond the maximum step is never written, whatever asked for it.
 """
@@ -44,6 +49,19 @@ class ControlError(Exception):
     def __init__(self, message: str, status: int = 409) -> None:
         super().__init__(message)
         self.status = status
+
+
+@dataclass
+class LiveRecommendation:
+    """The latest evaluation of one loop (not yet a proposal in the queue)."""
+
+    loop: str
+    result: Proposal | Refusal
+    computed_ns: int
+
+    def to_dict(self) -> dict[str, Any]:
+        kind = "proposal" if isinstance(self.result, Proposal) else self.result.kind
+        return {"loop": self.loop, "kind": kind, "computed_ns": self.computed_ns, "result": asdict(self.result)}
 
 
 @dataclass
@@ -89,6 +107,9 @@ class Controller:
         self.refusals: dict[str, int] = {}
         self.last_refusal: dict[str, Refusal] = {}
         self.last_round_ms: float = 0.0
+        self.live: dict[str, LiveRecommendation] = {}
+        self.evaluations: dict[str, int] = {}  # by outcome: proposal or the refusal's kind
+        self._round_started_ns = 0
         self.listeners: list[Callable[[str, Recommendation], None]] = []
 
     # -- modes -------------------------------------------------------------------------------------------------------
@@ -145,28 +166,45 @@ class Controller:
         if self.mode == "closed_loop" and not await self._grant():
             self.alarms.raise_("write_refused", "grant", "the line withdrew the remote-setpoint grant", "critical")
             await self.fallback("the line withdrew the remote-setpoint grant (RemoteSetpointsEnabled is false)")
+        previous_round_ns, self._round_started_ns = self._round_started_ns, time.time_ns()
         for loop_name in list(self.recommender.product.loops):
-            result = self.recommender.recommend(loop_name)
+            live = self.live.get(loop_name)
+            if live is not None and live.computed_ns > previous_round_ns:
+                self.recommender.commit(loop_name)  # the evaluation since the last round is this round's
+                result = live.result
+            else:
+                result = await self.evaluate(loop_name, commit=True)
             if isinstance(result, Refusal):
                 self.refusals[result.kind] = self.refusals.get(result.kind, 0) + 1
-                self.last_refusal[loop_name] = result
-                if result.kind == "out_of_domain":
-                    self.alarms.raise_("model_out_of_domain", loop_name, result.reason, "warning")
-                elif self.alarms.is_active("model_out_of_domain", loop_name):
-                    self.alarms.clear("model_out_of_domain", loop_name)
-                if result.anomaly:
-                    await self.fallback(f"{loop_name}: {result.reason}")
                 out.append(result)
                 continue
-            self.last_refusal.pop(loop_name, None)
-            if self.alarms.is_active("model_out_of_domain", loop_name):
-                self.alarms.clear("model_out_of_domain", loop_name)
             rec = self._propose(result)
             out.append(rec)
             if self.mode == "closed_loop":
                 await self._apply(rec, f"closed-loop (enabled by {self.mode_by})", "closed loop")
         self.last_round_ms = (time.perf_counter() - started) * 1e3
         return out
+
+    async def evaluate(self, loop_name: str, commit: bool = False) -> Proposal | Refusal:
+        """Recompute one loop's recommendation now (no proposal, no write): alarms for a model out of its domain,
+        and in closed loop an untrustworthy state drops to advisory at once rather than at the next round."""
+        result = self.recommender.recommend(loop_name, commit=commit)
+        self.live[loop_name] = LiveRecommendation(loop_name, result, time.time_ns())
+        kind = "proposal" if isinstance(result, Proposal) else result.kind
+        self.evaluations[kind] = self.evaluations.get(kind, 0) + 1
+        if isinstance(result, Refusal):
+            self.last_refusal[loop_name] = result
+            if result.kind == "out_of_domain":
+                self.alarms.raise_("model_out_of_domain", loop_name, result.reason, "warning")
+            elif self.alarms.is_active("model_out_of_domain", loop_name):
+                self.alarms.clear("model_out_of_domain", loop_name)
+            if result.anomaly:
+                await self.fallback(f"{loop_name}: {result.reason}")
+            return result
+        self.last_refusal.pop(loop_name, None)
+        if self.alarms.is_active("model_out_of_domain", loop_name):
+            self.alarms.clear("model_out_of_domain", loop_name)
+        return result
 
     def _similar(self, a: Proposal, b: Proposal) -> bool:
         """Same setpoints within a quarter of their maximum step: not worth a new proposal for the operator."""

@@ -84,6 +84,10 @@ class Metrics:
                                        ["model"], buckets=LATENCY_BUCKETS, registry=self.registry)
         self.recommend_latency = Histogram("twin_recommendation_round_seconds", "one recommendation round",
                                            buckets=LATENCY_BUCKETS, registry=self.registry)
+        self.sample_to_recommendation = Histogram(
+            "twin_sample_to_recommendation_seconds",
+            "a gauge sample received by the connector -> the live recommendation that includes it is ready",
+            buckets=LATENCY_BUCKETS, registry=self.registry)
         self.predictions = Counter("twin_predictions", "predictions made", ["kind"], registry=self.registry)
         self.http_errors = Counter("twin_http_client_errors", "4xx answers by status", ["status"],
                                    registry=self.registry)

@@ -121,6 +121,9 @@ class Recommender:
         self.bias_samples = settings.bias_samples
         self.deadband = settings.deadband
         self.biases: dict[tuple[str, str], float] = {}
+        # filtered biases of a recommend(commit=False) not yet taken over by commit(): the live evaluation on every
+        # gauge sample must not advance the filter, which is defined per control interval
+        self._staged: dict[str, dict[tuple[str, str], float]] = {}
         # setpoint node -> (value, monotonic time) of our last successful write (the controller fills it)
         self.commanded: dict[str, tuple[float, float]] = {}
         self.commanded_ttl_s = 120.0
@@ -249,7 +252,23 @@ class Recommender:
         return sum(t.weight * x ** 2 for t, x in zip(targets, dev, strict=True))
 
     # -- the round --------------------------------------------------------------------------------------------------
-    def recommend(self, loop_name: str) -> Proposal | Refusal:
+    def recommend(self, loop_name: str, commit: bool = True) -> Proposal | Refusal:
+        """The proposal for one loop now. ``commit=False`` leaves the bias filter where it is (see ``commit``)."""
+        staged: dict[tuple[str, str], float] = {}
+        try:
+            return self._recommend(loop_name, staged)
+        finally:
+            if commit:
+                self.biases.update(staged)
+                self._staged.pop(loop_name, None)
+            else:
+                self._staged[loop_name] = staged
+
+    def commit(self, loop_name: str) -> None:
+        """Advance the bias filter by the step the latest ``recommend(loop_name, commit=False)`` computed."""
+        self.biases.update(self._staged.pop(loop_name, {}))
+
+    def _recommend(self, loop_name: str, staged: dict[tuple[str, str], float]) -> Proposal | Refusal:
         started = time.perf_counter()
         loop = self.product.loops.get(loop_name)
         if loop is None:
@@ -268,7 +287,7 @@ class Recommender:
             key = (loop_name, t.signal)
             prev = self.biases.get(key)
             b = est[0] if prev is None else prev + self.settings.bias_filter * (est[0] - prev)
-            self.biases[key] = b
+            staged[key] = b
             bias[t.signal] = b
             info[t.signal] = est
 

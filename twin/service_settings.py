@@ -223,6 +223,8 @@ def _default_products() -> dict[str, Product]:
 class ControlSettings(_Strict):
     mode: Literal["off", "advisory", "closed_loop"] = "advisory"
     interval_s: float = Field(5.0, gt=0, description="wall-clock seconds between recommendation rounds")
+    live_max_duty: float = Field(0.5, ge=0, le=1, description=(
+        "largest share of one core the live re-evaluation on every gauge sample may take (0 = only at rounds)"))
     product: str = "prozell-cathode"
     products: dict[str, Product] = Field(default_factory=_default_products)
     bias_filter: float = Field(0.6, gt=0, le=1, description="weight of a new bias estimate (1 = no filtering)")

@@ -153,8 +153,9 @@ async def recommendations(ctx: Ctx, _: Viewer, state: str | None = None,
         raise HTTPException(422, f"unknown state {state!r}; one of {states}")
     ctx.controller.expire()
     refusals = {k: {"kind": r.kind, "reason": r.reason} for k, r in ctx.controller.last_refusal.items()}
+    live = {name: r.to_dict() for name, r in ctx.controller.live.items()}
     return _clean({"mode": ctx.controller.mode, "items": [r.to_dict() for r in ctx.controller.list(state, limit)],
-                   "last_refusals": refusals})
+                   "last_refusals": refusals, "live": live})
 
 
 @router.post("/recommendations/{rec_id}/approve", tags=["control"])
