@@ -4,6 +4,11 @@ Instance IRIs are minted from the trace IDs under a configurable base, percent-e
 equipment name can escape its path segment. Every instance carries its project class *and* the BattINFO / EMMO
 classes directly above it, so genealogy queries need no reasoner (ontologies.md section 8). Raw samples are never
 copied into the graph: a step points at the InfluxDB series (measurement = station, tag line) and its time window.
+
+Triples are made of pyoxigraph terms: the production store is Oxigraph, and building its terms directly (constant
+IRIs created once, no rdflib term validation, no per-term conversion) is what lets a plant history of 100 000 cells
+load in minutes. The rdflib-facing helpers (`types_of`, the IRI minting methods) keep returning rdflib terms for
+callers and tests; `to_rdflib` converts a triple for the in-memory and remote backends.
 """
 
 from __future__ import annotations
@@ -14,20 +19,58 @@ from dataclasses import dataclass
 from datetime import datetime
 from functools import lru_cache
 from importlib import resources
-from typing import Any, Final
+from typing import Any, Final, Union
 from urllib.parse import quote
 
-from rdflib import RDF, RDFS, XSD, Graph, Literal, URIRef
+import pyoxigraph as ox
+from rdflib import RDFS, Graph, Literal, URIRef
 
 from ontology import iris
 from ontology.events import Input, TraceEvent
 from ontology.iris import EMMO, PL
 
-Triple = tuple[URIRef, URIRef, URIRef | Literal]
+Term = Union[ox.NamedNode, ox.BlankNode, ox.Literal]
+Triple = tuple[ox.NamedNode | ox.BlankNode, ox.NamedNode, Term]
 
 _STAT_SET: Final = frozenset(iris.STATISTICS)
 # Steps implied by the type when an event names none (README: lots are "received", formation runs come from Formation).
 _DEFAULT_STEP: Final = {"RawMaterialLot": "Receiving", "FormationRun": "Formation"}
+
+_XSD = "http://www.w3.org/2001/XMLSchema#"
+XSD_STRING: Final = ox.NamedNode(_XSD + "string")
+XSD_DOUBLE: Final = ox.NamedNode(_XSD + "double")
+XSD_INTEGER: Final = ox.NamedNode(_XSD + "integer")
+XSD_DATETIME: Final = ox.NamedNode(_XSD + "dateTime")
+XSD_BOOLEAN: Final = ox.NamedNode(_XSD + "boolean")
+RDF_TYPE: Final = ox.NamedNode("http://www.w3.org/1999/02/22-rdf-syntax-ns#type")
+RDF_VALUE: Final = ox.NamedNode("http://www.w3.org/1999/02/22-rdf-syntax-ns#value")
+
+
+class _OxNamespace:
+    """`P.step` -> the pyoxigraph IRI `<vocab#step>`, created once (attribute access afterwards is a dict lookup)."""
+
+    def __init__(self, base: str) -> None:
+        self._base = base
+
+    def __getattr__(self, name: str) -> ox.NamedNode:
+        if name.startswith("__"):
+            raise AttributeError(name)
+        node = ox.NamedNode(self._base + name)
+        setattr(self, name, node)
+        return node
+
+    def __getitem__(self, name: str) -> ox.NamedNode:
+        return getattr(self, name)
+
+
+P: Final = _OxNamespace(str(PL))
+E: Final = _OxNamespace(str(EMMO))
+
+
+@lru_cache(maxsize=None)
+def node(iri: str) -> ox.NamedNode:
+    """A constant IRI (class, unit, quantity kind) as a pyoxigraph term, created once."""
+    return ox.NamedNode(iri)
 
 
 @lru_cache(maxsize=1)
@@ -52,6 +95,12 @@ def types_of(cls: URIRef) -> tuple[URIRef, ...]:
         if str(current).startswith(str(PL)):
             todo.extend(o for o in graph.objects(current, RDFS.subClassOf) if isinstance(o, URIRef))
     return tuple(seen)
+
+
+@lru_cache(maxsize=None)
+def _types(name: str) -> tuple[ox.NamedNode, ...]:
+    """types_of(pl:name) as pyoxigraph terms."""
+    return tuple(ox.NamedNode(str(t)) for t in types_of(PL[name]))
 
 
 def split_key(key: str) -> tuple[str, str | None, str | None]:
@@ -86,12 +135,68 @@ def unit_iri(unit: str | None) -> URIRef | None:
     return EMMO[name] if name else None
 
 
-def _dt(value: datetime) -> Literal:
-    return Literal(value.isoformat().replace("+00:00", "Z"), datatype=XSD.dateTime)
+@lru_cache(maxsize=4096)
+def _key_terms(key: str) -> tuple[ox.Literal, ox.NamedNode | None, ox.Literal | None, ox.NamedNode | None,
+                                  ox.Literal | None]:
+    """(key literal, quantity class, statistic, EMMO unit, unit code) of a parameter/property name, worked out once."""
+    stem, unit, stat = split_key(key)
+    qcls = quantity_class(stem)
+    uiri = unit_iri(unit)
+    return (ox.Literal(key), node(str(qcls)) if qcls is not None else None, ox.Literal(stat) if stat else None,
+            node(str(uiri)) if uiri is not None else None, ox.Literal(unit) if unit is not None else None)
 
 
-def _num(value: float) -> Literal:
-    return Literal(float(value), datatype=XSD.double)
+def _dt(value: datetime) -> ox.Literal:
+    return ox.Literal(value.isoformat().replace("+00:00", "Z"), datatype=XSD_DATETIME)
+
+
+def _num(value: float) -> ox.Literal:
+    # the lexical form rdflib writes for Literal(float, datatype=xsd:double): Python's shortest repr
+    return ox.Literal(repr(float(value)), datatype=XSD_DOUBLE)
+
+
+def _int(value: int) -> ox.Literal:
+    return ox.Literal(str(int(value)), datatype=XSD_INTEGER)
+
+
+def _text(value: str | bool) -> ox.Literal:
+    if isinstance(value, bool):
+        return ox.Literal("true" if value else "false", datatype=XSD_BOOLEAN)
+    return ox.Literal(value)
+
+
+def to_rdflib(term: Term) -> Any:
+    """A pyoxigraph term as rdflib writes it (plain literals without an explicit xsd:string, as rdflib compares)."""
+    from rdflib import BNode
+
+    if isinstance(term, ox.NamedNode):
+        return URIRef(term.value)
+    if isinstance(term, ox.BlankNode):
+        return BNode(term.value)
+    if term.language:
+        return Literal(term.value, lang=term.language)
+    if term.datatype == XSD_STRING:
+        return Literal(term.value)
+    return Literal(term.value, datatype=URIRef(term.datatype.value))
+
+
+def to_ox(term: Any) -> Term:
+    """An rdflib term as a pyoxigraph term (the inverse of to_rdflib)."""
+    from rdflib import BNode
+
+    if isinstance(term, URIRef):
+        return ox.NamedNode(str(term))
+    if isinstance(term, BNode):
+        return ox.BlankNode(str(term))
+    if isinstance(term, Literal):
+        if term.language:
+            return ox.Literal(str(term), language=term.language)
+        return ox.Literal(str(term), datatype=ox.NamedNode(str(term.datatype)) if term.datatype else None)
+    raise ValueError(f"not an RDF term: {term!r}")
+
+
+def vocabulary_triples() -> list[Triple]:
+    return [(to_ox(s), to_ox(p), to_ox(o)) for s, p, o in vocabulary()]  # type: ignore[misc]
 
 
 @dataclass(frozen=True)
@@ -106,93 +211,113 @@ class GraphBuilder:
         if not self.base_iri.endswith(("/", "#", ":")):
             object.__setattr__(self, "base_iri", self.base_iri + "/")
 
-    # ---------------------------------------------------------------- IRIs
+    # ---------------------------------------------------------------- IRIs (rdflib, for callers)
     def entity(self, line: str, entity_id: str) -> URIRef:
-        return URIRef(f"{self.base_iri}{quote(line, safe='')}/{quote(entity_id, safe='')}")
+        return URIRef(self._entity(line, entity_id))
 
     def process(self, line: str, seq: int) -> URIRef:
-        return URIRef(f"{self.base_iri}{quote(line, safe='')}/event/{int(seq)}")
+        return URIRef(self._process(line, seq))
 
     def receiving(self, line: str, lot_id: str) -> URIRef:
-        return URIRef(f"{self.base_iri}{quote(line, safe='')}/receiving/{quote(lot_id, safe='')}")
+        return URIRef(self._receiving(line, lot_id))
 
     def equipment(self, line: str, name: str) -> URIRef:
-        return URIRef(f"{self.base_iri}{quote(line, safe='')}/equipment/{quote(name, safe='')}")
+        return URIRef(self._equipment(line, name))
 
-    def process_of(self, event: TraceEvent) -> URIRef:
+    # ---------------------------------------------------------------- IRIs (text and pyoxigraph, for the triples)
+    def _entity(self, line: str, entity_id: str) -> str:
+        return f"{self.base_iri}{quote(line, safe='')}/{quote(entity_id, safe='')}"
+
+    def _process(self, line: str, seq: int) -> str:
+        return f"{self.base_iri}{quote(line, safe='')}/event/{int(seq)}"
+
+    def _receiving(self, line: str, lot_id: str) -> str:
+        return f"{self.base_iri}{quote(line, safe='')}/receiving/{quote(lot_id, safe='')}"
+
+    def _equipment(self, line: str, name: str) -> str:
+        return f"{self.base_iri}{quote(line, safe='')}/equipment/{quote(name, safe='')}"
+
+    def entity_node(self, line: str, entity_id: str) -> ox.NamedNode:
+        return ox.NamedNode(self._entity(line, entity_id))
+
+    def process_node(self, line: str, seq: int) -> ox.NamedNode:
+        return ox.NamedNode(self._process(line, seq))
+
+    def receiving_node(self, line: str, lot_id: str) -> ox.NamedNode:
+        return ox.NamedNode(self._receiving(line, lot_id))
+
+    def process_of(self, event: TraceEvent) -> ox.NamedNode:
         """A formation run *is* its formation-cycling process, so it gets the entity IRI; other steps get the event's."""
         if event.type == "FormationRun" and event.kind == "created":
-            return self.entity(event.line, event.id)
-        return self.process(event.line, event.seq)
+            return self.entity_node(event.line, event.id)
+        return self.process_node(event.line, event.seq)
 
     # ---------------------------------------------------------------- pieces
-    def entity_triples(self, line: str, entity_id: str, entity_type: str) -> list[Triple]:
-        node = self.entity(line, entity_id)
-        cls = PL[iris.ENTITY_CLASSES[entity_type]]
-        if entity_type == "ElectrodeSheet":
-            polarity = polarity_of(entity_id)
-            if polarity == "positive":
-                cls = PL.PositiveElectrodeSheet
-            elif polarity == "negative":
-                cls = PL.NegativeElectrodeSheet
-        out: list[Triple] = [(node, RDF.type, t) for t in types_of(cls)]
-        out += [
-            (node, PL.traceId, Literal(entity_id)),
-            (node, PL.line, Literal(line)),
-            (node, PL.traceType, Literal(entity_type)),
-        ]
+    def entity_triples(self, line: str, entity_id: str, entity_type: str,
+                       node_: ox.NamedNode | None = None) -> list[Triple]:
+        subject = node_ if node_ is not None else self.entity_node(line, entity_id)
+        cls = iris.ENTITY_CLASSES[entity_type]
         polarity = polarity_of(entity_id)
+        if entity_type == "ElectrodeSheet":
+            if polarity == "positive":
+                cls = "PositiveElectrodeSheet"
+            elif polarity == "negative":
+                cls = "NegativeElectrodeSheet"
+        out: list[Triple] = [(subject, RDF_TYPE, t) for t in _types(cls)]
+        out += [
+            (subject, P.traceId, ox.Literal(entity_id)),
+            (subject, P.line, ox.Literal(line)),
+            (subject, P.traceType, ox.Literal(entity_type)),
+        ]
         if polarity and entity_type not in ("RawMaterialLot", "Cell", "CellStack", "FormationRun"):
-            out.append((node, PL.polarity, Literal(polarity)))
+            out.append((subject, P.polarity, ox.Literal(polarity)))
         return out
 
     def received_lot_triples(self, line: str, lot_id: str, time: datetime) -> list[Triple]:
         """A raw-material lot first seen as an input: it entered the line by receiving, which needs no event."""
-        lot = self.entity(line, lot_id)
-        proc = self.receiving(line, lot_id)
-        out = self.entity_triples(line, lot_id, "RawMaterialLot")
-        out += [(proc, RDF.type, t) for t in types_of(PL.Receiving)]
+        lot = self.entity_node(line, lot_id)
+        proc = self.receiving_node(line, lot_id)
+        out = self.entity_triples(line, lot_id, "RawMaterialLot", lot)
+        out += [(proc, RDF_TYPE, t) for t in _types("Receiving")]
         out += [
-            (proc, PL.step, Literal("Receiving")),
-            (proc, PL.hasOutput, lot),
-            (proc, PL.eventTime, _dt(time)),
-            (proc, PL.line, Literal(line)),
+            (proc, P.step, ox.Literal("Receiving")),
+            (proc, P.hasOutput, lot),
+            (proc, P.eventTime, _dt(time)),
+            (proc, P.line, ox.Literal(line)),
         ]
         return out
 
-    def quantity_triples(self, owner: URIRef, link: URIRef, node: URIRef, cls: URIRef, key: str, value: Any,
-                         *, std: float | None = None) -> list[Triple]:
-        stem, unit, stat = split_key(key)
-        out: list[Triple] = [(owner, link, node), (node, RDF.type, cls), (node, PL.key, Literal(key))]
-        qcls = quantity_class(stem)
+    def quantity_triples(self, owner: ox.NamedNode, link: ox.NamedNode, node_: ox.NamedNode, cls: ox.NamedNode,
+                         key: str, value: Any, *, std: float | None = None) -> list[Triple]:
+        key_lit, qcls, stat, uiri, unit = _key_terms(key)
+        out: list[Triple] = [(owner, link, node_), (node_, RDF_TYPE, cls), (node_, P.key, key_lit)]
         if qcls is not None:
-            out.append((node, RDF.type, qcls))
-        if stat:
-            out.append((node, PL.statistic, Literal(stat)))
-        if isinstance(value, bool) or isinstance(value, str):
-            out.append((node, RDF.value, Literal(value)))
+            out.append((node_, RDF_TYPE, qcls))
+        if stat is not None:
+            out.append((node_, P.statistic, stat))
+        if isinstance(value, (bool, str)):
+            out.append((node_, RDF_VALUE, _text(value)))
             return out
-        number = URIRef(f"{node}/value")
+        number = ox.NamedNode(node_.value + "/value")
         out += [
-            (node, EMMO.EMMO_8ef3cd6d_ae58_4a8d_9fc0_ad8f49015cd0, number),  # hasNumericalPart
-            (number, RDF.type, iris.EMMO_REAL_DATA),
-            (number, iris.EMMO_HAS_NUMBER_VALUE, _num(value)),
+            (node_, E.EMMO_8ef3cd6d_ae58_4a8d_9fc0_ad8f49015cd0, number),  # hasNumericalPart
+            (number, RDF_TYPE, node(str(iris.EMMO_REAL_DATA))),
+            (number, node(str(iris.EMMO_HAS_NUMBER_VALUE)), _num(value)),
         ]
-        uiri = unit_iri(unit)
         if uiri is not None:
-            out.append((node, iris.EMMO_HAS_MEASUREMENT_UNIT, uiri))
+            out.append((node_, node(str(iris.EMMO_HAS_MEASUREMENT_UNIT)), uiri))
         if unit is not None:
-            out.append((node, PL.unitCode, Literal(unit)))
+            out.append((node_, P.unitCode, unit))
         if std is not None:
-            out.append((node, PL.standardDeviation, _num(std)))
+            out.append((node_, P.standardDeviation, _num(std)))
         return out
 
     # ---------------------------------------------------------------- events
     def event_triples(
         self,
         event: TraceEvent,
-        producers: Mapping[str, URIRef],
-        electrode_sources: tuple[Iterable[URIRef], Iterable[URIRef]] | None = None,
+        producers: Mapping[str, ox.NamedNode | None],
+        electrode_sources: tuple[Iterable[ox.NamedNode], Iterable[ox.NamedNode]] | None = None,
     ) -> list[Triple]:
         """The triples of one placed event.
 
@@ -200,109 +325,105 @@ class GraphBuilder:
         `electrode_sources` gives, for a cell, the positive and negative sheets of its stack.
         """
         line = event.line
-        node = self.entity(line, event.id)
+        subject = self.entity_node(line, event.id)
         proc = self.process_of(event)
+        proc_iri = proc.value
         step = event.step or _DEFAULT_STEP.get(event.type, event.kind.capitalize())
+        line_lit = ox.Literal(line)
         out: list[Triple] = []
         if event.kind == "created":
-            out += self.entity_triples(line, event.id, event.type)
-            out.append((node, PL.createdBySeq, Literal(event.seq, datatype=XSD.integer)))
+            out += self.entity_triples(line, event.id, event.type, subject)
+            out.append((subject, P.createdBySeq, _int(event.seq)))
         # the step
-        step_cls = PL[iris.STEP_CLASSES[step]] if step in iris.STEP_CLASSES else PL.ProcessStep
-        classes = set(types_of(step_cls))
-        if event.kind == "created" and step in ("Assembly",) and event.type in iris.ASSEMBLY_SUBSTEP_BY_OUTPUT:
-            classes.update(types_of(PL[iris.ASSEMBLY_SUBSTEP_BY_OUTPUT[event.type]]))
-        if event.type == "FormationRun" and event.kind == "created":
-            classes.update(types_of(PL.FormationRun))
-        out += [(proc, RDF.type, c) for c in sorted(classes)]
+        out += [(proc, RDF_TYPE, c) for c in _step_classes(step, event.kind, event.type)]
         out += [
-            (proc, PL.step, Literal(step)),
-            (proc, PL.kind, Literal(event.kind)),
-            (proc, PL.seq, Literal(event.seq, datatype=XSD.integer)),
-            (proc, PL.line, Literal(line)),
-            (proc, PL.eventTime, _dt(event.time)),
+            (proc, P.step, ox.Literal(step)),
+            (proc, P.kind, ox.Literal(event.kind)),
+            (proc, P.seq, _int(event.seq)),
+            (proc, P.line, line_lit),
+            (proc, P.eventTime, _dt(event.time)),
         ]
         if event.start is not None:
-            out.append((proc, PL.startTime, _dt(event.start)))
+            out.append((proc, P.startTime, _dt(event.start)))
         if event.end is not None:
-            out.append((proc, PL.endTime, _dt(event.end)))
+            out.append((proc, P.endTime, _dt(event.end)))
         if event.station:
-            out.append((proc, PL.station, Literal(event.station)))
-            window = URIRef(f"{proc}/raw")
+            out.append((proc, P.station, ox.Literal(event.station)))
+            window = ox.NamedNode(proc_iri + "/raw")
             out += [
-                (proc, PL.hasRawData, window),
-                (window, RDF.type, PL.SeriesWindow),
-                (window, RDF.type, iris.EMMO_DATASET),
-                (window, PL.influxMeasurement, Literal(event.station)),
-                (window, PL.line, Literal(line)),
-                (window, PL.startTime, _dt(event.start or event.time)),
-                (window, PL.endTime, _dt(event.end or event.time)),
+                (proc, P.hasRawData, window),
+                (window, RDF_TYPE, P.SeriesWindow),
+                (window, RDF_TYPE, node(str(iris.EMMO_DATASET))),
+                (window, P.influxMeasurement, ox.Literal(event.station)),
+                (window, P.line, line_lit),
+                (window, P.startTime, _dt(event.start or event.time)),
+                (window, P.endTime, _dt(event.end or event.time)),
             ]
         if event.equipment:
-            equipment = self.equipment(line, event.equipment)
-            eq_cls = PL[iris.EQUIPMENT_CLASS_BY_STEP[step]] if step in iris.EQUIPMENT_CLASS_BY_STEP else PL.Equipment
-            out += [(equipment, RDF.type, t) for t in types_of(eq_cls)]
-            out += [(proc, PL.usedEquipment, equipment), (equipment, PL.name, Literal(event.equipment))]
+            equipment = ox.NamedNode(self._equipment(line, event.equipment))
+            out += [(equipment, RDF_TYPE, t) for t in _types(iris.EQUIPMENT_CLASS_BY_STEP.get(step, "Equipment"))]
+            out += [(proc, P.usedEquipment, equipment), (equipment, P.name, ox.Literal(event.equipment))]
         # what the step worked on
         if event.kind == "created":
-            if proc != node:
-                out.append((proc, PL.hasOutput, node))
+            if proc != subject:
+                out.append((proc, P.hasOutput, subject))
         elif event.kind == "processed":
-            out += [(proc, PL.hasInput, node), (proc, PL.hasOutput, node)]
+            out += [(proc, P.hasInput, subject), (proc, P.hasOutput, subject)]
         else:  # consumed
-            out += [(proc, PL.hasInput, node), (node, PL.consumedAt, _dt(event.time))]
-        positives: list[URIRef] = []
-        negatives: list[URIRef] = []
+            out += [(proc, P.hasInput, subject), (subject, P.consumedAt, _dt(event.time))]
+        positives: list[ox.NamedNode] = []
+        negatives: list[ox.NamedNode] = []
         for i, used in enumerate(event.inputs):
-            out += self._input_triples(event, proc, node, i, used, producers)
+            source = self.entity_node(line, used.id)
+            out += self._input_triples(event, proc, subject, i, used, source, producers)
             if used.type == "ElectrodeSheet":
-                (positives if polarity_of(used.id) == "positive" else negatives).append(self.entity(line, used.id))
+                (positives if polarity_of(used.id) == "positive" else negatives).append(source)
         if event.kind == "created" and event.type == "CellStack":
-            out += [(node, PL.hasPositiveElectrodeSource, s) for s in positives]
-            out += [(node, PL.hasNegativeElectrodeSource, s) for s in negatives]
+            out += [(subject, P.hasPositiveElectrodeSource, s) for s in positives]
+            out += [(subject, P.hasNegativeElectrodeSource, s) for s in negatives]
         if event.kind == "created" and event.type == "Cell" and electrode_sources is not None:
-            out += [(node, PL.hasPositiveElectrodeSource, s) for s in electrode_sources[0]]
-            out += [(node, PL.hasNegativeElectrodeSource, s) for s in electrode_sources[1]]
+            out += [(subject, P.hasPositiveElectrodeSource, s) for s in electrode_sources[0]]
+            out += [(subject, P.hasNegativeElectrodeSource, s) for s in electrode_sources[1]]
         if event.kind == "created" and event.type == "RollSegment":
             for used in event.inputs:
                 if used.type == "CoatedRoll":
-                    roll = self.entity(line, used.id)
-                    out += [(node, PL.segmentOf, roll), (roll, PL.hasSegment, node)]
+                    roll = self.entity_node(line, used.id)
+                    out += [(subject, P.segmentOf, roll), (roll, P.hasSegment, subject)]
                     if used.from_m is not None and used.to_m is not None:
-                        out += [(node, PL.fromM, _num(used.from_m)), (node, PL.toM, _num(used.to_m))]
+                        out += [(subject, P.fromM, _num(used.from_m)), (subject, P.toM, _num(used.to_m))]
         if "length_m" in event.properties and not isinstance(event.properties["length_m"], (str, bool)):
-            out.append((node, PL.lengthM, _num(float(event.properties["length_m"]))))
+            out.append((subject, P.lengthM, _num(float(event.properties["length_m"]))))
         for key, value in event.parameters.items():
-            out += self.quantity_triples(proc, PL.hasParameter, URIRef(f"{proc}/parameter/{quote(key, safe='')}"),
-                                         PL.ParameterValue, key, value)
+            out += self.quantity_triples(proc, P.hasParameter,
+                                         ox.NamedNode(f"{proc_iri}/parameter/{quote(key, safe='')}"),
+                                         P.ParameterValue, key, value)
         if event.properties:
-            measurement = URIRef(f"{proc}/measurement")
-            out += [(proc, PL.hasMeasurement, measurement), (measurement, RDF.type, PL.Measurement),
-                    (measurement, RDF.type, iris.EMMO.EMMO_463bcfda_867b_41d9_a967_211d4d437cfb),
-                    (measurement, PL.hasInput, node)]
+            measurement = ox.NamedNode(proc_iri + "/measurement")
+            out += [(proc, P.hasMeasurement, measurement), (measurement, RDF_TYPE, P.Measurement),
+                    (measurement, RDF_TYPE, E.EMMO_463bcfda_867b_41d9_a967_211d4d437cfb),
+                    (measurement, P.hasInput, subject)]
             for key, value in event.properties.items():
-                out += self.quantity_triples(node, PL.hasMeasured,
-                                             URIRef(f"{proc}/property/{quote(key, safe='')}"),
-                                             PL.MeasuredValue, key, value)
+                out += self.quantity_triples(subject, P.hasMeasured,
+                                             ox.NamedNode(f"{proc_iri}/property/{quote(key, safe='')}"),
+                                             P.MeasuredValue, key, value)
         return out
 
-    def _input_triples(self, event: TraceEvent, proc: URIRef, node: URIRef, i: int, used: Input,
-                       producers: Mapping[str, URIRef]) -> list[Triple]:
-        source = self.entity(event.line, used.id)
-        out: list[Triple] = [(proc, PL.hasInput, source)]
-        if event.kind == "created" and proc != node and event.type != "RollSegment":
-            out.append((node, PL.derivedFrom, source))
+    def _input_triples(self, event: TraceEvent, proc: ox.NamedNode, subject: ox.NamedNode, i: int, used: Input,
+                       source: ox.NamedNode, producers: Mapping[str, ox.NamedNode | None]) -> list[Triple]:
+        out: list[Triple] = [(proc, P.hasInput, source)]
+        if event.kind == "created" and proc != subject and event.type != "RollSegment":
+            out.append((subject, P.derivedFrom, source))
         producer = producers.get(used.id)
         if producer is not None and producer != proc:
-            out.append((producer, PL.precedes, proc))
+            out.append((producer, P.precedes, proc))
         if used.from_m is not None and used.to_m is not None:
-            usage = URIRef(f"{proc}/input/{i}")
+            usage = ox.NamedNode(f"{proc.value}/input/{i}")
             out += [
-                (proc, PL.hasQualifiedInput, usage),
-                (usage, RDF.type, PL.InputUsage),
-                (usage, PL.usedEntity, source),
-                (usage, PL.fromM, _num(used.from_m)),
-                (usage, PL.toM, _num(used.to_m)),
+                (proc, P.hasQualifiedInput, usage),
+                (usage, RDF_TYPE, P.InputUsage),
+                (usage, P.usedEntity, source),
+                (usage, P.fromM, _num(used.from_m)),
+                (usage, P.toM, _num(used.to_m)),
             ]
         return out
 
@@ -310,48 +431,61 @@ class GraphBuilder:
     def prediction_triples(self, line: str, entity_id: str, model_name: str, model_version: str,
                            outputs: Mapping[str, float], std: Mapping[str, float], time: datetime,
                            run_key: str) -> list[Triple]:
-        entity = self.entity(line, entity_id)
-        run = URIRef(f"{entity}/prediction/{quote(run_key, safe='')}")
-        out: list[Triple] = [(run, RDF.type, t) for t in types_of(PL.PredictionRun)]
+        entity_iri = self._entity(line, entity_id)
+        run = ox.NamedNode(f"{entity_iri}/prediction/{quote(run_key, safe='')}")
+        out: list[Triple] = [(run, RDF_TYPE, t) for t in _types("PredictionRun")]
         out += [
-            (run, PL.predictionFor, entity),
-            (run, PL.modelName, Literal(model_name)),
-            (run, PL.modelVersion, Literal(model_version)),
-            (run, PL.eventTime, _dt(time)),
-            (run, PL.line, Literal(line)),
+            (run, P.predictionFor, ox.NamedNode(entity_iri)),
+            (run, P.modelName, ox.Literal(model_name)),
+            (run, P.modelVersion, ox.Literal(model_version)),
+            (run, P.eventTime, _dt(time)),
+            (run, P.line, ox.Literal(line)),
         ]
         for key, value in outputs.items():
-            out += self.quantity_triples(run, PL.hasPredicted, URIRef(f"{run}/output/{quote(key, safe='')}"),
-                                         PL.PredictedValue, key, value, std=std.get(key))
+            out += self.quantity_triples(run, P.hasPredicted,
+                                         ox.NamedNode(f"{run.value}/output/{quote(key, safe='')}"),
+                                         P.PredictedValue, key, value, std=std.get(key))
         return out
 
     def audit_triples(self, line: str, target_entity: str | None, setpoint: str | None, who: str, when: datetime,
                       before: Any, after: Any, why: str, model_version: str | None, run_key: str) -> list[Triple]:
-        record = URIRef(f"{self.base_iri}{quote(line, safe='')}/audit/{quote(run_key, safe='')}")
+        record = ox.NamedNode(f"{self.base_iri}{quote(line, safe='')}/audit/{quote(run_key, safe='')}")
         out: list[Triple] = [
-            (record, RDF.type, PL.AuditRecord),
-            (record, PL.line, Literal(line)),
-            (record, PL.who, Literal(who)),
-            (record, PL.eventTime, _dt(when)),
-            (record, PL.why, Literal(why)),
-            (record, PL.before, _json_literal(before)),
-            (record, PL.after, _json_literal(after)),
+            (record, RDF_TYPE, P.AuditRecord),
+            (record, P.line, ox.Literal(line)),
+            (record, P.who, ox.Literal(who)),
+            (record, P.eventTime, _dt(when)),
+            (record, P.why, ox.Literal(why)),
+            (record, P.before, _json_literal(before)),
+            (record, P.after, _json_literal(after)),
         ]
         if target_entity is not None:
-            out.append((record, PL.auditedEntity, self.entity(line, target_entity)))
+            out.append((record, P.auditedEntity, self.entity_node(line, target_entity)))
         if setpoint is not None:
-            out.append((record, PL.setpoint, Literal(setpoint)))
+            out.append((record, P.setpoint, ox.Literal(setpoint)))
         if model_version is not None:
-            out.append((record, PL.modelVersion, Literal(model_version)))
+            out.append((record, P.modelVersion, ox.Literal(model_version)))
         return out
 
 
-def _json_literal(value: Any) -> Literal:
+@lru_cache(maxsize=None)
+def _step_classes(step: str, kind: str, entity_type: str) -> tuple[ox.NamedNode, ...]:
+    """The classes of a step's process node (sorted by IRI, as before), worked out once per combination."""
+    step_cls = iris.STEP_CLASSES.get(step, "ProcessStep")
+    classes = set(types_of(PL[step_cls]))
+    if kind == "created" and step in ("Assembly",) and entity_type in iris.ASSEMBLY_SUBSTEP_BY_OUTPUT:
+        classes.update(types_of(PL[iris.ASSEMBLY_SUBSTEP_BY_OUTPUT[entity_type]]))
+    if entity_type == "FormationRun" and kind == "created":
+        classes.update(types_of(PL.FormationRun))
+    return tuple(ox.NamedNode(str(c)) for c in sorted(classes))
+
+
+def _json_literal(value: Any) -> ox.Literal:
     if isinstance(value, bool) or value is None or isinstance(value, (dict, list)):
-        return Literal(json.dumps(value, sort_keys=True))
+        return ox.Literal(json.dumps(value, sort_keys=True))
     if isinstance(value, (int, float)):
         return _num(float(value))
-    return Literal(str(value))
+    return ox.Literal(str(value))
 
 
 def polarity_of(entity_id: str) -> str | None:

@@ -30,9 +30,10 @@ from rdflib import XSD, Graph, Literal, URIRef
 from rdflib.graph import DATASET_DEFAULT_GRAPH_ID
 
 from ontology import iris
-from ontology.builder import GraphBuilder, Triple, vocabulary
+from ontology.builder import GraphBuilder, Triple, to_ox, to_rdflib, vocabulary_triples
 from ontology.events import ID_PATTERN, EventError, TraceEvent, check_id, check_number, parse_event, parse_time
 from ontology.iris import PL
+from ontology.oxstore import ox_select
 from ontology.quarantine import Entry, Quarantine
 from ontology.queries import load
 
@@ -63,6 +64,7 @@ class StoreConfig:
     batch_size: int = 2000
     queue_max: int = 1_000_000
     source_cache: int = 50_000
+    bulk_threshold: int = 50_000  # triples per batch from which Oxigraph writes with bulk_extend; 0 = never
 
 
 @dataclass
@@ -98,7 +100,7 @@ class GenealogyStore:
         self.quarantine = Quarantine(qpath)
         self._index: dict[str, tuple[str, int]] = {}  # "line\0id" -> (type, seq of the creating event; 0 = received)
         self._lines: set[str] = set()
-        self._sources: OrderedDict[str, tuple[tuple[URIRef, ...], tuple[URIRef, ...]]] = OrderedDict()
+        self._sources: OrderedDict[str, tuple[tuple[Any, ...], tuple[Any, ...]]] = OrderedDict()  # pyoxigraph IRIs
         self.counters = _Counters()
         self._queue: queue.Queue[tuple[str, Any]] = queue.Queue(maxsize=self.config.queue_max)
         self._stop = threading.Event()
@@ -142,7 +144,7 @@ class GenealogyStore:
         probe = (URIRef(str(PL)[:-1]), None, None)
         with self._lock:
             if next(iter(self.graph.triples(probe)), None) is None:
-                self._write(list(vocabulary()))
+                self._write(vocabulary_triples())
 
     def _rebuild_index(self) -> None:
         for row in self._select("index"):
@@ -292,21 +294,27 @@ class GenealogyStore:
                     path = self.config.path / "unwritten.nt" if self.config.path else None
                     if path is not None:
                         with path.open("a", encoding="utf-8") as fh:
-                            fh.writelines(f"{s.n3()} {p.n3()} {o.n3()} .\n" for s, p, o in triples)
+                            fh.writelines(f"{s} {p} {o} .\n" for s, p, o in triples)  # N-Triples terms
                     return
                 _time.sleep(delay)
                 delay = min(delay * 2, 10.0)
 
     def _write(self, triples: list[Triple]) -> None:
+        """Write one batch. On Oxigraph a large batch (a backlog or a bulk load) goes through `bulk_extend`, which
+        writes sorted files straight into RocksDB instead of checking every quad inside a transaction. It is not
+        transactional: a crash in the middle of such a batch can leave part of it written (set bulk_threshold to 0 to
+        keep every batch all-or-nothing)."""
         if self._ox is not None:
             import pyoxigraph as ox
-            from oxrdflib._converter import to_ox
 
-            default = ox.DefaultGraph()
-            self._ox.extend([ox.Quad(to_ox(s), to_ox(p), to_ox(o), default) for s, p, o in triples])
+            quads = [ox.Quad(s, p, o) for s, p, o in triples]
+            if self.config.bulk_threshold and len(quads) >= self.config.bulk_threshold:
+                self._ox.bulk_extend(quads)
+            else:
+                self._ox.extend(quads)
         else:
             with self._lock:
-                self.graph.addN((s, p, o, self.graph) for s, p, o in triples)
+                self.graph.addN((to_rdflib(s), to_rdflib(p), to_rdflib(o), self.graph) for s, p, o in triples)
         self.counters.triples_written += len(triples)
 
     def _mark_seq(self, line: str, seq: int) -> bool:
@@ -402,44 +410,44 @@ class GenealogyStore:
             released += self.quarantine.release_waiting(_key(line, lot))
         return released
 
-    def _producer(self, line: str, entity_id: str) -> URIRef | None:
+    def _producer(self, line: str, entity_id: str) -> Any:
         found = self._index.get(_key(line, entity_id))
         if found is None:
             return None
         entity_type, seq = found
         if seq == 0:
-            return self.builder.receiving(line, entity_id)
+            return self.builder.receiving_node(line, entity_id)
         if entity_type == "FormationRun":
-            return self.builder.entity(line, entity_id)
-        return self.builder.process(line, seq)
+            return self.builder.entity_node(line, entity_id)
+        return self.builder.process_node(line, seq)
 
     def _remember_sources(self, line: str, event: TraceEvent) -> None:
         from ontology.builder import polarity_of
 
-        pos = tuple(self.builder.entity(line, i.id) for i in event.inputs
+        pos = tuple(self.builder.entity_node(line, i.id) for i in event.inputs
                     if i.type == "ElectrodeSheet" and polarity_of(i.id) == "positive")
-        neg = tuple(self.builder.entity(line, i.id) for i in event.inputs
+        neg = tuple(self.builder.entity_node(line, i.id) for i in event.inputs
                     if i.type == "ElectrodeSheet" and polarity_of(i.id) == "negative")
         self._sources[_key(line, event.id)] = (pos, neg)
         while len(self._sources) > self.config.source_cache:
             self._sources.popitem(last=False)
 
-    def _cell_sources(self, event: TraceEvent) -> tuple[tuple[URIRef, ...], tuple[URIRef, ...]]:
-        pos: list[URIRef] = []
-        neg: list[URIRef] = []
+    def _cell_sources(self, event: TraceEvent) -> tuple[tuple[Any, ...], tuple[Any, ...]]:
+        pos: list[Any] = []
+        neg: list[Any] = []
         for used in event.inputs:
             if used.type == "ElectrodeSheet":
                 from ontology.builder import polarity_of
 
-                (pos if polarity_of(used.id) == "positive" else neg).append(self.builder.entity(event.line, used.id))
+                (pos if polarity_of(used.id) == "positive" else neg).append(self.builder.entity_node(event.line, used.id))
             if used.type != "CellStack":
                 continue
             cached = self._sources.get(_key(event.line, used.id))
             if cached is None:
                 stack = self.builder.entity(event.line, used.id)
                 with self._lock:
-                    cached = (tuple(self.graph.objects(stack, PL.hasPositiveElectrodeSource)),  # type: ignore[arg-type]
-                              tuple(self.graph.objects(stack, PL.hasNegativeElectrodeSource)))
+                    cached = (tuple(to_ox(o) for o in self.graph.objects(stack, PL.hasPositiveElectrodeSource)),
+                              tuple(to_ox(o) for o in self.graph.objects(stack, PL.hasNegativeElectrodeSource)))
             pos += cached[0]
             neg += cached[1]
         return tuple(pos), tuple(neg)
@@ -482,6 +490,8 @@ class GenealogyStore:
     # ------------------------------------------------------------------ queries
     def _select(self, name: str, **bindings: Any) -> list[dict[str, Any]]:
         init = {k: _term(v) for k, v in bindings.items()}
+        if self._ox is not None:
+            return ox_select(self._ox, name, init)
         with self._lock:
             result = self.graph.query(load(name), initBindings=init)
             rows = []
