@@ -384,7 +384,8 @@ def main() -> int:
     http_port = _env_port("PILOTLINE_HTTP_PORT", 8000)
     speed = os.environ.get("PILOTLINE_SPEED", "1")
     scenario = os.environ.get("PILOTLINE_SCENARIO", str(REPO / "simulator" / "scenarios" / "nominal.yaml"))
-    sim_args = ["--speed", speed, "--mqtt-url", mqtt.url, "--security", "none,sign,sign-encrypt"]
+    warmup = os.environ.get("PILOTLINE_WARMUP", "1800")  # simulated seconds run at full speed before pacing
+    sim_args = ["--speed", speed, "--warmup", warmup, "--mqtt-url", mqtt.url, "--security", "none,sign,sign-encrypt"]
     if Path(scenario).is_file():
         sim_args += ["--scenario", scenario]
     sim = Simulator(var / "simulator", opcua_port, sim_args)

@@ -91,6 +91,10 @@ def build_parser() -> argparse.ArgumentParser:
                    help="simulated start time (default: wall-clock UTC now); fix it to compare records exactly")
     p.add_argument("--duration", type=_positive(float), default=None,
                    help="stop after this many simulated seconds (default: run until Ctrl-C)")
+    p.add_argument("--warmup", type=float, default=0.0, metavar="SECONDS",
+                   help="begin this many simulated seconds before the start time and run them as fast as the "
+                        "machine can, so the line is full when pacing begins (scenario times and --duration count "
+                        "from the beginning of the warm-up; default 0)")
     p.add_argument("--profile-points", type=int, default=0,
                    help="extra cross-web beta-gauge tracks per lane (load generator for ingest benchmarks)")
     p.add_argument("--profile-array", action="store_true",
@@ -146,6 +150,9 @@ def main(argv: list[str] | None = None) -> int:
     except (ScenarioError, UsersFileError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
+    if not 0 <= args.warmup <= 7 * 86400:
+        print("error: --warmup must be between 0 and 604800 simulated seconds", file=sys.stderr)
+        return 2
     if args.profile_points < 0 or args.profile_points > 1000:
         print("error: --profile-points must be 0..1000", file=sys.stderr)
         return 2
@@ -158,6 +165,7 @@ def main(argv: list[str] | None = None) -> int:
     opts = Options(host=args.host, port=args.port, speed=args.speed, tick_s=args.tick, seed=args.seed,
                    line_id=args.line_id, data_dir=args.data_dir, security=args.security, mqtt_url=args.mqtt_url,
                    record=args.record, start_time=args.start_time, duration_s=args.duration,
+                   warmup_s=args.warmup,
                    profile_points=args.profile_points, profile_array=args.profile_array)
     users = LineUserManager(accounts, allow_anonymous=not args.no_anonymous)
     try:

@@ -12,7 +12,7 @@ import logging
 import signal
 import time
 from dataclasses import dataclass
-from datetime import datetime, timezone
+from datetime import datetime, timedelta, timezone
 from pathlib import Path
 from typing import Any
 
@@ -41,6 +41,7 @@ class Options:
     record: Path | None = None
     start_time: datetime | None = None
     duration_s: float | None = None
+    warmup_s: float = 0.0
     profile_points: int = 0
     profile_array: bool = False
 
@@ -48,7 +49,11 @@ class Options:
 class Runner:
     def __init__(self, opts: Options, scenario: Scenario, users: LineUserManager) -> None:
         self.opts = opts
-        start = opts.start_time or datetime.now(timezone.utc)
+        # the warm-up runs the line's first minutes before the start time, as fast as the machine can, so the line
+        # is full (coated, dried, calendered) when pacing begins instead of filling for half an hour of wall time
+        self.pace_from: datetime | None = opts.start_time
+        self.warmed_up = False
+        start = (opts.start_time or datetime.now(timezone.utc)) - timedelta(seconds=opts.warmup_s)
         self.plant = Plant(scenario, opts.seed, opts.line_id, start, opts.profile_points, opts.profile_array)
         self.recorder = Recorder(opts.record) if opts.record else None
         self.server = LineServer(self.plant, opts.host, opts.port, opts.data_dir, list(opts.security), users,
@@ -80,12 +85,24 @@ class Runner:
               + (f", record {self.opts.record}" if self.recorder else ""), flush=True)
         wall0 = time.monotonic()
         period = self.opts.tick_s / self.opts.speed
+        paced_steps = 0
+        anchored = self.opts.warmup_s <= 0
         try:
             while not self.stop_requested:
                 await self.step()
                 if self.opts.duration_s is not None and self.plant.t_s >= self.opts.duration_s:
                     break
-                delay = wall0 + self.steps * period - time.monotonic()
+                if self.warming_up():
+                    await asyncio.sleep(0)  # the server still answers and publishes
+                    continue
+                if not anchored:
+                    # the warm-up's last step may be up to a tick ahead of the wall clock: wait that out, so a
+                    # value's SourceTimestamp is when it is published (at --speed 1)
+                    ahead_s = 0.0 if self.pace_from is not None else max(
+                        0.0, (self.plant.now() - datetime.now(timezone.utc)).total_seconds() / self.opts.speed)
+                    wall0, paced_steps, anchored = time.monotonic() + ahead_s, 0, True
+                paced_steps += 1
+                delay = wall0 + paced_steps * period - time.monotonic()
                 await asyncio.sleep(max(delay, 0.0))
         finally:
             wall = max(time.monotonic() - wall0, 1e-9)
@@ -97,6 +114,15 @@ class Runner:
                 self.mqtt.close()
             if self.recorder:
                 self.recorder.close()
+
+    def warming_up(self) -> bool:
+        """Until the simulated clock reaches the start time (without one: the wall clock, which moves on while the
+        warm-up runs, so at --speed 1 the simulated clock then keeps step with it)."""
+        if self.opts.warmup_s <= 0 or self.warmed_up:
+            return False
+        until = self.pace_from or datetime.now(timezone.utc)
+        self.warmed_up = self.plant.now() >= until  # once over, it stays over (a late step does not restart it)
+        return not self.warmed_up
 
     async def step(self) -> None:
         plant = self.plant

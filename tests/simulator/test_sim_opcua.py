@@ -331,3 +331,35 @@ def test_readme_client_example_runs(simulator_factory: Any, tmp_path: Path) -> N
     out = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=60)
     assert out.returncode == 0, out.stderr[-2000:]
     assert float(out.stdout.strip()) == pytest.approx(730.8, rel=0.01)  # the actual pump flow followed the write
+
+
+async def test_warmup_fills_the_line_then_keeps_step_with_the_wall_clock(simulator_factory: Any,
+                                                                         tmp_path: Path) -> None:
+    """--warmup 1800 at --speed 1 (drift scenario: 20 m rolls): soon after the start the calendered density reads
+    Good (the first roll has been coated, dried and calendered in simulated time), and from then on the simulated
+    clock is the wall clock (within a few ticks), not half an hour behind or running ahead."""
+    from datetime import datetime, timezone
+
+    drift = Path(__file__).resolve().parents[2] / "simulator" / "scenarios" / "drift.yaml"
+    sim = simulator_factory(args=["--security", "none", "--speed", "1", "--warmup", "1800", "--scenario", str(drift)])
+    async with Client(sim.endpoint, timeout=10) as client:
+        ns = await ns_index(client)
+        await wait_good(client, ns, "Calendering.Cathode.CoatingDensity", timeout_s=60)
+        await wait_good(client, ns, "Drying.Cathode.MassLoading", timeout_s=5)
+        await asyncio.sleep(2.0)
+        lag_s = (datetime.now(timezone.utc) - await sim_time(client, ns)).total_seconds()
+        # a value is published when its simulated time comes, and stays until the next tick
+        assert -0.3 <= lag_s <= 1.5, f"simulated clock {lag_s:+.2f} s behind the wall clock after the warm-up"
+        t1 = await sim_time(client, ns)
+        await asyncio.sleep(3.0)
+        paced_s = (await sim_time(client, ns) - t1).total_seconds()
+        assert 2.0 <= paced_s <= 4.0, f"{paced_s} simulated s in 3 wall s: not paced at speed 1"
+
+
+def test_warmup_out_of_range_is_refused(tmp_path: Path) -> None:
+    import subprocess
+    import sys
+
+    out = subprocess.run([sys.executable, "-m", "simulator", "--warmup", "-5", "--data-dir", str(tmp_path)],
+                         capture_output=True, text=True, timeout=60)
+    assert out.returncode == 2 and "--warmup must be between 0 and" in out.stderr
