@@ -102,6 +102,7 @@ class RegistryModel:
         }
         outputs = [o["name"] if isinstance(o, Mapping) else str(o) for o in self.card["outputs"]]
         physics_keys = process_chain.flatten(process_chain.run_chain({}, "cathode")).keys()
+        self._defaults: dict[str, float] | None = None
         # "cathode_dry_mass_loading_mg_cm2" -> (cathode, "drying.dry_mass_loading_mg_cm2")
         self.output_map: dict[str, tuple[str, str]] = {}
         for out in outputs:
@@ -111,6 +112,11 @@ class RegistryModel:
                 self.output_map[out] = (electrode, match[0])
 
     def defaults(self) -> dict[str, float]:
+        if self._defaults is None:
+            self._defaults = self._process_chain_defaults()
+        return dict(self._defaults)
+
+    def _process_chain_defaults(self) -> dict[str, float]:
         out: dict[str, float] = {}
         for name in self.input_names:
             electrode, _, key = name.partition("_")

@@ -124,6 +124,9 @@ class Recommender:
         # filtered biases of a recommend(commit=False) not yet taken over by commit(): the live evaluation on every
         # gauge sample must not advance the filter, which is defined per control interval
         self._staged: dict[str, dict[tuple[str, str], float]] = {}
+        # each loop's last optimum: the next optimisation starts there (warm start; between two gauge samples the
+        # problem barely changes, so L-BFGS-B needs a step or two instead of ten)
+        self._last_x: dict[str, np.ndarray] = {}
         # setpoint node -> (value, monotonic time) of our last successful write (the controller fills it)
         self.commanded: dict[str, tuple[float, float]] = {}
         self.commanded_ttl_s = 120.0
@@ -323,8 +326,11 @@ class Recommender:
         if worst < self.deadband:
             return Refusal(loop_name, "on_target", f"every target within {self.deadband} tolerance", {"worst": worst})
         z_lo, z_hi = (lo - x0) / step, (hi - x0) / step
-        res = minimize(f_and_grad, np.clip(np.zeros_like(x0), z_lo, z_hi), jac=True, method="L-BFGS-B",
+        last = self._last_x.get(loop_name)
+        z0 = (last - x0) / step if last is not None and last.shape == x0.shape else np.zeros_like(x0)
+        res = minimize(f_and_grad, np.clip(z0, z_lo, z_hi), jac=True, method="L-BFGS-B",
                        bounds=list(zip(z_lo, z_hi, strict=True)), options={"maxiter": 100})
+        self._last_x[loop_name] = x0 + res.x * step
         x = np.clip(np.round(x0 + res.x * step, 2), lo, hi)
         y1 = evaluate(x)
         j1 = _scalar(self._objective(loop.targets, y1, bias))
