@@ -276,9 +276,22 @@ def stream_payload(ctx: TwinContext) -> dict[str, Any]:
         "alarms": [a.to_dict() for a in ctx.alarms.list()][:50],
         "recommendations": [r.to_dict() for r in recs],
         "refusals": {k: {"kind": r.kind, "reason": r.reason} for k, r in ctx.controller.last_refusal.items()},
+        "live_recommendations": {k: _live_summary(r) for k, r in ctx.controller.live.items()},
         "predictions": list(ctx.predictions)[-10:],
         "spc": live.spc()[-20:],
     })
+
+
+def _live_summary(live: Any) -> dict[str, Any]:
+    """What the dashboard shows of a loop's live recommendation: its outcome, age and, for a proposal, the moves."""
+    out: dict[str, Any] = {"kind": live.to_dict()["kind"], "computed_ns": live.computed_ns}
+    result = live.result
+    if out["kind"] == "proposal":
+        out["setpoints"] = [[c.input, c.before, c.after] for c in result.setpoints]
+        out["expected"] = [[e.signal, e.current, e.expected, e.target] for e in result.expected]
+    else:
+        out["reason"] = result.reason
+    return out
 
 
 @router.get("/stream", tags=["state"])

@@ -159,10 +159,20 @@ async function renderSpc(spc) {
   } catch (e) { /* retried */ }
 }
 
-function renderRecs(recs, refusals) {
+function liveText(live) {
+  // the live recommendation of each loop, re-evaluated on every gauge sample: what the next round would propose
+  return Object.entries(live || {}).map(([loop, v]) => {
+    if (v.kind !== "proposal") return loop + ": " + v.kind.replace(/_/g, " ");
+    const moves = v.setpoints.map((s) => s[0].split("_").slice(0, 2).join(" ") + " " + fmt(s[1]) + "→" + fmt(s[2]));
+    return loop + " now: " + moves.join(", ");
+  }).join(" · ");
+}
+
+function renderRecs(recs, refusals, live) {
   // re-render only on change: a button must not be replaced under the operator's pointer
   const sig = JSON.stringify([recs.map((r) => [r.id, r.state]), state.role]);
-  $("#refusals").textContent = Object.entries(refusals || {}).map(([k, v]) => k + ": " + v.kind).join(" · ");
+  $("#refusals").textContent = live && Object.keys(live).length ? liveText(live)
+    : Object.entries(refusals || {}).map(([k, v]) => k + ": " + v.kind).join(" · ");
   if (sig === renderRecs.last) return;
   renderRecs.last = sig;
   const tb = $("#recs tbody");
@@ -212,7 +222,7 @@ function render(s) {
   const sel = $("#mode-select"); if (document.activeElement !== sel) sel.value = s.mode;
   $("#updated").textContent = "updated " + new Date(s.time_ns / 1e6).toLocaleTimeString();
   renderOverview(s.signals);
-  renderRecs(s.recommendations, s.refusals);
+  renderRecs(s.recommendations, s.refusals, s.live_recommendations);
   renderAlarms(s.alarms);
   renderPreds(s.predictions);
   renderSpc(s.spc);
