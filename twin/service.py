@@ -135,11 +135,14 @@ class TwinService:
         self._mqtt_pub: Any = None
         self._tasks: list[asyncio.Task[None]] = []
         self._connector_up: dict[str, bool] = {}
-        # live recommendations: gauge samples not yet covered by an evaluation of their loop (received_ns each)
+        # live recommendations: gauge samples not yet covered by an evaluation of their loop (received_ns, time_ns)
         self._gauge_loops: tuple[str, dict[str, list[str]]] = ("", {})
-        self._due: dict[str, list[int]] = {}
+        self._due: dict[str, list[tuple[int, int]]] = {}
         self._due_wake: asyncio.Event | None = None
-        self.latency_ms: deque[float] = deque(maxlen=100_000)  # sample received -> live recommendation ready
+        # (received_ns, source time_ns, ready_ns) of the newest gauge samples: received -> live recommendation ready
+        # is the twin's own latency; from the source timestamp it includes the OPC UA publishing interval (only
+        # meaningful when the line's clock is the wall clock, i.e. not an accelerated simulator)
+        self.latencies: deque[tuple[int, int, int]] = deque(maxlen=100_000)
 
     # -- optional parts --------------------------------------------------------------------------------------------
     def _load_registry(self) -> Any:
@@ -206,7 +209,7 @@ class TwinService:
                 loops = gauges.get(f"{r.station}/{r.signal}")
                 if loops and r.received_ns:
                     for name in loops:
-                        self._due.setdefault(name, []).append(r.received_ns)
+                        self._due.setdefault(name, []).append((r.received_ns, r.time_ns))
                 v = r.value
                 if isinstance(v, bool):
                     v = 1.0 if v else 0.0
@@ -357,10 +360,9 @@ class TwinService:
                     log.exception("live evaluation of %s failed", loop_name)
                     continue
                 done = time.time_ns()
-                for r_ns in received:
-                    ms = (done - r_ns) / 1e6
-                    self.latency_ms.append(ms)
-                    self.metrics.sample_to_recommendation.observe(ms / 1e3)
+                for r_ns, t_ns in received:
+                    self.latencies.append((r_ns, t_ns, done))
+                    self.metrics.sample_to_recommendation.observe((done - r_ns) / 1e9)
             spent = time.perf_counter() - t0
             if duty < 1.0:
                 await asyncio.sleep(spent * (1.0 / duty - 1.0))
