@@ -31,6 +31,7 @@ QUERY_NAMES: Final = (
     "index",
     "seqs",
     "genealogy_nodes",
+    "genealogy_root_nodes",
 )
 
 

@@ -660,13 +660,24 @@ class GenealogyStore:
         return out
 
     def genealogy_graph(self, entity_id: str, line: str | None = None) -> Graph:
-        """The genealogy as RDF: every triple about the nodes genealogy_nodes.rq finds (a bounded description)."""
+        """The genealogy as RDF: every triple about the nodes genealogy_nodes.rq and genealogy_root_nodes.rq find
+        (a bounded description)."""
         _, line, _ = self.find(entity_id, line)
-        nodes = [row["node"] for row in self._select("genealogy_nodes", **self._root(entity_id, line))]
+        root = self._root(entity_id, line)
+        nodes = {row["node"] for name in ("genealogy_nodes", "genealogy_root_nodes") for row in self._select(name, **root)}
         out = Graph()
         for prefix, ns in (("pl", PL), ("emmo", iris.EMMO), ("echem", iris.ECHEM), ("battery", iris.BATTERY),
                            ("mfg", iris.MFG)):
             out.bind(prefix, ns)
+        if self._ox is not None:
+            import pyoxigraph as ox
+            from oxrdflib._converter import from_ox  # the terms as oxrdflib's graph.triples gives them
+
+            default = ox.DefaultGraph()
+            for node in sorted(nodes):
+                for quad in self._ox.quads_for_pattern(ox.NamedNode(str(node)), None, None, default):
+                    out.add((from_ox(quad.subject), from_ox(quad.predicate), from_ox(quad.object)))
+            return out
         with self._lock:
             for node in nodes:
                 for triple in self.graph.triples((node, None, None)):
