@@ -6,9 +6,11 @@ from __future__ import annotations
 
 import shutil
 import subprocess
+import threading
 import time
 import uuid
 from pathlib import Path
+from typing import Any
 
 import paho.mqtt.client as mqtt
 import pytest
@@ -110,30 +112,41 @@ def test_mosquitto_password_file_and_acl(tmp_path: Path) -> None:
         sub = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id="sub-" + line)
         sub.username_pw_set("twin", "tw")
         sub.on_message = lambda c, u, m: got.append(m.topic)
+        subscribed = threading.Event()
+        sub.on_subscribe = lambda c, u, mid, codes, props: subscribed.set()
         sub.connect(broker.host, broker.port)
         sub.subscribe(f"pilotline/{line}/#", qos=1)
         sub.loop_start()
-        time.sleep(0.3)
+        assert subscribed.wait(10), "no SUBACK from the broker"
 
-        def publish(user: str | None, pw: str | None, topic: str) -> int:
+        def publish(user: str | None, pw: str | None, topic: str) -> bool:
+            """Connect (waiting for the broker's CONNACK, accepted or refused), publish at QoS 1 if accepted."""
+            connack: list[Any] = []
+            answered = threading.Event()
             c = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id=f"p-{uuid.uuid4().hex[:6]}")
+            c.on_connect = lambda cl, u, flags, rc, props: (connack.append(rc), answered.set())
             if user:
                 c.username_pw_set(user, pw)
-            rc = c.connect(broker.host, broker.port)
+            c.connect(broker.host, broker.port)
             c.loop_start()
-            time.sleep(0.3)
-            connected = c.is_connected()
-            if connected:
-                c.publish(topic, b"{}", qos=1).wait_for_publish(3)
-            c.loop_stop()
-            c.disconnect()
-            return int(connected) if rc == 0 else 0
+            try:
+                assert answered.wait(10), "no CONNACK from the broker"
+                accepted = not connack[0].is_failure
+                if accepted:
+                    c.publish(topic, b"{}", qos=1).wait_for_publish(5)
+                return accepted
+            finally:
+                c.loop_stop()
+                c.disconnect()
 
-        assert publish(None, None, f"pilotline/{line}/trace") == 0  # anonymous is refused
-        assert publish("twin", "wrong", f"pilotline/{line}/trace") == 0
-        publish("twin", "tw", f"pilotline/{line}/trace")  # connects, but the ACL drops it
-        publish("simulator", "sim", f"pilotline/{line}/formation/CH-01/telemetry")
-        time.sleep(0.5)
+        assert not publish(None, None, f"pilotline/{line}/trace")  # anonymous is refused
+        assert not publish("twin", "wrong", f"pilotline/{line}/trace")
+        assert publish("twin", "tw", f"pilotline/{line}/trace")  # connects, but the ACL drops it
+        assert publish("simulator", "sim", f"pilotline/{line}/formation/CH-01/telemetry")
+        deadline = time.monotonic() + 10
+        while not got and time.monotonic() < deadline:
+            time.sleep(0.05)
+        time.sleep(0.5)  # the dropped trace message would have arrived before the telemetry one
         sub.loop_stop()
         sub.disconnect()
         assert got == [f"pilotline/{line}/formation/CH-01/telemetry"], got
