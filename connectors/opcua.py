@@ -108,10 +108,8 @@ class TraceContext:
 
     def __init__(self) -> None:
         self._h: dict[str, dict[str, _History]] = {}
-        self.version = 0  # bumped by every update: samples tagged at an unchanged version need no re-tagging
 
     def update(self, station: str, key: str, t_ns: int, value: TraceValue | None) -> None:
-        self.version += 1
         self._h.setdefault(station, {}).setdefault(key, _History()).set(t_ns, value)
 
     def at(self, station: str, t_ns: int) -> dict[str, TraceValue]:
@@ -256,7 +254,9 @@ class OpcuaConnector:
         self._handles: dict[int, NodeInfo] = {}
         self._event_fields: list[str] = []
         self._pending: list[Sample] = []
-        self._pending_version = 0
+        # newest source time of the held samples per station: an ID update at or before it makes their tags stale
+        self._pending_newest: dict[str, int] = {}
+        self._retag = False
         self._flush_timer: asyncio.TimerHandle | None = None
         self._connected_evt = asyncio.Event()
         if self._saved and self._saved.get("context"):
@@ -842,7 +842,10 @@ class OpcuaConnector:
             val: TraceValue | None = float(v) if isinstance(v, int | float) and not isinstance(v, bool) else None
         else:
             val = v if isinstance(v, str) and v else None
-        self.context.update(info.station, info.trace_key, self._timestamp(dv, received_ns), val)
+        t_ns = self._timestamp(dv, received_ns)
+        if t_ns <= self._pending_newest.get(info.station, -1):
+            self._retag = True  # the server delivered this ID after samples of the same instant (rare)
+        self.context.update(info.station, info.trace_key, t_ns, val)
 
     def _on_batch(self, changes: list[tuple[int, ua.DataValue]], events: list[Any], status_change: bool,
                   seq: int | None) -> None:
@@ -897,7 +900,10 @@ class OpcuaConnector:
                 self.live_sink(tagged)
             except Exception:  # noqa: BLE001 - the live path must never cost the store path its data
                 log.exception("OPC UA live sink failed")
-        self._pending_version = self.context.version
+        newest = self._pending_newest
+        for smp in tagged:
+            if smp.time_ns > newest.get(smp.station, -1):
+                newest[smp.station] = smp.time_ns
         self._pending.extend(tagged)
         if self._flush_timer is None:
             # the next publish response normally flushes; when the server has nothing more to say, this does
@@ -934,8 +940,9 @@ class OpcuaConnector:
         events, self._pending_events = self._pending_events, []
         seqs, self._pending_seqs = self._pending_seqs, []
         # an ID that arrived since they were tagged may belong to their instant: tag them again (rare)
-        out: list[Sample | TraceEvent | Rejected] = list(
-            pending if self.context.version == self._pending_version else self._tag(pending))
+        out: list[Sample | TraceEvent | Rejected] = list(self._tag(pending) if self._retag else pending)
+        self._retag = False
+        self._pending_newest = {}
         out.extend(events)
         sub_id = self._sub_id
 
