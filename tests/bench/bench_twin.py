@@ -162,7 +162,7 @@ async def test_bench_twin(tmp_path: Path, influxd: Any, simulator_factory: Any) 
     runs = []
     events: list[dict[str, Any]] = []
     plan = [  # speed, publishing interval, only the cathode loop's nodes, live path, seconds measured
-        (1.0, 100.0, False, True, 90.0), (1.0, 100.0, False, False, 90.0),
+        (1.0, 100.0, False, True, 90.0), (1.0, 100.0, False, False, 90.0), (1.0, 20.0, True, True, 90.0),
         (60.0, 100.0, False, True, 30.0), (60.0, 100.0, False, False, 30.0), (60.0, 20.0, True, True, 30.0)]
     for i, (speed, publishing_ms, cathode_only, live, run_s) in enumerate(plan):
         lat = await _latency(tmp_path / f"run{i}", influxd, simulator_factory, speed, publishing_ms, cathode_only,
