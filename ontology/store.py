@@ -533,17 +533,15 @@ class GenealogyStore:
         entities: dict[str, dict[str, Any]] = {}
         steps: dict[tuple[str, str], dict[str, Any]] = {}
         for row in self._select("upstream", **root):
-            item = entities.setdefault(row["id"], {"id": row["id"], "type": row["type"], "iri": str(row["entity"]),
-                                                   "steps": [], "parameters": {}, "measured": {}})
-            field_name = _FIELD_NAMES.get(str(row["p"]), str(row["p"]))
-            if "proc" not in row:
-                item[field_name] = row["value"]
-                continue
-            step = steps.get((row["id"], str(row["proc"])))
-            if step is None:
+            item = entities.get(row["id"])
+            if item is None:
+                item = entities[row["id"]] = {"id": row["id"], "type": row["type"], "iri": str(row["entity"]),
+                                              "steps": [], "parameters": {}, "measured": {}}
+                item.update((name, row[var]) for var, name in _ENTITY_FIELDS if var in row)
+            if (row["id"], str(row["proc"])) not in steps:
                 step = steps[(row["id"], str(row["proc"]))] = {"iri": str(row["proc"])}
+                step.update((name, row[var]) for var, name in _STEP_FIELDS if var in row)
                 item["steps"].append(step)
-            step[field_name] = row["value"]
         for item in entities.values():
             item["steps"].sort(key=lambda s: (s.get("seq") or 0))
         quantities: dict[str, dict[str, Any]] = {}
@@ -578,12 +576,20 @@ class GenealogyStore:
                                                                "tags": {"line": r["line"]},
                                                                "start": r["start"], "end": r["end"]}}
                for r in self._select("raw_data", **root)]
+        seg_rows = self._select("segments", **root)
+        seg_values: dict[tuple[str, str, str], dict[str, Any]] = {}
+        for r in seg_rows:
+            field_name = "unit" if str(r["p"]) == str(PL.unitCode) else "value"
+            seg_values.setdefault((r["sheetId"], r["segmentId"], str(r["q"])), {})[field_name] = r["value"]
         segments: dict[tuple[str, str], dict[str, Any]] = {}
-        for r in self._select("segments", **root):
+        for r in seg_rows:
+            value = seg_values[(r["sheetId"], r["segmentId"], str(r["q"]))]
+            if "value" not in value:
+                continue  # a quantity without a number (as before: only numeric measurements are listed)
             seg = segments.setdefault((r["sheetId"], r["segmentId"]), {
                 "sheet": r["sheetId"], "segment": r["segmentId"], "roll": r["rollId"],
                 "from_m": r["segFrom"], "to_m": r["segTo"], "measured": {}})
-            seg["measured"][r["key"]] = {"value": r.get("value"), "unit": r.get("unit")}
+            seg["measured"][r["key"]] = {"value": value["value"], "unit": value.get("unit")}
         formation: dict[str, dict[str, Any]] = {}
         results: dict[str, dict[str, Any]] = {}
         for r in self._select("formation", **root):
@@ -836,6 +842,10 @@ _FIELD_NAMES: Final = {
     str(iris.EMMO_HAS_NUMBER_VALUE): "value", str(PL.fromM): "from_m", str(PL.toM): "to_m",
     str(PL.setpoint): "setpoint", str(PL.before): "before", str(PL.after): "after", str(PL.modelVersion): "model_version",
 }
+# upstream.rq columns -> genealogy JSON fields (of an entity, of one of its steps)
+_ENTITY_FIELDS: Final = (("polarity", "polarity"), ("length", "length_m"))
+_STEP_FIELDS: Final = (("step", "step"), ("kind", "kind"), ("seq", "seq"), ("time", "time"), ("start", "start"),
+                       ("end", "end"), ("station", "station"), ("equipment", "equipment"))
 _GENERIC_VALUE_TYPES: Final = {str(PL.MeasuredValue), str(PL.ParameterValue), str(PL.PredictedValue)}
 
 
