@@ -12,7 +12,10 @@ Oxigraph store (the production backend) is measured at the full size; rdflib's i
 same size so the two are compared like for like in the same run.
 
 Measured: build = add_event() for every event + flush() (the background worker checks, places and writes), as
-events/s; RSS growth of the process; store size on disk; upstream trace = the upstream.rq query (the whole tree of
+events/s. The feeder behaves like a plant that produces events at most as fast as they are placed: add_event never
+blocks, but the feeder waits while more than `--backlog` events are queued (a backlog is held in memory as the raw
+event dicts, so feeding all 530 000 events at once would measure the queue, not the store). RSS: growth at the end
+and the peak growth sampled during the build; store size on disk; upstream trace = the upstream.rq query (the whole tree of
 one cell with its steps) and the full genealogy() answer (all queries of the API's JSON); downstream recall = the
 cells cut from a random 15 m stretch of a random roll (downstream_range.rq), and all cells of a random slurry batch.
 """
@@ -98,7 +101,8 @@ def measure(calls: list[Any], budget_s: float, cap_s: float = 20.0) -> dict[str,
     return pct(samples)
 
 
-def run(backend: str, cells: int, samples: int, seed: int = 1, budget_s: float = 120.0) -> dict[str, Any]:
+def run(backend: str, cells: int, samples: int, seed: int = 1, budget_s: float = 120.0,
+        backlog: int = 20_000) -> dict[str, Any]:
     history = PlantHistory(cells=cells, roll_length_m=200.0, segment_m=10.0, pitch_m=0.5, keep_truth=False,
                            seed=seed)
     tmp = Path(tempfile.mkdtemp(prefix=f"bench-genealogy-{backend}-"))
@@ -107,20 +111,29 @@ def run(backend: str, cells: int, samples: int, seed: int = 1, budget_s: float =
     try:
         store = GenealogyStore(StoreConfig(path=tmp, backend=backend))  # type: ignore[arg-type]
         events = 0
+        peak = 0.0
+        waited_s = 0.0
         t0 = time.perf_counter()
         for event in history.events():
             store.add_event(event)
             events += 1
-        enqueue_s = time.perf_counter() - t0
+            if events % 1000 == 0:
+                peak = max(peak, rss_mb())
+                while store._queue.qsize() > backlog:
+                    w0 = time.perf_counter()
+                    time.sleep(0.01)
+                    waited_s += time.perf_counter() - w0
+        enqueue_s = time.perf_counter() - t0 - waited_s
         assert store.flush(timeout=24 * 3600)
         build_s = time.perf_counter() - t0
+        peak = max(peak, rss_mb())
         status = store.status()
         assert status["quarantined_now"] == 0 and status["placed"] == events
         out: dict[str, Any] = {
             "backend": backend, "cells": cells, "events": events, "triples": len(store),
             "build_s": round(build_s, 2), "build_events_per_s": round(events / build_s, 1),
-            "add_event_calls_per_s": round(events / enqueue_s, 1),
-            "rss_growth_mb": round(rss_mb() - rss0, 1),
+            "add_event_calls_per_s": round(events / enqueue_s, 1), "feeder_backlog_max": backlog,
+            "rss_growth_mb": round(rss_mb() - rss0, 1), "rss_peak_growth_mb": round(peak - rss0, 1),
             "disk_mb": round(dir_mb(tmp), 1) if backend == "oxigraph" else None,
         }
         rng = random.Random(seed)
@@ -144,13 +157,16 @@ def run(backend: str, cells: int, samples: int, seed: int = 1, budget_s: float =
         shutil.rmtree(tmp, ignore_errors=True)
 
 
-def benchmark(cells: int, memory_cells: int, samples: int) -> dict[str, Any]:
-    results = {"target": "upstream trace p99 <= 20 ms at 100 000 cells (oxigraph)",
-               "machine": {"cpus": os.cpu_count(), "loadavg_at_start": os.getloadavg()}}
-    results["baseline_memory"] = run("memory", memory_cells, samples, budget_s=60.0)
-    results["oxigraph_same_size"] = run("oxigraph", memory_cells, samples)
+def benchmark(cells: int, memory_cells: int, samples: int, backlog: int = 20_000) -> dict[str, Any]:
+    results: dict[str, Any] = {"target": "upstream trace p99 <= 20 ms at 100 000 cells (oxigraph)",
+                               "machine": {"cpus": os.cpu_count(), "loadavg_at_start": os.getloadavg()}}
+    results["baseline_memory"] = run("memory", memory_cells, samples, budget_s=60.0, backlog=backlog)
+    results["oxigraph_same_size"] = run("oxigraph", memory_cells, samples, backlog=backlog)
     if cells != memory_cells:
-        results["oxigraph_full"] = run("oxigraph", cells, samples)
+        results["oxigraph_full"] = run("oxigraph", cells, samples, backlog=backlog)
+    full = results.get("oxigraph_full", results["oxigraph_same_size"])
+    results["target_met"] = bool(full["cells"] >= 100_000 and "stopped" not in full["upstream_trace_query"]
+                                 and full["upstream_trace_query"]["p99_ms"] <= 20.0)
     return results
 
 
@@ -168,8 +184,9 @@ def main() -> None:
     parser.add_argument("--cells", type=int, default=100_000)
     parser.add_argument("--memory-cells", type=int, default=1000)
     parser.add_argument("--samples", type=int, default=200)
+    parser.add_argument("--backlog", type=int, default=20_000, help="most events the feeder lets wait in the queue")
     args = parser.parse_args()
-    print(json.dumps(benchmark(args.cells, args.memory_cells, args.samples), indent=2))
+    print(json.dumps(benchmark(args.cells, args.memory_cells, args.samples, args.backlog), indent=2))
 
 
 if __name__ == "__main__":
