@@ -141,6 +141,11 @@ def test_dashboard_live_approve_viewer_genealogy(stack: Any) -> None:
                     continue
                 proposal = item["proposal"]
                 assert proposal["expected"] and 0 <= proposal["confidence"] <= 1
+                # the live recommendation of each loop is shown beside the queue, as the API reports it
+                live = rec["live"]
+                assert live and all(v["kind"] for v in live.values())
+                page.wait_for_function("document.querySelector('#refusals').textContent.includes(' now: ') || "
+                                       "/: [a-z ]+$/.test(document.querySelector('#refusals').textContent)")
                 # a viewer sees the same queue, but the button is disabled and the API answers 403
                 vpage.wait_for_selector(f"button.approve[data-id='{rec_id}'][disabled]", timeout=20_000)
                 assert _api(f"{url}/api/recommendations/{rec_id}/approve", tokens["viewer"], "POST", {})[0] == 403
