@@ -40,14 +40,19 @@ def values_block(bindings: Mapping[str, Identifier]) -> str:
     return "VALUES ({}) {{ ({}) }}".format(" ".join(f"?{n}" for n in names), " ".join(terms))
 
 
+def inline_values(query: str, bindings: Mapping[str, Identifier]) -> str:
+    """`query` with `bindings` as a VALUES block at the start of its first WHERE group."""
+    match = _WHERE.search(query)
+    if match is None:
+        raise ValueError("the query has no WHERE group to bind values in")
+    return f"{query[:match.end()]}\n  {values_block(bindings)}\n{query[match.end():]}"
+
+
 class BoundOxigraphStore(OxigraphStore):
     def query(self, query: Any, initNs: Mapping[str, Any], initBindings: Mapping[str, Identifier],  # noqa: N803
               queryGraph: str, **kwargs: object) -> Result:  # noqa: N803
-        if initBindings and isinstance(query, str):
-            match = _WHERE.search(query)
-            if match is not None:
-                query = f"{query[:match.end()]}\n  {values_block(initBindings)}\n{query[match.end():]}"
-                initBindings = {}
+        if initBindings and isinstance(query, str) and _WHERE.search(query) is not None:
+            query, initBindings = inline_values(query, initBindings), {}
         return super().query(query, initNs, initBindings, queryGraph, **kwargs)
 
 

@@ -33,7 +33,7 @@ from ontology import iris
 from ontology.builder import GraphBuilder, Triple, to_ox, to_rdflib, vocabulary_triples
 from ontology.events import ID_PATTERN, EventError, TraceEvent, check_id, check_number, parse_event, parse_time
 from ontology.iris import PL
-from ontology.oxstore import ox_select
+from ontology.oxstore import inline_values, ox_select
 from ontology.quarantine import Entry, Quarantine
 from ontology.queries import load
 
@@ -142,7 +142,12 @@ class GenealogyStore:
             store = SPARQLUpdateStore(cfg.query_endpoint, cfg.update_endpoint or cfg.query_endpoint)
             if cfg.path is not None:
                 cfg.path.mkdir(parents=True, exist_ok=True)
-            return Graph(store=store, identifier=DATASET_DEFAULT_GRAPH_ID), None
+            graph = Graph(store=store, identifier=DATASET_DEFAULT_GRAPH_ID)
+            # rdflib would send the identifier as default-graph-uri=urn:x-rdflib:default with every query, i.e. ask
+            # the endpoint for an empty named graph; "union" makes it send no dataset, so the endpoint's default
+            # graph (where _write inserts) is queried
+            graph.default_union = True
+            return graph, None
         raise ValueError(f"backend must be oxigraph, memory or sparql, got {cfg.backend!r}")
 
     def _ensure_vocabulary(self) -> None:
@@ -328,6 +333,20 @@ class GenealogyStore:
                 self._ox.bulk_extend(quads)
             else:
                 self._ox.extend(quads)
+        elif self.config.backend == "sparql":
+            # INSERT DATA written from pyoxigraph's N-Triples serialisation of each term (escaped by pyoxigraph):
+            # rdflib's SPARQLUpdateStore refuses blank nodes, and the vocabulary's OWL lists are blank nodes (one
+            # request keeps their labels together; the vocabulary is far below one chunk)
+            with self._lock:
+                for i in range(0, len(triples), 20_000):
+                    body = "\n".join(f"{s} {p} {o} ." for s, p, o in triples[i:i + 20_000])
+                    try:
+                        self.graph.store.update(f"INSERT DATA {{\n{body}\n}}")  # type: ignore[attr-defined]
+                    except Exception:
+                        # SPARQLUpdateStore keeps a failed update in its buffer and would send it again with the
+                        # next one; the retry sends it itself
+                        self.graph.store.rollback()  # type: ignore[attr-defined]
+                        raise
         else:
             with self._lock:
                 self.graph.addN((to_rdflib(s), to_rdflib(p), to_rdflib(o), self.graph) for s, p, o in triples)
@@ -508,8 +527,13 @@ class GenealogyStore:
         init = {k: _term(v) for k, v in bindings.items()}
         if self._ox is not None:
             return ox_select(self._ox, name, init)
+        text = load(name)
+        if self.config.backend == "sparql" and init:
+            # rdflib's SPARQLStore appends bindings as a VALUES clause *after* the WHERE group, where FILTERs inside
+            # the group (downstream_range's positions) still see them unbound; put the same escaped terms first
+            text, init = inline_values(text, init), {}
         with self._lock:
-            result = self.graph.query(load(name), initBindings=init)
+            result = self.graph.query(text, initBindings=init)
             rows = []
             for row in result:
                 rows.append({str(var): _py(row[var]) for var in result.vars if row[var] is not None})  # type: ignore[index]
