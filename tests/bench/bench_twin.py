@@ -1,6 +1,7 @@
 """Sample-to-recommendation latency and predictions per second of the twin, against the real simulator.
 
-Run: ``.venv/bin/python -m pytest -q -s tests/bench/bench_twin.py --override-ini addopts=`` (or ``make bench``).
+Run: ``.venv/bin/python -m pytest -q -s tests/bench/bench_twin.py --override-ini addopts=`` (or ``make bench``);
+``TWIN_BENCH_RUNS=0,2`` runs only those entries of the plan in ``test_bench_twin``.
 
 Latency: the twin service runs in-process against the simulator (drift scenario) in advisory mode and measures it
 itself (``TwinService.latencies``; the ``twin_sample_to_recommendation_seconds`` histogram at /metrics): from the
@@ -28,6 +29,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
 import time
 from pathlib import Path
 from typing import Any
@@ -167,7 +169,10 @@ async def test_bench_twin(tmp_path: Path, influxd: Any, simulator_factory: Any) 
     plan = [  # speed, publishing interval, only the cathode loop's nodes, live path, seconds measured
         (1.0, 100.0, False, True, 90.0), (1.0, 100.0, False, False, 90.0), (1.0, 20.0, True, True, 90.0),
         (60.0, 100.0, False, True, 30.0), (60.0, 100.0, False, False, 30.0), (60.0, 20.0, True, True, 30.0)]
+    only = {int(i) for i in os.environ.get("TWIN_BENCH_RUNS", "").split(",") if i.strip()}  # e.g. "0,2"
     for i, (speed, publishing_ms, cathode_only, live, run_s) in enumerate(plan):
+        if only and i not in only:
+            continue
         lat = await _latency(tmp_path / f"run{i}", influxd, simulator_factory, speed, publishing_ms, cathode_only,
                              live, run_s)
         events = events or lat.pop("events")
