@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Mapping
+from datetime import datetime, timezone
 from functools import lru_cache
 from typing import Any
 
@@ -20,6 +21,7 @@ from oxrdflib import OxigraphStore
 from rdflib.query import Result
 from rdflib.term import BNode, Identifier, Literal, URIRef
 
+from ontology.builder import to_ox
 from ontology.queries import load
 
 _WHERE = re.compile(r"\bWHERE\s*\{", re.IGNORECASE)
@@ -85,27 +87,25 @@ def ox_values_block(bindings: Mapping[str, ox.NamedNode | ox.Literal]) -> str:
 
 
 def _rdflib_to_ox(term: Identifier) -> ox.NamedNode | ox.Literal:
-    if isinstance(term, URIRef):
-        return ox.NamedNode(str(term))
-    if isinstance(term, Literal):
-        if term.language:
-            return ox.Literal(str(term), language=term.language)
-        return ox.Literal(str(term), datatype=ox.NamedNode(str(term.datatype)) if term.datatype else None)
-    raise ValueError(f"a bound value must be an IRI or a literal, got {term!r}")
+    if not isinstance(term, (URIRef, Literal)):
+        raise ValueError(f"a bound value must be an IRI or a literal, got {term!r}")
+    return to_ox(term)  # type: ignore[return-value]
 
 
-@lru_cache(maxsize=65536)
-def _slow_literal(value: str, datatype: str, language: str | None) -> Any:
-    """What rdflib's Literal.toPython gives (dates as ISO 8601 UTC with Z), for the datatypes without a fast path."""
-    from datetime import datetime, timezone
-
-    lit = Literal(value, lang=language) if language else Literal(value, datatype=URIRef(datatype))
+def literal_python(lit: Literal) -> Any:
+    """What the genealogy answers hold for a literal: rdflib's Python value, dates as ISO 8601 UTC with Z."""
     py = lit.toPython()
     if isinstance(py, datetime):
         return py.astimezone(timezone.utc).isoformat().replace("+00:00", "Z") if py.tzinfo else py.isoformat()
     if isinstance(py, Literal):
         return str(py)
     return py
+
+
+@lru_cache(maxsize=65536)
+def _slow_literal(value: str, datatype: str, language: str | None) -> Any:
+    """``literal_python`` for the datatypes without a fast path."""
+    return literal_python(Literal(value, lang=language) if language else Literal(value, datatype=URIRef(datatype)))
 
 
 def py_value(term: Any) -> Any:

@@ -33,7 +33,7 @@ from ontology import iris
 from ontology.builder import GraphBuilder, Triple, to_ox, to_rdflib, vocabulary_triples
 from ontology.events import ID_PATTERN, EventError, TraceEvent, check_id, check_number, parse_event, parse_time
 from ontology.iris import PL
-from ontology.oxstore import inline_values, ox_select
+from ontology.oxstore import inline_values, literal_python, ox_select
 from ontology.quarantine import Entry, Quarantine
 from ontology.queries import load
 
@@ -903,14 +903,7 @@ def _term(value: Any) -> Any:
 
 
 def _py(term: Any) -> Any:
-    if isinstance(term, Literal):
-        value = term.toPython()
-        if isinstance(value, datetime):
-            return value.astimezone(timezone.utc).isoformat().replace("+00:00", "Z") if value.tzinfo else value.isoformat()
-        if isinstance(value, Literal):
-            return str(value)
-        return value
-    return term
+    return literal_python(term) if isinstance(term, Literal) else term
 
 
 def _aware(value: Any) -> datetime:
