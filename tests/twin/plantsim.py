@@ -101,6 +101,17 @@ class Plant:
         live.update("Coating/Cathode/WebSpeed", SPEED_M_MIN, t_ns)
         return m
 
+    def run(self, live: LiveState, until_s: float, dt_s: float = 2.0) -> None:
+        """Feed the gauges every ``dt_s`` simulated seconds until ``until_s``."""
+        while self.t_s < until_s:
+            self.feed(live)
+            self.t_s += dt_s
+
+    def drifted(self, live: LiveState, until_s: float = 5000.0) -> None:
+        """From 3500 s, when solid content has drifted to 0.66 (mass loading low), to ``until_s``."""
+        self.t_s = 3500.0
+        self.run(live, until_s)
+
     async def write(self, node: str, value: float) -> tuple[bool, str]:
         self.writes.append((node, value))
         hist = self.pump if "PumpFlowRate" in node else self.load

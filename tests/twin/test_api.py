@@ -53,10 +53,7 @@ class Env:
         return {"Authorization": f"Bearer {self.tok[role]}"}
 
     def drift(self, until_s: float = 5000.0) -> None:
-        self.plant.t_s = 3500.0
-        while self.plant.t_s < until_s:
-            self.plant.feed(self.live)
-            self.plant.t_s += 2.0
+        self.plant.drifted(self.live, until_s)
 
 
 @pytest.fixture

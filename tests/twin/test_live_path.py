@@ -67,10 +67,7 @@ async def test_each_sample_reaches_subscribers_once_with_the_stored_trace_ids(tm
 
 async def test_live_evaluation_leaves_the_bias_filter_to_the_round_which_takes_it_over() -> None:
     plant, live = Plant(), new_live()
-    plant.t_s = 3500.0  # solid content has drifted: mass loading is low
-    while plant.t_s < 5000.0:
-        plant.feed(live)
-        plant.t_s += 2.0
+    plant.drifted(live)  # solid content has drifted: mass loading is low
     rec = Recommender(control_settings(), PhysicsModel(), live)
     calls = Counter[str]()
     recommend = rec.recommend
@@ -95,9 +92,7 @@ async def test_live_evaluation_leaves_the_bias_filter_to_the_round_which_takes_i
     assert len(out) == 1 and out[0].proposal is result  # type: ignore[union-attr]
     assert set(rec.biases) == {("Cathode", t.signal) for t in rec.product.loops["Cathode"].targets}
     biases = dict(rec.biases)
-    for _ in range(100):  # the drift goes on, no gauge triggers an evaluation
-        plant.feed(live)
-        plant.t_s += 2.0
+    plant.run(live, plant.t_s + 200.0)  # the drift goes on, no gauge triggers an evaluation
     await ctl.run_round()  # nothing evaluated since the last round: it computes, and the filter takes its step
     assert calls == {"live": 5, "commit": 1}
     assert rec.biases != biases

@@ -69,10 +69,7 @@ async def test_closed_loop_rejects_drift_on_the_physics() -> None:
 
 async def test_proposal_moves_the_right_way_within_step_and_bounds() -> None:
     plant, live = Plant(), new_live()
-    plant.t_s = 3500.0  # solid content has drifted to 0.66: mass loading low, so more pump flow
-    while plant.t_s < 5000.0:
-        plant.feed(live)
-        plant.t_s += 2.0
+    plant.drifted(live)  # solid content has drifted to 0.66: mass loading low, so more pump flow
     rec = Recommender(control_settings(), PhysicsModel(), live)
     p = rec.recommend("Cathode")
     assert isinstance(p, Proposal), p
@@ -86,9 +83,7 @@ async def test_proposal_moves_the_right_way_within_step_and_bounds() -> None:
 
 async def test_no_recommendation_from_bad_quality_or_out_of_domain_state() -> None:
     plant, live = Plant(), new_live()
-    for _ in range(400):
-        plant.feed(live)
-        plant.t_s += 2.0
+    plant.run(live, 800.0)  # 400 samples
     rec = Recommender(control_settings(), PhysicsModel(), live)
     t_ns = int(plant.t_s * 1e9) + 1_700_000_000_000_000_000
     live.update("Drying/Cathode/MassLoading", float("nan"), t_ns, quality="bad")
@@ -142,10 +137,7 @@ async def test_modes_roles_grant_and_fallback() -> None:
 
 async def test_advisory_approve_reject_and_no_write_without_grant() -> None:
     plant, live = Plant(), new_live()
-    plant.t_s = 3500.0
-    while plant.t_s < 5000.0:
-        plant.feed(live)
-        plant.t_s += 2.0
+    plant.drifted(live)
     grant = [False]
     ctl = _controller(plant, live, grant)
     out = await ctl.run_round()
@@ -178,10 +170,7 @@ async def test_advisory_approve_reject_and_no_write_without_grant() -> None:
 async def test_scalarised_objective_seed002_eq3() -> None:
     """The seed 002 eq. 3 scalarisation (every property in the minimised set, scaled to [0, 1]) moves the same way."""
     plant, live = Plant(), new_live()
-    plant.t_s = 3500.0
-    while plant.t_s < 5000.0:
-        plant.feed(live)
-        plant.t_s += 2.0
+    plant.drifted(live)
     settings = control_settings()
     settings.active.objective = "scalarised"
     p = Recommender(settings, PhysicsModel(), live).recommend("Cathode")
