@@ -59,9 +59,13 @@ class LiveRecommendation:
     result: Proposal | Refusal
     computed_ns: int
 
+    @property
+    def kind(self) -> str:
+        """``proposal``, or the refusal's kind."""
+        return "proposal" if isinstance(self.result, Proposal) else self.result.kind
+
     def to_dict(self) -> dict[str, Any]:
-        kind = "proposal" if isinstance(self.result, Proposal) else self.result.kind
-        return {"loop": self.loop, "kind": kind, "computed_ns": self.computed_ns, "result": asdict(self.result)}
+        return {"loop": self.loop, "kind": self.kind, "computed_ns": self.computed_ns, "result": asdict(self.result)}
 
 
 @dataclass
@@ -189,9 +193,8 @@ class Controller:
         """Recompute one loop's recommendation now (no proposal, no write): alarms for a model out of its domain,
         and in closed loop an untrustworthy state drops to advisory at once rather than at the next round."""
         result = self.recommender.recommend(loop_name, commit=commit)
-        self.live[loop_name] = LiveRecommendation(loop_name, result, time.time_ns())
-        kind = "proposal" if isinstance(result, Proposal) else result.kind
-        self.evaluations[kind] = self.evaluations.get(kind, 0) + 1
+        live = self.live[loop_name] = LiveRecommendation(loop_name, result, time.time_ns())
+        self.evaluations[live.kind] = self.evaluations.get(live.kind, 0) + 1
         if isinstance(result, Refusal):
             self.last_refusal[loop_name] = result
             if result.kind == "out_of_domain":

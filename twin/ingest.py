@@ -251,8 +251,8 @@ class IngestPipeline:
 
     async def _process(self, items: list[tuple[Sequence[Record | Rejected], Ack | None, bool]]) -> None:
         good: list[Record] = []
+        fresh: list[Record] = []  # what the subscribers have not had yet (the live path handed them its samples)
         rejected: list[Rejected] = []
-        already: set[int] = set()  # ids of samples the live path handed to the subscribers
         now = time.time_ns()
         check = self.validator.check
         for records, _, dispatched in items:
@@ -261,8 +261,8 @@ class IngestPipeline:
                     bad = check(r, now)
                     if bad is None:
                         good.append(r)
-                        if dispatched:
-                            already.add(id(r))
+                        if not dispatched:
+                            fresh.append(r)
                     else:
                         rejected.append(bad)
                 elif isinstance(r, TraceEvent):
@@ -275,6 +275,7 @@ class IngestPipeline:
                         self._seen_trace.pop(next(iter(self._seen_trace)))
                     self.counts["trace_events"] += 1
                     good.append(r)
+                    fresh.append(r)
                 elif isinstance(r, Rejected):
                     rejected.append(r)
         self.counts["received"] += len(good) + len(rejected)
@@ -309,7 +310,6 @@ class IngestPipeline:
         if rejected:
             self.counts["rejected"] += len(rejected)
             await asyncio.to_thread(self.quarantine.add_many, rejected)
-        fresh = [r for r in good if id(r) not in already] if already else good
         if fresh:
             await self._dispatch(fresh)
 

@@ -284,7 +284,7 @@ def stream_payload(ctx: TwinContext) -> dict[str, Any]:
 
 def _live_summary(live: Any) -> dict[str, Any]:
     """What the dashboard shows of a loop's live recommendation: its outcome, age and, for a proposal, the moves."""
-    out: dict[str, Any] = {"kind": live.to_dict()["kind"], "computed_ns": live.computed_ns}
+    out: dict[str, Any] = {"kind": live.kind, "computed_ns": live.computed_ns}
     result = live.result
     if out["kind"] == "proposal":
         out["setpoints"] = [[c.input, c.before, c.after] for c in result.setpoints]
