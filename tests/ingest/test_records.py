@@ -20,6 +20,7 @@ from connectors.records import (
     iso_to_ns,
     ns_to_iso,
 )
+from tests.trace_contract import README_TRACE_EVENT
 
 ids = st.from_regex(r"\A[A-Z][A-Z0-9]{0,5}(-[A-Z0-9]{1,6}){1,3}\Z")
 names = st.text(st.characters(min_codepoint=32, max_codepoint=0x2FF), min_size=1, max_size=20)
@@ -71,14 +72,7 @@ def test_iso_ns_round_trip(t: int) -> None:
     assert iso_to_ns(ns_to_iso(t)) == t
 
 
-README_EXAMPLE = {
-    "schema": "pilotline.trace.v1", "seq": 42, "line": "PL1", "time": "2026-11-21T10:00:00.000000Z",
-    "kind": "created", "id": "CR-C-000001", "type": "CoatedRoll", "step": "Coating", "station": "Coating/Cathode",
-    "equipment": "SlotDieCoater-C", "start": "2026-11-21T09:00:00.000000Z", "end": "2026-11-21T10:00:00.000000Z",
-    "inputs": [{"id": "SB-C-000001", "type": "SlurryBatch", "from_m": 0.0, "to_m": 200.0}],
-    "parameters": {"pump_flow_rate_cm3_h": 696.0, "web_speed_m_min": 1.0},
-    "properties": {"length_m": 200.0, "mass_loading_mg_cm2_mean": 14.31},
-}
+README_EXAMPLE = README_TRACE_EVENT
 
 
 def test_readme_trace_event_example_parses_and_round_trips() -> None:

@@ -12,15 +12,9 @@ from hypothesis import strategies as st
 
 from ontology.builder import GraphBuilder, split_key, unit_iri
 from ontology.events import EventError, parse_event
+from tests.trace_contract import README_TRACE_EVENT
 
-GOOD: dict[str, Any] = {
-    "schema": "pilotline.trace.v1", "seq": 42, "line": "PL1", "time": "2026-11-21T10:00:00.000000Z",
-    "kind": "created", "id": "CR-C-000001", "type": "CoatedRoll", "step": "Coating", "station": "Coating/Cathode",
-    "equipment": "SlotDieCoater-C", "start": "2026-11-21T09:00:00.000000Z", "end": "2026-11-21T10:00:00.000000Z",
-    "inputs": [{"id": "SB-C-000001", "type": "SlurryBatch", "from_m": 0.0, "to_m": 200.0}],
-    "parameters": {"pump_flow_rate_cm3_h": 696.0, "web_speed_m_min": 1.0},
-    "properties": {"length_m": 200.0, "mass_loading_mg_cm2_mean": 14.31},
-}
+GOOD: dict[str, Any] = README_TRACE_EVENT
 
 
 def with_(path: tuple[Any, ...], value: Any) -> dict[str, Any]:
