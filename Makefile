@@ -7,13 +7,17 @@ STAMP := $(VENV)/.installed
 SUDO := $(shell [ "$$(id -u)" = "0" ] || echo sudo)
 DEBS := influxdb mosquitto mosquitto-clients victoria-metrics chromium chromium-driver
 
-.PHONY: run test deps debs venv bench clean
+.PHONY: run test test-faults deps debs venv bench clean
 
 run: deps
 	$(VPY) -m deploy.localstack
 
 test: deps
 	$(VPY) -m pytest -q $(PYTEST_ARGS)
+
+# The long fault-injection schedules (database, broker, hung/killed servers, small budgets, clock offsets, disk full).
+test-faults: deps
+	$(VPY) -m pytest -q -m faults $(PYTEST_ARGS)
 
 bench: deps
 	$(VPY) -m pytest -q -s tests/bench --override-ini addopts= $(PYTEST_ARGS)
