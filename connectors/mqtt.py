@@ -30,6 +30,35 @@ Ack = Callable[[], None]
 Sink = Callable[[Sequence[Sample | TraceEvent | Rejected], Ack | None], None]
 
 
+def paho_client(cfg: MqttConfig, *, client_id: str, clean_session: bool, manual_ack: bool = False) -> mqtt.Client:
+    """A paho client set up from ``cfg`` the one way: auth, TLS (CA, client certificate), reconnect backoff, in-flight
+    window. Every MQTT client of the twin is made here, so none of them can ignore a security or reconnect setting."""
+    c = mqtt.Client(CallbackAPIVersion.VERSION2, client_id=client_id, clean_session=clean_session,
+                    protocol=mqtt.MQTTv311, manual_ack=manual_ack)
+    c.max_inflight_messages_set(cfg.max_inflight)
+    c.max_queued_messages_set(0)
+    c.reconnect_delay_set(min_delay=max(1, int(cfg.reconnect_min_s)), max_delay=max(1, int(cfg.reconnect_max_s)))
+    if cfg.username:
+        c.username_pw_set(cfg.username, cfg.password or None)
+    if cfg.tls.enabled or urlparse(cfg.url).scheme in ("mqtts", "ssl"):
+        t = cfg.tls
+        c.tls_set(
+            ca_certs=str(t.ca_file) if t.ca_file else None,
+            certfile=str(t.cert_file) if t.cert_file else None,
+            keyfile=str(t.key_file) if t.key_file else None,
+            cert_reqs=ssl.CERT_NONE if t.insecure_skip_verify else ssl.CERT_REQUIRED,
+        )
+        if t.insecure_skip_verify:
+            c.tls_insecure_set(True)
+    return c
+
+
+def broker_address(cfg: MqttConfig) -> tuple[str, int]:
+    u = urlparse(cfg.url)
+    tls = cfg.tls.enabled or u.scheme in ("mqtts", "ssl")
+    return u.hostname or "127.0.0.1", u.port or (8883 if tls else 1883)
+
+
 @dataclass
 class MqttState:
     connected: bool = False
@@ -46,34 +75,13 @@ class MqttConnector:
         self.cfg = cfg
         self.sink = sink
         self.state = MqttState()
-        u = urlparse(cfg.url)
-        self.host = u.hostname or "127.0.0.1"
-        self.tls = cfg.tls.enabled or u.scheme in ("mqtts", "ssl")
-        self.port = u.port or (8883 if self.tls else 1883)
+        self.host, self.port = broker_address(cfg)
         self._client = self._make_client()
         self._started = False
         self._lock = threading.Lock()
 
     def _make_client(self) -> mqtt.Client:
-        c = mqtt.Client(
-            CallbackAPIVersion.VERSION2, client_id=self.cfg.client_id, clean_session=self.cfg.clean_session,
-            protocol=mqtt.MQTTv311, manual_ack=True,
-        )
-        c.max_inflight_messages_set(self.cfg.max_inflight)
-        c.max_queued_messages_set(0)
-        c.reconnect_delay_set(min_delay=max(1, int(self.cfg.reconnect_min_s)), max_delay=max(1, int(self.cfg.reconnect_max_s)))
-        if self.cfg.username:
-            c.username_pw_set(self.cfg.username, self.cfg.password or None)
-        if self.tls:
-            t = self.cfg.tls
-            c.tls_set(
-                ca_certs=str(t.ca_file) if t.ca_file else None,
-                certfile=str(t.cert_file) if t.cert_file else None,
-                keyfile=str(t.key_file) if t.key_file else None,
-                cert_reqs=ssl.CERT_NONE if t.insecure_skip_verify else ssl.CERT_REQUIRED,
-            )
-            if t.insecure_skip_verify:
-                c.tls_insecure_set(True)
+        c = paho_client(self.cfg, client_id=self.cfg.client_id, clean_session=self.cfg.clean_session, manual_ack=True)
         c.on_connect = self._on_connect
         c.on_disconnect = self._on_disconnect
         c.on_message = self._on_message
@@ -134,3 +142,57 @@ class MqttConnector:
             mid, qos = msg.mid, msg.qos
             ack = lambda: client.ack(mid, qos)  # noqa: E731 - a closure per message is the point
         self.sink(records, ack)
+
+
+class MqttPublisher:
+    """Publishes the twin's own messages (recommendations) with the connector's settings: same broker, auth, TLS and
+    reconnect backoff, a client id of its own (``<client_id>-pub``) and a clean session, since it subscribes to
+    nothing. paho keeps QoS 1 messages published while the broker is away and sends them on reconnect."""
+
+    def __init__(self, cfg: MqttConfig) -> None:
+        self.cfg = cfg
+        self.host, self.port = broker_address(cfg)
+        self.state = MqttState()
+        self._client = paho_client(cfg, client_id=f"{cfg.client_id}-pub", clean_session=True)
+        self._client.max_queued_messages_set(1000)  # bounded: a long broker outage drops the oldest proposals
+        self._client.on_connect = self._on_connect
+        self._client.on_disconnect = self._on_disconnect
+        self._started = False
+
+    def _on_connect(self, client: mqtt.Client, userdata: Any, flags: Any, reason_code: Any, properties: Any) -> None:
+        if reason_code.is_failure:
+            self.state.last_error = f"connect refused: {reason_code}"
+            log.error("MQTT publisher: %s:%d refused the connection: %s", self.host, self.port, reason_code)
+            return
+        self.state.connected = True
+        self.state.connects += 1
+
+    def _on_disconnect(self, client: mqtt.Client, userdata: Any, flags: Any, reason_code: Any,
+                       properties: Any) -> None:
+        self.state.connected = False
+        if self._started:
+            self.state.last_error = f"disconnected: {reason_code}"
+
+    def start(self) -> None:
+        if self._started:
+            return
+        self._started = True
+        self._client.connect_async(self.host, self.port, keepalive=self.cfg.keepalive_s)
+        self._client.loop_start()
+
+    def publish(self, topic: str, payload: str, qos: int = 1) -> bool:
+        """False when paho could not queue the message (its bounded queue is full); never raises or blocks."""
+        info = self._client.publish(topic, payload, qos=qos)
+        if info.rc != mqtt.MQTT_ERR_SUCCESS and info.rc != mqtt.MQTT_ERR_NO_CONN:
+            self.state.rejected += 1
+            return False
+        self.state.messages += 1
+        return True
+
+    def stop(self) -> None:
+        if not self._started:
+            return
+        self._started = False
+        self._client.disconnect()
+        self._client.loop_stop()
+        self.state.connected = False

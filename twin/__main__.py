@@ -20,6 +20,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 from twin.config import Config, ConfigError, load_config
+from twin.logs import quiet_libraries
 
 log = logging.getLogger("twin")
 
@@ -83,7 +84,7 @@ async def _run_ingest(cfg: Config, opcua: bool, mqtt: bool) -> int:
 
 def _ingest(args: argparse.Namespace) -> int:
     logging.basicConfig(level=args.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    logging.getLogger("asyncua").setLevel(logging.WARNING)
+    quiet_libraries()
     cfg = _load(args)
     return asyncio.run(_run_ingest(cfg, not args.no_opcua, not args.no_mqtt))
 

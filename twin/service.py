@@ -32,67 +32,15 @@ from twin.config import Config
 from twin.context import TwinContext
 from twin.control import Controller
 from twin.ingest import IngestPipeline, cancel_tasks
+from twin.logs import setup_logging
 from twin.live import LiveState
 from twin.metrics import Metrics
 from twin.plant_model import PhysicsModel, PlantModel, RegistryModel
 from twin.predict import Prediction, Predictor, prediction_lines
 from twin.recommend import Recommender
+from twin.setpoint_port import SetpointPort
 
 log = logging.getLogger("twin.service")
-
-
-class JsonFormatter(logging.Formatter):
-    """Structured logs: one JSON object per line (time, level, logger, message, and any ``extra`` fields)."""
-
-    def format(self, record: logging.LogRecord) -> str:
-        out: dict[str, Any] = {"time": self.formatTime(record, "%Y-%m-%dT%H:%M:%S"), "level": record.levelname,
-                               "logger": record.name, "msg": record.getMessage()}
-        if record.exc_info:
-            out["exc"] = self.formatException(record.exc_info)
-        return json.dumps(out, default=str)
-
-
-def setup_logging(level: str = "INFO") -> None:
-    handler = logging.StreamHandler()
-    handler.setFormatter(JsonFormatter())
-    root = logging.getLogger()
-    root.handlers[:] = [handler]
-    root.setLevel(level)
-
-
-class SetpointPort:
-    """The controller's way to the line: write a setpoint and read the grant, through the OPC UA connector.
-
-    The connector's writer checks EURange and the grant itself and never retries blindly; here we only adapt its
-    answer to ``(ok, status text)`` and treat a missing connector as a refused write.
-    """
-
-    def __init__(self, pipeline: IngestPipeline, live: LiveState, grant_node: str) -> None:
-        self.pipeline = pipeline
-        self.live = live
-        self.grant_node = grant_node
-
-    def _client(self) -> Any:
-        return getattr(self.pipeline, "opcua", None)
-
-    async def write(self, node: str, value: float) -> tuple[bool, str]:
-        client = self._client()
-        if client is None or not hasattr(client, "write_setpoint"):
-            return False, "no OPC UA connection: setpoints cannot be written"
-        result = await client.write_setpoint(node, float(value))
-        ok = bool(getattr(result, "ok", result is True))
-        status = str(getattr(result, "status", "Good" if ok else "refused"))
-        message = getattr(result, "message", "")
-        return ok, f"{status} {message}".strip()
-
-    async def read_grant(self) -> bool:
-        client = self._client()
-        if client is not None and hasattr(client, "read_grant"):
-            return bool(await client.read_grant())
-        # without a read path, the last sampled value of the grant node (the connector subscribes to it)
-        key = self.grant_node.removeprefix("PilotLine/")
-        last = self.live.value(key) or self.live.value(f"{key.rsplit('/', 1)[0]}/{key.rsplit('/', 1)[-1]}")
-        return bool(last is not None and last.quality == "good" and last.value >= 0.5)
 
 
 class TwinService:
@@ -397,20 +345,10 @@ class TwinService:
     def _start_mqtt_publisher(self) -> None:
         if not self.cfg.mqtt.enabled:
             return
-        import paho.mqtt.client as mqtt
-        from urllib.parse import urlparse
+        from connectors.mqtt import MqttPublisher
 
-        u = urlparse(self.cfg.mqtt.url)
-        client = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id=f"{self.cfg.mqtt.client_id}-pub",
-                             clean_session=True)
-        if self.cfg.mqtt.username:
-            client.username_pw_set(self.cfg.mqtt.username, self.cfg.mqtt.password)
-        if u.scheme in ("mqtts", "ssl"):
-            client.tls_set()
-        client.reconnect_delay_set(1, 10)
-        client.connect_async(u.hostname or "127.0.0.1", u.port or 1883, keepalive=30)
-        client.loop_start()
-        self._mqtt_pub = client
+        self._mqtt_pub = MqttPublisher(self.cfg.mqtt)
+        self._mqtt_pub.start()
 
     async def start(self) -> None:
         self._due_wake = asyncio.Event()
@@ -430,8 +368,7 @@ class TwinService:
         await cancel_tasks(self._tasks)
         gc.unfreeze()  # what start() froze may become garbage now (several services in one process: tests)
         if self._mqtt_pub is not None:
-            self._mqtt_pub.loop_stop()
-            self._mqtt_pub.disconnect()
+            self._mqtt_pub.stop()
         await self.pipeline.stop()
         if self._query is not None:
             await self._query.close()
@@ -466,7 +403,6 @@ def run(config_path: str | None, opcua_password: str | None = None) -> int:
     from twin.config import load_config
 
     setup_logging()
-    logging.getLogger("asyncua").setLevel(logging.WARNING)
     cfg = load_config(config_path)
     if opcua_password is not None:
         cfg.opcua.password = opcua_password

@@ -110,3 +110,39 @@ async def test_tls_with_a_ca_file(tmp_path: Path, mosquitto_factory: Any) -> Non
     finally:
         ok.stop()
         wrong.stop()
+
+
+async def test_recommendation_publisher_uses_the_connectors_tls_and_auth(tmp_path: Path, mosquitto_factory: Any) -> None:
+    """The twin's publisher is made from the same MqttConfig as the connector: a private CA and a password work for
+    both (it used to call ``tls_set()`` with the system CAs and never reached a broker signed by the line's CA)."""
+    from connectors.mqtt import MqttPublisher
+
+    ca, cert, key = _tls_files(tmp_path)
+    pw = tmp_path / "passwd"
+    subprocess.run(["mosquitto_passwd", "-c", "-b", str(pw), "twin", "s3cret"], check=True)
+    broker = mosquitto_factory(extra_config=f"cafile {ca}\ncertfile {cert}\nkeyfile {key}\n"
+                                            f"allow_anonymous false\npassword_file {pw}\n")
+    cfg = MqttConfig(url=f"mqtts://127.0.0.1:{broker.port}", client_id="twin-tls", username="twin",
+                     password="s3cret", tls={"enabled": True, "ca_file": ca}, topics=["pilotline/+/recommendations"])
+    got: list[Any] = []
+    listener = MqttConnector(cfg, lambda recs, ack: (got.append(recs), ack() if ack else None))
+    pub = MqttPublisher(cfg)
+    listener.start()
+    pub.start()
+    try:
+        for _ in range(200):
+            if listener.state.connected and pub.state.connected:
+                break
+            await asyncio.sleep(0.05)
+        assert pub.state.connected, pub.state
+        assert listener.state.connected, listener.state
+        await asyncio.sleep(0.3)  # the listener's SUBACK
+        assert pub.publish("pilotline/PL1/recommendations", json.dumps({"id": 1, "loop": "cathode"}))
+        deadline = time.monotonic() + 5
+        while not got and time.monotonic() < deadline:
+            await asyncio.sleep(0.05)
+    finally:
+        pub.stop()
+        listener.stop()
+    assert pub.state.messages == 1
+    assert got, "the recommendation never reached a subscriber through the TLS broker"
