@@ -94,7 +94,7 @@ class SpoolConfig(_Model):
 
 class QuarantineConfig(_Model):
     dir: Path = Path("var/quarantine")
-    max_bytes: int = Field(256 * 1024 * 1024, ge=4096)  # oldest files are removed beyond this
+    max_bytes: int = Field(256 * 1024 * 1024, ge=4096)  # all files together stay within this (rotation, oldest dropped)
     keep_raw_bytes: int = Field(65536, ge=64)  # a raw payload is truncated to this many bytes
 
 
