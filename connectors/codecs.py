@@ -18,12 +18,12 @@ with a reason (``malformed_json``, ``schema``, ``topic``); it never raises.
 from __future__ import annotations
 
 import json
-import math
 import re
 from collections.abc import Mapping
 from typing import Any, Final
 
 from connectors.records import (
+    Quality,
     RecordError,
     Rejected,
     Sample,
@@ -88,7 +88,7 @@ def decode_cycler(topic: str, line: str, channel: str, kind: str, raw: bytes,
     seq = d.get("seq")
     if isinstance(seq, bool) or not isinstance(seq, int) or seq < 0:
         return Rejected("schema", f"cycler {kind} needs an integer seq >= 0, got {seq!r}", topic, raw, received_ns)
-    quality = "good"
+    quality: Quality = "good"
     if "time" in d or "time_ns" in d:
         try:
             t_ns = _ns_from_json(d.get("time", d.get("time_ns")), "time")
@@ -107,7 +107,8 @@ def decode_cycler(topic: str, line: str, channel: str, kind: str, raw: bytes,
             if not isinstance(v, str):
                 return Rejected("schema", f"{member} must be a string ID, got {v!r}", topic, raw, received_ns)
             trace[key] = v
-    units = d.get("units") if isinstance(d.get("units"), Mapping) else {}
+    units_member = d.get("units")
+    units: Mapping[str, Any] = units_member if isinstance(units_member, Mapping) else {}
     out: list[Sample] = []
     for member, v in d.items():
         if member in SKIP_MEMBERS or member in ID_MEMBERS:
@@ -116,8 +117,7 @@ def decode_cycler(topic: str, line: str, channel: str, kind: str, raw: bytes,
             continue  # nested structures are not samples (documented)
         name, unit = split_unit(member)
         unit = str(units.get(member, units.get(name.lower(), unit)))
-        if isinstance(v, float) and not math.isfinite(v):
-            pass  # kept: validation quarantines it with reason "nan"
+        # a NaN or infinite value is kept here: validation quarantines it with reason "nan"
         if kind == "result":
             name = f"Result{name}"
         out.append(Sample(t_ns, line, f"Formation/{channel}", name, v, unit, quality, topic, trace, received_ns,

@@ -117,7 +117,7 @@ class MqttConnector:
         session = getattr(flags, "session_present", False)
         log.info("MQTT connected to %s:%d (session present: %s); subscribing %s", self.host, self.port, session,
                  self.cfg.topics)
-        client.subscribe([(t, self.cfg.qos) for t in self.cfg.topics])
+        client.subscribe([(t, int(self.cfg.qos)) for t in self.cfg.topics])
 
     def _on_disconnect(self, client: mqtt.Client, userdata: Any, flags: Any, reason_code: Any,
                        properties: Any) -> None:
@@ -140,7 +140,10 @@ class MqttConnector:
         ack: Ack | None = None
         if msg.qos > 0:
             mid, qos = msg.mid, msg.qos
-            ack = lambda: client.ack(mid, qos)  # noqa: E731 - a closure per message is the point
+
+            def ack() -> None:  # a closure per message is the point
+                client.ack(mid, qos)
+
         self.sink(records, ack)
 
 

@@ -53,8 +53,9 @@ class Validator:
         return Rejected(key, detail, s.source or f"{s.station}/{s.signal}", repr(s.value), s.time_ns, s)
 
     def _reason(self, s: Sample, now_ns: int) -> tuple[str, str] | None:  # noqa: C901 - one flat list of rules
+        names: tuple[object, ...] = (s.line, s.station, s.signal, s.unit, s.quality,
+                                     tuple(s.tags.items()) if s.tags else ())
         try:
-            names = (s.line, s.station, s.signal, s.unit, s.quality, tuple(s.tags.items()) if s.tags else ())
             known = names in self._names_ok
         except TypeError:  # unhashable junk in a field: the full checks below say what
             names, known = (), False

@@ -61,7 +61,7 @@ def validate(seed: int, n: int, directory: Path | None = None, processes: int = 
                               "failures": [e for e in data["errors"] if e], "models": {}}
     for name in reg.names:
         res = reg.predict(name, xs)
-        per_output = {}
+        per_output: dict[str, dict[str, Any]] = {}
         for o, pred in res.outputs.items():
             t = np.asarray(truth[o], dtype=float)
             ok = np.isfinite(t) & res.in_domain

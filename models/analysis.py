@@ -149,9 +149,11 @@ def pareto_front(reg: ModelRegistry, n_levels: int = 6, n_life_levels: int = 5, 
     u = qmc.Sobol(len(names), scramble=True, seed=seed).random(n_screen)
     xs = lo + u * (hi - lo)
     ys = _predict_design(reg, xs, names, fixed)
-    e_levels = np.linspace(*np.percentile(ys["specific_energy_Wh_kg"], [5, 99]), n_levels)
-    l_levels = np.linspace(*np.percentile(ys["cycles_to_80"], [5, 95]), n_life_levels)
-    points = []
+    e_lo, e_hi = np.percentile(ys["specific_energy_Wh_kg"], [5, 99])
+    l_lo, l_hi = np.percentile(ys["cycles_to_80"], [5, 95])
+    e_levels = np.linspace(float(e_lo), float(e_hi), n_levels)
+    l_levels = np.linspace(float(l_lo), float(l_hi), n_life_levels)
+    points: list[dict[str, Any]] = []
     for eps_e in e_levels:
         for eps_l in l_levels:
             feas = (ys["specific_energy_Wh_kg"] >= eps_e) & (ys["cycles_to_80"] >= eps_l)
@@ -282,7 +284,7 @@ def plant_costs() -> dict[str, Any]:
                 "depreciation_usd_per_cell", "line_throughput_cells_h", "good_cells_per_year", "annual_GWh",
                 "energy_kWh_per_kWh_cell", "capex_usd", "energy_Wh_C3", "specific_energy_Wh_kg_C3",
                 "energy_density_Wh_L_C3", "cycles_to_80"]
-        row = {k: float(y[k][0]) for k in keys}
+        row: dict[str, Any] = {k: float(y[k][0]) for k in keys}
         row["materials_share"] = row["materials_usd_per_cell"] / row["cost_usd_per_cell"]
         row["bottleneck"] = cost_mod.station_names(cost_mod.PLANTS[plant])[int(y["bottleneck_index"][0])]
         row["coater_web_speed_m_min"], row["coating_width_mm"] = speed, width

@@ -240,8 +240,8 @@ def _run_chunk(args: tuple[int, dict[str, FloatArray], str]) -> tuple[int, str]:
     assert _WORKER_MODEL is not None
     t0 = time.perf_counter()
     out, failed, errors = evaluate_chain(x, _WORKER_MODEL)
-    np.savez(path, **{f"x__{k}": v for k, v in x.items()}, **{f"y__{k}": v for k, v in out.items()},
-             failed=failed, errors=np.asarray(errors, dtype=str), seconds=time.perf_counter() - t0)
+    arrays: dict[str, Any] = {f"x__{k}": v for k, v in x.items()} | {f"y__{k}": v for k, v in out.items()}
+    np.savez(path, **arrays, failed=failed, errors=np.asarray(errors, dtype=str), seconds=time.perf_counter() - t0)
     return idx, path
 
 

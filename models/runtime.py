@@ -129,7 +129,7 @@ class ModelRegistry:
         low_bad = x < m.low
         high_bad = x > m.high
         out_mask = low_bad | high_bad
-        in_domain = ~out_mask.any(axis=1)
+        in_domain = np.asarray(~out_mask.any(axis=1), dtype=bool)
         violations: list[dict[str, str]] = []
         for r in range(len(x)):
             if in_domain[r]:

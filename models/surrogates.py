@@ -21,7 +21,7 @@ train/test splits (each refit with one member of the selected family).
 from __future__ import annotations
 
 import warnings
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -202,7 +202,7 @@ def _gp_dof(gp: Pipeline, xt: FloatArray) -> float:
     return float(np.trace(k_signal @ np.linalg.inv(k_all)))
 
 
-FITTERS = {"mlp": fit_mlp, "poly_ridge": fit_poly_ridge, "gp": fit_gp}
+FITTERS: dict[str, Callable[..., Family]] = {"mlp": fit_mlp, "poly_ridge": fit_poly_ridge, "gp": fit_gp}
 
 
 @dataclass

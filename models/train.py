@@ -90,7 +90,7 @@ def fit_and_export(name: str, description: str, specs: Sequence[doe.InputSpec], 
     sel = sg.select(out_names, coords, X[tr], Y[tr], X[te], Y[te], families, options, log=log,
                     prefer_fast=prefer_fast)
     files: dict[str, str] = {}
-    outputs_card = []
+    outputs_card: list[dict[str, Any]] = []
     used = sorted(set(sel.chosen.values()))
     for fam_name in used:
         cols = [j for j, o in enumerate(out_names) if sel.chosen[o] == fam_name]

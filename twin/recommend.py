@@ -160,7 +160,8 @@ class Recommender:
     def _current(self, loop_name: str, loop: Loop) -> tuple[dict[str, float], dict[str, float]] | Refusal:
         u0: dict[str, float] = {}
         d: dict[str, float] = {}
-        missing, bad = [], []
+        missing: list[str] = []
+        bad: list[str] = []
         for m in loop.manipulated:
             value, _, why = self._latest_good(m.actual_signal)
             if value is None:
@@ -251,8 +252,8 @@ class Recommender:
         if self.product.objective == "scalarised":
             # seed 002 eq. 3 with every property in the minimised set Ym (deviation from target, scaled to [0, 1])
             scaled = [np.clip(np.abs(x) / 4.0, 0.0, 1.0) for x in dev]
-            return sum(s ** 2 for s in scaled) / len(scaled)
-        return sum(t.weight * x ** 2 for t, x in zip(targets, dev, strict=True))
+            return np.asarray(sum(s ** 2 for s in scaled) / len(scaled))
+        return np.asarray(sum(t.weight * x ** 2 for t, x in zip(targets, dev, strict=True)))
 
     # -- the round --------------------------------------------------------------------------------------------------
     def recommend(self, loop_name: str, commit: bool = True) -> Proposal | Refusal:
