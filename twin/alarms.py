@@ -18,6 +18,8 @@ Severity = Literal["info", "warning", "critical"]
 KINDS = (
     "dew_point_high", "out_of_spec_stretch", "sensor_stuck", "sensor_missing", "sensor_bad", "model_out_of_domain",
     "connector_down", "control_fallback", "write_refused", "spc_out_of_control",
+    # ingest (twin/ingest.py): the spool's budget or filesystem refuses frames; the in-memory queue sheds records
+    "spool_full", "ingest_queue_full",
 )
 
 

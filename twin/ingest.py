@@ -10,6 +10,23 @@ The live path (``ingest.live_dispatch``, on by default): OPC UA samples are vali
 the moment their publish response arrives (``submit_live``), without waiting for the connector's trace-ID hold, the
 linger or the spool, because the live state and the recommender react to them; the same samples then take the store
 path above, which does not hand them to the subscribers a second time (only its trace events).
+
+Bounds (issue 10): a batch is cut into frames of at most ``spool.max_frame_payload`` bytes, appended one by one, and
+with ``when_full: block`` the processor waits at the frame that did not fit and goes on from there when the
+forwarder has confirmed something: no budget is too small, and nothing is appended twice. Sources are acknowledged
+only when all their frames are in. ``ingest.queue_max`` bounds the records in memory for every source:
+
+- records whose source keeps them until acknowledged and goes on sending anyway (OPC UA: the server keeps
+  unacknowledged notifications for Republish) are *held back* beyond the bound: not queued, not acknowledged,
+  counted in ``held_back_queue_full``; ``submit`` returns False so the connector can stop asking for more;
+- records from a source with a window of unacknowledged messages (MQTT QoS 1: the broker sends at most its
+  in-flight limit before PUBACKs) are always queued: the window is their bound;
+- records nobody can send again (no ``ack``) are dropped oldest first and counted in ``dropped_queue_full``;
+- the twin's own audit and prediction lines (``submit_lines``) are never dropped: they are few, and nothing else has
+  them.
+
+Every shed or held-back record is counted, and with an ``AlarmManager`` attached the pipeline raises
+``ingest_queue_full`` and ``spool_full`` alarms and clears them when the condition is gone.
 """
 
 from __future__ import annotations
@@ -22,19 +39,27 @@ import threading
 import time
 from collections import deque
 from collections.abc import Awaitable, Callable, Sequence
-from dataclasses import asdict
+from dataclasses import asdict, dataclass
 from typing import Any
 
 import numpy as np
 
 from connectors.records import Rejected, Sample, TraceEvent
 from connectors.validation import Validator
+from twin.alarms import AlarmManager
 from twin.config import Config
 from twin.quarantine import Quarantine
 from twin.store.forwarder import Forwarder
 from twin.store.influx import InfluxV1Writer, InfluxV2Writer, LineWriter
 from twin.store.lineproto import encode
-from twin.store.spool import Batch, Spool, SpoolFull
+from twin.store.spool import (
+    Batch,
+    FrameTooLarge,
+    Spool,
+    SpoolDiskError,
+    SpoolFull,
+    split_frames,
+)
 
 log = logging.getLogger(__name__)
 
@@ -42,7 +67,19 @@ Record = Sample | TraceEvent
 Ack = Callable[[], None]
 Subscriber = Callable[[Sequence[Record]], Awaitable[None] | None]
 
-MAX_FRAME_RECORDS = 20_000
+
+@dataclass(frozen=True)
+class Encoded:
+    """Line protocol the twin made itself (audit entries, predictions): spooled as it is, never validated."""
+
+    payload: bytes
+    lines: int
+
+
+Item = Sample | TraceEvent | Rejected | Encoded
+
+MAX_FRAME_RECORDS = 20_000  # records taken from the inbox at once (they are then cut to the spool's frame size)
+SPOOL_RETRY_S = 0.5  # a held frame is retried at the latest after this long (disk full has no confirm to wake it)
 LIVE_BACKLOG_MAX = 1000  # publish batches waiting for the subscribers on the live path
 LINGER_S = 0.01  # wait this long for more records before a small frame is written (fewer fsyncs)
 
@@ -75,8 +112,9 @@ class IngestPipeline:
     """
 
     def __init__(self, cfg: Config, *, opcua: bool | None = None, mqtt: bool | None = None,
-                 writer: LineWriter | None = None) -> None:
+                 writer: LineWriter | None = None, alarms: AlarmManager | None = None) -> None:
         self.cfg = cfg
+        self.alarms = alarms
         self.validator = Validator(cfg.validation)
         self.quarantine = Quarantine(cfg.quarantine.dir, cfg.quarantine.max_bytes, cfg.quarantine.keep_raw_bytes)
         s = cfg.spool
@@ -91,7 +129,7 @@ class IngestPipeline:
         self._use_mqtt = cfg.mqtt.enabled if mqtt is None else mqtt
         self.opcua: Any = None
         self.mqtt: Any = None
-        self._inbox: deque[tuple[Sequence[Record | Rejected], Ack | None, bool]] = deque()
+        self._inbox: deque[tuple[Sequence[Item], Ack | None, bool]] = deque()
         self._live: deque[Sequence[Sample]] = deque()
         self._live_wake: asyncio.Event | None = None
         self._inbox_records = 0
@@ -107,9 +145,12 @@ class IngestPipeline:
         self.counts: dict[str, int] = {
             "received": 0, "accepted": 0, "rejected": 0, "trace_events": 0, "duplicate_trace_events": 0,
             "dropped_queue_full": 0, "spool_refused": 0, "subscriber_errors": 0, "stored": 0, "live_dispatched": 0,
-            "live_dropped": 0,
+            "live_dropped": 0, "held_back_queue_full": 0, "spool_held": 0, "spool_disk_errors": 0,
+            "lines_submitted": 0,
         }
         self.started_ns = 0
+        self._room: asyncio.Event | None = None  # set when the forwarder confirmed something: a held frame may fit
+        self._queue_alarm_seen = 0  # dropped + held back when the queue alarm was last looked at
 
     # -- wiring ------------------------------------------------------------------------------------------------------
     def subscribe(self, callback: Subscriber) -> Callable[[], None]:
@@ -120,24 +161,75 @@ class IngestPipeline:
         self._subscribers.append(callback)
         return lambda: self._subscribers.remove(callback) if callback in self._subscribers else None
 
-    def submit(self, records: Sequence[Record | Rejected], ack: Ack | None = None,
-               samples_dispatched: bool = False) -> None:
+    def submit(self, records: Sequence[Item], ack: Ack | None = None,
+               samples_dispatched: bool = False, *, windowed: bool = False) -> bool:
         """Thread-safe entry for connectors (paho's thread, asyncua's loop). ``ack`` runs once they are durable.
 
-        ``samples_dispatched``: the subscribers already had these samples through ``submit_live``."""
+        ``samples_dispatched``: the subscribers already had these samples through ``submit_live``.
+        ``windowed``: the source sends at most a window of unacknowledged messages (MQTT QoS 1), so it is never
+        held back. Returns False when the records were held back (not queued, ``ack`` will not run: the source
+        keeps them) because ``ingest.queue_max`` records are waiting already; see the module doc."""
+        queue_max = self.cfg.ingest.queue_max
         with self._inbox_lock:
+            over = self._inbox_records + len(records) - queue_max
+            if over > 0 and not windowed:
+                over -= self._shed_unackable(over)
+            if over > 0 and ack is not None and not windowed:
+                self.counts["held_back_queue_full"] += len(records)
+                self._wake_processor()  # the processor raises the alarm
+                return False
+            if over > 0 and ack is None and not windowed and not _internal(records):
+                self.counts["dropped_queue_full"] += len(records)
+                self._wake_processor()
+                return True
             self._inbox.append((records, ack, samples_dispatched))
             self._inbox_records += len(records)
-            over = self._inbox_records - self.cfg.ingest.queue_max
-            while over > 0 and self._inbox:
-                # only un-ackable (OPC UA) records are dropped: an MQTT message stays with the broker anyway
-                old, old_ack, _ = self._inbox[0]
-                if old_ack is not None:
-                    break
-                self._inbox.popleft()
-                self._inbox_records -= len(old)
-                self.counts["dropped_queue_full"] += len(old)
-                over -= len(old)
+        self._wake_processor()
+        return True
+
+    def _mqtt_sink(self, records: Sequence[Record | Rejected], ack: Ack | None) -> None:
+        self.submit(records, ack, windowed=True)
+
+    def _opcua_sink(self, records: Sequence[Record | Rejected], ack: Ack | None) -> None:
+        self.submit(records, ack)
+
+    def _opcua_sink_live(self, records: Sequence[Record | Rejected], ack: Ack | None) -> None:
+        self.submit(records, ack, samples_dispatched=True)
+
+    @property
+    def accepting(self) -> bool:
+        """False while ``ingest.queue_max`` records wait: a source that can pause (an OPC UA publish loop) should
+        ask for no more until this is True again; what it sends meanwhile is held back (see ``submit``)."""
+        return self._inbox_records < self.cfg.ingest.queue_max
+
+    def submit_lines(self, payload: bytes, lines: int) -> None:
+        """The twin's own line protocol (audit entries, predictions) into the spool, through the processor.
+
+        Thread-safe and non-blocking: the event loop never waits for an fsync or a full spool here. These lines are
+        never shed by ``queue_max`` (nothing else has them); with ``when_full: reject_new`` they are refused and
+        counted like any record."""
+        if payload:
+            self.counts["lines_submitted"] += lines
+            self.submit([Encoded(payload, lines)])
+
+    def _shed_unackable(self, need: int) -> int:
+        """Drop the oldest queued entries that nobody can send again (no ack, not the twin's own lines), until
+        ``need`` records are freed; returns how many were. Caller holds ``_inbox_lock``."""
+        freed = 0
+        kept: deque[tuple[Sequence[Item], Ack | None, bool]] = deque()
+        while self._inbox and freed < need:
+            entry = self._inbox.popleft()
+            if entry[1] is None and not _internal(entry[0]):
+                freed += len(entry[0])
+                self.counts["dropped_queue_full"] += len(entry[0])
+            else:
+                kept.append(entry)
+        kept.extend(self._inbox)
+        self._inbox = kept
+        self._inbox_records -= freed
+        return freed
+
+    def _wake_processor(self) -> None:
         loop, wake = self._loop, self._wake
         if loop is not None and wake is not None and not wake.is_set():
             if threading.get_ident() == self._loop_thread:
@@ -179,6 +271,7 @@ class IngestPipeline:
         self._loop_thread = threading.get_ident()
         self._wake = asyncio.Event()
         self._live_wake = asyncio.Event()
+        self._room = asyncio.Event()
         self.started_ns = time.time_ns()
         self._tasks.append(asyncio.create_task(self._process_loop(), name="ingest-processor"))
         self._tasks.append(asyncio.create_task(self._live_loop(), name="ingest-live"))
@@ -186,7 +279,8 @@ class IngestPipeline:
         if self._use_mqtt:
             from connectors.mqtt import MqttConnector
 
-            self.mqtt = MqttConnector(self.cfg.mqtt, self.submit)
+            # the broker sends at most its in-flight window before our PUBACKs: MQTT is bounded by it
+            self.mqtt = MqttConnector(self.cfg.mqtt, self._mqtt_sink)
             self.mqtt.start()
         if self._use_opcua:
             from connectors.opcua import OpcuaConnector
@@ -194,7 +288,7 @@ class IngestPipeline:
             live = self.cfg.ingest.live_dispatch
             self.opcua = OpcuaConnector(
                 self.cfg.opcua, self.cfg.line.id,
-                (lambda recs, ack: self.submit(recs, ack, samples_dispatched=True)) if live else self.submit,
+                self._opcua_sink_live if live else self._opcua_sink,
                 state_file=self.spool.dir / "opcua-subscription.json", live_sink=self.submit_live if live else None)
             await self.opcua.start()
 
@@ -222,8 +316,8 @@ class IngestPipeline:
             await asyncio.sleep(0.02)
 
     # -- the processor -------------------------------------------------------------------------------------------------
-    def _take(self) -> list[tuple[Sequence[Record | Rejected], Ack | None, bool]]:
-        out: list[tuple[Sequence[Record | Rejected], Ack | None, bool]] = []
+    def _take(self) -> list[tuple[Sequence[Item], Ack | None, bool]]:
+        out: list[tuple[Sequence[Item], Ack | None, bool]] = []
         n = 0
         with self._inbox_lock:
             while self._inbox and n < MAX_FRAME_RECORDS:
@@ -246,11 +340,13 @@ class IngestPipeline:
             if items:
                 try:
                     await self._process(items)
-                except Exception:  # noqa: BLE001 - the processor must survive anything a record can do
+                except Exception:
                     log.exception("ingest processor failed on a batch; its sources are not acknowledged")
+            self._update_alarms()
 
-    async def _process(self, items: list[tuple[Sequence[Record | Rejected], Ack | None, bool]]) -> None:
+    async def _process(self, items: list[tuple[Sequence[Item], Ack | None, bool]]) -> None:
         good: list[Record] = []
+        own: list[Encoded] = []
         fresh: list[Record] = []  # what the subscribers have not had yet (the live path handed them its samples)
         rejected: list[Rejected] = []
         now = time.time_ns()
@@ -278,21 +374,15 @@ class IngestPipeline:
                     fresh.append(r)
                 elif isinstance(r, Rejected):
                     rejected.append(r)
+                elif isinstance(r, Encoded):
+                    own.append(r)
         self.counts["received"] += len(good) + len(rejected)
-        if good:
+        if good or own:
             payload, n = encode(good)
-            while True:
-                try:
-                    stamp = await asyncio.to_thread(self.spool.append, payload, n)
-                    break
-                except SpoolFull as exc:
-                    if self.spool.when_full == "reject_new":
-                        self.counts["spool_refused"] += n
-                        log.error("%s; %d records refused", exc, n)
-                        stamp = None
-                        break
-                    log.warning("%s; holding %d records until the database drains it", exc, n)
-                    await asyncio.sleep(0.5)
+            if own:
+                payload += b"".join(e.payload if e.payload.endswith(b"\n") else e.payload + b"\n" for e in own)
+                n += sum(e.lines for e in own)
+            stamp = await self._append_frames(payload, n, rejected)
             if stamp is not None:
                 src = np.fromiter((r.time_ns for r in good if isinstance(r, Sample)), dtype=np.int64)
                 if src.size:
@@ -313,24 +403,102 @@ class IngestPipeline:
         if fresh:
             await self._dispatch(fresh)
 
+    async def _append_frames(self, payload: bytes, lines: int, rejected: list[Rejected]) -> int | None:
+        """Append ``payload`` as frames that fit the spool's budget; returns the last frame's stamp (None if none).
+
+        ``block`` (and any disk error) waits at the frame that did not fit and resumes there; ``reject_new`` refuses
+        the frames that do not fit (counted); a single line larger than the whole budget goes to the quarantine."""
+        frames = split_frames(payload, lines, self.spool.max_frame_payload)
+        stamp: int | None = None
+        held_logged = False
+        i = 0
+        while i < len(frames):
+            data, n = frames[i]
+            try:
+                stamp = await asyncio.to_thread(self.spool.append, data, n)
+                i += 1
+                continue
+            except FrameTooLarge as exc:
+                rejected.append(Rejected("too_large", str(exc), "spool", data, time.time_ns()))
+                self.counts["accepted"] -= n  # counted as rejected instead (the caller adds the good ones)
+                i += 1
+                continue
+            except SpoolFull as exc:
+                disk = isinstance(exc, SpoolDiskError)
+                if disk:
+                    self.counts["spool_disk_errors"] += 1
+                if self.spool.when_full == "reject_new" and not disk:
+                    refused = sum(k for _, k in frames[i:])
+                    self.counts["spool_refused"] += refused
+                    log.error("%s; %d records refused (when_full=reject_new)", exc, refused)
+                    break
+                if not held_logged:
+                    waiting = sum(k for _, k in frames[i:])
+                    self.counts["spool_held"] += 1
+                    log.warning("%s; holding %d records (%d frames) until %s", exc, waiting, len(frames) - i,
+                                "the filesystem has room" if disk else "the database confirms some")
+                    held_logged = True
+                self._update_alarms()
+            assert self._room is not None
+            self._room.clear()
+            self.forwarder.notify()
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._room.wait(), SPOOL_RETRY_S)
+        if held_logged:
+            log.info("spool has room again: held records appended")
+        return stamp
+
+    def _update_alarms(self) -> None:
+        """Raise / clear ``spool_full`` and ``ingest_queue_full`` (only with an AlarmManager attached)."""
+        alarms = self.alarms
+        if alarms is None:
+            return
+        st = self.spool.stats()
+        if st.full:
+            what = "the filesystem refuses writes" if st.disk_full else \
+                f"{st.depth_bytes} of {st.max_bytes} bytes unsent"
+            alarms.raise_("spool_full", "ingest", f"spool full ({what}); ingest is holding data back "
+                          f"(when_full={self.spool.when_full})", "critical", depth_bytes=st.depth_bytes,
+                          max_bytes=st.max_bytes, disk_full=st.disk_full)
+        elif alarms.is_active("spool_full", "ingest"):
+            alarms.clear("spool_full", "ingest")
+        shed = self.counts["dropped_queue_full"] + self.counts["held_back_queue_full"]
+        if shed > self._queue_alarm_seen:
+            alarms.raise_("ingest_queue_full", "ingest",
+                          f"ingest queue at ingest.queue_max={self.cfg.ingest.queue_max}: "
+                          f"{self.counts['dropped_queue_full']} records dropped, "
+                          f"{self.counts['held_back_queue_full']} held back at their source", "critical",
+                          dropped=self.counts["dropped_queue_full"], held_back=self.counts["held_back_queue_full"])
+        elif self._inbox_records < self.cfg.ingest.queue_max // 2 and alarms.is_active("ingest_queue_full", "ingest"):
+            alarms.clear("ingest_queue_full", "ingest")
+        self._queue_alarm_seen = shed
+
     async def _dispatch(self, records: list[Record]) -> None:
         for cb in list(self._subscribers):
             try:
                 res = cb(records)
                 if inspect.isawaitable(res):
                     await res
-            except Exception:  # noqa: BLE001 - one faulty consumer must not stop ingest
+            except Exception:
                 self.counts["subscriber_errors"] += 1
                 log.exception("ingest subscriber %r failed", cb)
 
     def _on_confirmed(self, batch: Batch, confirmed_ns: int) -> None:
         self.counts["stored"] += batch.lines
+        if self._room is not None:
+            self._room.set()
+        if self.alarms is not None and self.alarms.is_active("spool_full", "ingest"):
+            self._update_alarms()
         for stamp in batch.append_ns:
             src = self._latency_src.pop(stamp, None)
             if src is not None:
                 self._latencies_ms.extend(((confirmed_ns - src) / 1e6).tolist())
 
     # -- state -------------------------------------------------------------------------------------------------------
+    @property
+    def spool_full(self) -> bool:
+        return self.spool.full
+
     def latency_ms(self) -> dict[str, float]:
         if not self._latencies_ms:
             return {"p50": float("nan"), "p99": float("nan"), "n": 0}
@@ -349,3 +517,8 @@ class IngestPipeline:
             "mqtt": asdict(self.mqtt.state) if self.mqtt is not None else None,
             "latency_ms": self.latency_ms(),
         }
+
+
+def _internal(records: Sequence[Item]) -> bool:
+    """The twin's own lines (``submit_lines``): never shed."""
+    return len(records) == 1 and isinstance(records[0], Encoded)

@@ -9,7 +9,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from connectors.records import Rejected
-from twin.store.influx import LineWriter, WriteError
+from twin.store.influx import LineWriter, WriteError, ping
 from twin.store.spool import Batch, Spool
 
 log = logging.getLogger(__name__)
@@ -23,7 +23,8 @@ class ForwarderStats:
     refused_batches: int = 0
     last_error: str = ""
     last_write_ns: int = 0
-    database_up: bool = False
+    database_up: bool = False  # the last write (or, while idle, the last ping) succeeded
+    last_probe_ns: int = 0
 
 
 class Forwarder:
@@ -38,6 +39,7 @@ class Forwarder:
         retry_max_s: float = 10.0,
         on_refused: Callable[[Rejected], None] | None = None,
         on_confirmed: Callable[[Batch, int], None] | None = None,
+        probe_interval_s: float = 2.0,
     ) -> None:
         self.spool = spool
         self.writer = writer
@@ -47,6 +49,7 @@ class Forwarder:
         self.retry_max_s = retry_max_s
         self.on_refused = on_refused
         self.on_confirmed = on_confirmed
+        self.probe_interval_s = probe_interval_s  # while idle, ping the database this often (readiness)
         self.stats = ForwarderStats()
         self._wake = asyncio.Event()
         self._stopping = False
@@ -69,6 +72,7 @@ class Forwarder:
                 if batch is None:
                     if self._stopping:
                         return
+                    await self._probe_if_idle()
                     self._wake.clear()
                     try:
                         await asyncio.wait_for(self._wake.wait(), timeout=self.flush_interval_s)
@@ -111,6 +115,18 @@ class Forwarder:
         await asyncio.to_thread(self.spool.confirm, batch)
         if self.on_confirmed is not None:
             self.on_confirmed(batch, time.time_ns())
+
+    async def _probe_if_idle(self) -> None:
+        """Nothing to write: ping now and then, so that ``database_up`` (readiness) follows the database anyway."""
+        now = time.time_ns()
+        last = max(self.stats.last_write_ns, self.stats.last_probe_ns)
+        if now - last < self.probe_interval_s * 1e9:
+            return
+        self.stats.last_probe_ns = now
+        up = await ping(self.writer)
+        if up != self.stats.database_up:
+            log.info("database %s (ping while idle)", "reachable" if up else "unreachable")
+        self.stats.database_up = up
 
     async def drain(self, timeout_s: float) -> bool:
         """Wait until the spool is empty (or ``timeout_s``); True when everything is confirmed."""

@@ -31,6 +31,17 @@ class LineWriter(Protocol):
     async def close(self) -> None: ...
 
 
+async def ping(writer: LineWriter) -> bool:
+    """Is the database answering? For readiness while nothing is written; writers without ``ping`` say yes."""
+    fn = getattr(writer, "ping", None)
+    if fn is None:
+        return True
+    try:
+        return bool(await fn())
+    except Exception:  # noqa: BLE001 - any failure means: not reachable now
+        return False
+
+
 def _classify(status: int, body: str, what: str) -> WriteError:
     retryable = status >= 500 or status in (401, 403, 404, 408, 429)
     hint = ""
@@ -96,6 +107,17 @@ class InfluxV1Writer:
             self._db_ready = False
         raise _classify(r.status_code, r.text, f"write to {self.url} db={self.database}")
 
+    async def ping(self) -> bool:
+        """``GET /ping`` answers 204 while influxd serves."""
+        if self._client is None:
+            await self.start()
+        assert self._client is not None
+        try:
+            r = await self._client.get(f"{self.url}/ping")
+        except httpx.HTTPError:
+            return False
+        return r.status_code == 204
+
     async def close(self) -> None:
         if self._client is not None:
             await self._client.aclose()
@@ -145,6 +167,12 @@ class InfluxV2Writer:
         if self._api is None:
             await self.start()
         await asyncio.to_thread(self._write_sync, data)
+
+    async def ping(self) -> bool:
+        if self._client is None:
+            await self.start()
+        assert self._client is not None
+        return bool(await asyncio.to_thread(self._client.ping))
 
     async def close(self) -> None:
         if self._client is not None:

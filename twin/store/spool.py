@@ -10,13 +10,33 @@ unconfirmed frame; replaced atomically). A frame is a 28-byte header ``PLS1 | pa
 append time ns`` followed by the payload. On start the last segment is scanned and cut at the first torn or
 corrupt frame (a crash mid-append); segments entirely before the cursor are deleted.
 
-When full (``max_bytes``): ``block`` raises ``SpoolFull`` so the caller holds back (MQTT is not acknowledged and the
-broker keeps the messages); ``reject_new`` raises ``SpoolFull`` and counts the batch as rejected (the caller drops
-it); ``drop_oldest`` deletes the oldest segment, sent or not, and counts its lines as dropped.
+The budget (``max_bytes``) counts only bytes the database has not confirmed: confirmed frames are the spool's to
+reclaim, never a reason to refuse data. Confirmed bytes live on only as the prefix of the cursor's segment; a segment
+is capped at a quarter of the budget and the active one is rolled once the cursor has passed all of it, so the files
+take at most ``max_bytes`` plus one segment. A frame may be as large as the budget (minus its header), but callers
+should cut batches with ``split_frames`` to ``max_frame_payload``, so that "full" always means "wait for a few
+frames to drain", whatever the budget (issue 10: a 20 000-record frame larger than a 3 MB budget, and confirmed bytes
+counted forever, stopped ingest for good).
+
+When full: ``block`` raises ``SpoolFull`` so the caller holds back (MQTT is not acknowledged and the broker keeps the
+messages); ``reject_new`` raises ``SpoolFull`` and counts the batch as rejected (the caller drops it);
+``drop_oldest`` deletes the oldest unsent segment and counts its lines as dropped. ``full`` stays true while the
+refused frame would still not fit, and becomes false by itself once the database has drained enough.
+
+Disk trouble (ENOSPC on the spool's filesystem, quota, I/O error): the frame being appended is cut off again, so
+the files hold whole frames only, and ``SpoolDiskError`` (a ``SpoolFull``) is raised: nothing of that frame is in
+the spool, the caller holds it back and retries; confirmed data is never touched. A cursor that cannot be saved is
+kept in memory and saved at the next chance (after a crash meanwhile the frames since the last saved cursor are sent
+again: duplicates, which InfluxDB overwrites).
+
+Delivery is at least once: a frame read but not confirmed before a crash is sent again; confirmed frames never are
+(except after a failed cursor save, above).
 """
 
 from __future__ import annotations
 
+import contextlib
+import errno
 import json
 import logging
 import os
@@ -38,6 +58,43 @@ WhenFull = Literal["block", "drop_oldest", "reject_new"]
 
 class SpoolFull(Exception):
     """The spool reached ``max_bytes``; with ``block`` retry later, with ``reject_new`` the batch was refused."""
+
+
+class SpoolDiskError(SpoolFull):
+    """The filesystem refused the frame (disk full, quota, I/O error); nothing of it is in the spool: retry later."""
+
+
+class FrameTooLarge(ValueError):
+    """One frame larger than the whole budget can never be appended; cut it with ``split_frames``."""
+
+
+def split_frames(payload: bytes, lines: int, max_payload: int) -> list[tuple[bytes, int]]:
+    """Cut newline-separated line protocol into pieces of at most ``max_payload`` bytes at line boundaries.
+
+    A single line longer than ``max_payload`` becomes a piece of its own. Line counts add up to ``lines``.
+    """
+    if len(payload) <= max_payload:
+        return [(payload, lines)] if payload else []
+    out: list[tuple[bytes, int]] = []
+    start = 0
+    size = len(payload)
+    while start < size:
+        end = min(size, start + max_payload)
+        if end < size:
+            cut = payload.rfind(b"\n", start, end)
+            if cut < 0:  # one line longer than max_payload: to its end
+                cut = payload.find(b"\n", end)
+                end = size if cut < 0 else cut + 1
+            else:
+                end = cut + 1
+        piece = payload[start:end]
+        out.append((piece, piece.count(b"\n")))
+        start = end
+    counted = sum(n for _, n in out)
+    if counted != lines:  # no newline after the last line, or a caller's own count: the last piece takes the rest
+        last, n = out[-1]
+        out[-1] = (last, max(0, n + lines - counted))
+    return out
 
 
 @dataclass(frozen=True, order=True)
@@ -82,10 +139,16 @@ class SpoolStats:
     dropped_lines: int
     rejected_lines: int
     truncated_bytes: int
-    full: bool  # the last append was refused for lack of room
+    full: bool  # the last append was refused and that frame would still not fit (or the disk refused it)
+    disk_full: bool = False  # the last append failed on the filesystem (ENOSPC, quota, I/O error)
+    disk_bytes: int = 0  # what the segment files hold, confirmed prefix included
+    max_bytes: int = 0  # the budget for unconfirmed bytes
 
 
 class Spool:
+    """One spool directory; thread-safe (the processor appends from a worker thread, the forwarder reads and confirms
+    from another)."""
+
     def __init__(
         self,
         directory: str | Path,
@@ -96,12 +159,16 @@ class Spool:
         max_bytes: int = 2 * 1024 * 1024 * 1024,
         when_full: WhenFull = "block",
     ) -> None:
+        if max_bytes <= HEADER.size:
+            raise ValueError(f"spool max_bytes={max_bytes} leaves no room for a frame (header {HEADER.size} bytes)")
         self.dir = Path(directory)
         self.dir.mkdir(parents=True, exist_ok=True)
         self.fsync = fsync
         self.fsync_interval_s = fsync_interval_s
-        self.segment_bytes = segment_bytes
         self.max_bytes = max_bytes
+        # a segment holds at most a quarter of the budget: then a full spool has older segments to drop
+        # (drop_oldest) and its confirmed prefix, the only confirmed bytes on disk, stays small
+        self.segment_bytes = max(1, min(segment_bytes, max_bytes // 4))
         self.when_full = when_full
         self._lock = threading.RLock()
         self._segments: list[_Segment] = []
@@ -109,15 +176,22 @@ class Spool:
         self._last_sync = time.monotonic()
         self._cursor = Position(1, 0)
         self._cursor_lines_in_seg = 0  # lines before the cursor inside the cursor's segment
+        self._cursor_dirty = False  # the cursor moved but cursor.json could not be written (disk full)
         self._read_pos = Position(1, 0)
         self.appended_lines = 0
         self.confirmed_lines = 0
         self.dropped_lines = 0
         self.rejected_lines = 0
         self.truncated_bytes = 0
-        self._full = False
+        self._full_need = 0  # size of the last refused frame; 0 once a frame was appended
+        self._disk_full = False
         self._cursor_stamp = 0  # append time of the oldest unsent frame, 0 = look it up
         self._recover()
+
+    @property
+    def max_frame_payload(self) -> int:
+        """The payload size callers should cut batches to (``split_frames``): several frames fit in any budget."""
+        return max(1, self.segment_bytes - HEADER.size)
 
     # -- start-up ----------------------------------------------------------------------------------------------------
     def _seg_path(self, index: int) -> Path:
@@ -223,61 +297,136 @@ class Spool:
     # -- appending ---------------------------------------------------------------------------------------------------
     @property
     def size_bytes(self) -> int:
-        return sum(s.size for s in self._segments)
+        """What the segment files hold (the confirmed prefix of the cursor's segment included)."""
+        with self._lock:
+            return sum(s.size for s in self._segments)
+
+    @property
+    def unsent_bytes(self) -> int:
+        """Bytes not confirmed by the database: what the budget counts."""
+        with self._lock:
+            return self._unsent_bytes()
+
+    def _unsent_bytes(self) -> int:
+        total = 0
+        for s in self._segments:
+            if s.index > self._cursor.segment:
+                total += s.size
+            elif s.index == self._cursor.segment:
+                total += s.size - self._cursor.offset
+        return total
+
+    @property
+    def full(self) -> bool:
+        """The last refused frame still does not fit, or the filesystem refused the last append."""
+        with self._lock:
+            return self._disk_full or bool(self._full_need and
+                                           self._unsent_bytes() + self._full_need > self.max_bytes)
 
     def append(self, payload: bytes, lines: int) -> int:
-        """Persist one batch; returns (its append stamp, ns) once durable per the fsync policy. Raises ``SpoolFull``."""
+        """Persist one frame; returns (its append stamp, ns) once durable per the fsync policy.
+
+        Raises ``SpoolFull`` (no room: retry later, or refused with ``reject_new``), ``SpoolDiskError`` (the
+        filesystem refused it: retry later) or ``FrameTooLarge`` (larger than the whole budget)."""
         stamp = time.time_ns()
         if not payload:
             return stamp
         frame = HEADER.pack(MAGIC, len(payload), zlib.crc32(payload), lines, stamp) + payload
+        if len(frame) > self.max_bytes:
+            raise FrameTooLarge(f"a frame of {len(frame)} bytes can never fit spool.max_bytes={self.max_bytes}; "
+                                f"cut it with split_frames(..., {self.max_frame_payload})")
         with self._lock:
-            while self.size_bytes + len(frame) > self.max_bytes:
-                if self.when_full == "drop_oldest" and len(self._segments) > 1:
-                    self._drop_oldest_segment()
+            while self._unsent_bytes() + len(frame) > self.max_bytes:
+                if self.when_full == "drop_oldest" and self._drop_oldest_unsent():
                     continue
                 if self.when_full == "reject_new":
                     self.rejected_lines += lines
-                self._full = True
-                raise SpoolFull(f"spool {self.dir} holds {self.size_bytes} of {self.max_bytes} bytes "
+                self._full_need = len(frame)
+                raise SpoolFull(f"spool {self.dir} holds {self._unsent_bytes()} unsent bytes of {self.max_bytes} "
                                 f"(when_full={self.when_full})")
             active = self._segments[-1]
             if active.size > 0 and active.size + len(frame) > self.segment_bytes:
                 active = self._rotate()
-            assert self._fd is not None
-            os.write(self._fd, frame)
-            self._full = False
+            self._write_frame(active, frame)
+            self._full_need = 0
+            self._disk_full = False
             if active.frames == 0:
                 active.first_append_ns = stamp
             active.size += len(frame)
             active.frames += 1
             active.lines += lines
             self.appended_lines += lines
+        return stamp
+
+    def _write_frame(self, active: _Segment, frame: bytes) -> None:
+        """Write and (per policy) fsync one frame; on any failure cut the file back to whole frames and raise."""
+        assert self._fd is not None
+        done = 0
+        try:
+            while done < len(frame):
+                n = os.write(self._fd, frame[done:])
+                if n <= 0:
+                    raise OSError(errno.ENOSPC, "no progress writing a spool frame")
+                done += n
             if self.fsync == "always" or (
                 self.fsync == "interval" and time.monotonic() - self._last_sync >= self.fsync_interval_s
             ):
                 os.fsync(self._fd)
                 self._last_sync = time.monotonic()
-        return stamp
+        except OSError as exc:
+            self._disk_full = True
+            try:
+                os.ftruncate(self._fd, active.size)
+            except OSError as cut:  # the next start cuts the torn tail (crc) anyway
+                log.error("spool %s: could not cut a failed frame back: %s", active.path.name, cut)
+            raise SpoolDiskError(f"spool {self.dir}: the filesystem refused a frame of {len(frame)} bytes "
+                                 f"({exc.strerror or exc}); it is not in the spool, retry later") from exc
 
     def _rotate(self) -> _Segment:
+        """Start a new active segment. The old one is synced and closed only once the new one exists, so a
+        filesystem that refuses the new file leaves the spool as it was."""
         assert self._fd is not None
-        if self.fsync != "never":
-            os.fsync(self._fd)
-        os.close(self._fd)
         seg = _Segment(self._segments[-1].index + 1, self._seg_path(self._segments[-1].index + 1))
-        self._fd = os.open(seg.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
+        try:
+            fd = os.open(seg.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
+        except OSError as exc:
+            self._disk_full = True
+            raise SpoolDiskError(f"spool {self.dir}: cannot create {seg.path.name}: {exc.strerror or exc}") from exc
+        old = self._fd
+        try:
+            if self.fsync != "never":
+                os.fsync(old)
+        except OSError as exc:
+            log.error("spool %s: fsync of the previous segment failed: %s", self.dir, exc)
+        os.close(old)
+        self._fd = fd
         self._segments.append(seg)
         if self.fsync != "never":
             self._fsync_dir()
+        self._delete_confirmed_segments()  # the old active segment may have been fully confirmed already
         return seg
 
     def _fsync_dir(self) -> None:
-        fd = os.open(self.dir, os.O_RDONLY)
         try:
-            os.fsync(fd)
-        finally:
-            os.close(fd)
+            fd = os.open(self.dir, os.O_RDONLY)
+            try:
+                os.fsync(fd)
+            finally:
+                os.close(fd)
+        except OSError as exc:
+            log.error("spool %s: directory fsync failed: %s", self.dir, exc)
+
+    def _drop_oldest_unsent(self) -> bool:
+        """``drop_oldest``: delete the oldest segment that holds unsent frames; False when there is none."""
+        if not self._unsent_bytes():
+            return False
+        if len(self._segments) == 1:  # the unsent frames are all in the active segment: start a new one first
+            try:
+                self._rotate()
+            except SpoolDiskError:
+                return False
+        self._drop_oldest_segment()
+        return True
 
     def _drop_oldest_segment(self) -> None:
         seg = self._segments.pop(0)
@@ -310,8 +459,7 @@ class Spool:
         """Frames from the read position on, up to about ``max_lines``; ``None`` when nothing is pending."""
         with self._lock:
             pos = self._read_pos
-            if pos < self._cursor:
-                pos = self._cursor
+            pos = max(pos, self._cursor)
             segs = [(s.index, s.path, s.size) for s in self._segments if s.index >= pos.segment]
         payloads: list[bytes] = []
         stamps: list[int] = []
@@ -351,7 +499,7 @@ class Spool:
             self._read_pos = self._cursor
 
     def confirm(self, batch: Batch) -> None:
-        """The database has the batch: move the cursor past it and delete fully sent segments."""
+        """The database has the batch: move the cursor past it and reclaim what is fully sent."""
         with self._lock:
             if batch.end <= self._cursor:
                 return
@@ -365,29 +513,52 @@ class Spool:
             self.confirmed_lines += batch.lines
             self._save_cursor()
             self._delete_confirmed_segments()
+            active = self._segments[-1]
+            if (self._cursor == Position(active.index, active.size) and active.size >= self.segment_bytes // 2
+                    and len(self._segments) == 1):
+                # everything is confirmed and the active segment is half its size: roll it, so its bytes go
+                with contextlib.suppress(SpoolDiskError):  # no room for a new file: the next rotation does it
+                    self._rotate()
 
     def _save_cursor(self) -> None:
         tmp = self.dir / "cursor.json.tmp"
-        with open(tmp, "w") as fh:
-            json.dump({"segment": self._cursor.segment, "offset": self._cursor.offset}, fh)
-            if self.fsync == "always":
-                fh.flush()
-                os.fsync(fh.fileno())
-        os.replace(tmp, self.dir / "cursor.json")
+        try:
+            with open(tmp, "w") as fh:
+                json.dump({"segment": self._cursor.segment, "offset": self._cursor.offset}, fh)
+                if self.fsync == "always":
+                    fh.flush()
+                    os.fsync(fh.fileno())
+            os.replace(tmp, self.dir / "cursor.json")
+            self._cursor_dirty = False
+        except OSError as exc:  # disk full: the cursor is right in memory; saved at the next confirm
+            if not self._cursor_dirty:
+                log.error("spool %s: cannot save the cursor (%s); after a crash now, frames since the last saved "
+                          "cursor would be sent again", self.dir, exc)
+            self._cursor_dirty = True
+            with contextlib.suppress(OSError):
+                tmp.unlink(missing_ok=True)
 
     def _delete_confirmed_segments(self) -> None:
+        moved = False
         while len(self._segments) > 1 and self._segments[0].index < self._cursor.segment:
             seg = self._segments.pop(0)
             seg.path.unlink(missing_ok=True)
-        # a fully confirmed, full-size active-1 segment: the cursor may sit at its end; step it over
-        if len(self._segments) > 1:
+        # a fully confirmed segment before the active one: the cursor may sit at its end; step it over
+        while len(self._segments) > 1:
             first = self._segments[0]
-            if first.index == self._cursor.segment and self._cursor.offset >= first.size:
-                self._segments.pop(0)
-                first.path.unlink(missing_ok=True)
-                self._cursor = Position(self._segments[0].index, 0)
-                self._cursor_lines_in_seg = 0
-                self._save_cursor()
+            if first.index != self._cursor.segment or self._cursor.offset < first.size:
+                break
+            nxt = self._segments[1]
+            self._cursor = Position(nxt.index, 0)
+            self._cursor_lines_in_seg = 0
+            moved = True
+            self._segments.pop(0)
+            self._read_pos = max(self._read_pos, self._cursor)
+            # the cursor must point past the file before the file goes (a crash between the two replays nothing)
+            self._save_cursor()
+            first.path.unlink(missing_ok=True)
+        if moved:
+            self._cursor_stamp = 0
 
     # -- metrics -----------------------------------------------------------------------------------------------------
     @property
@@ -403,12 +574,7 @@ class Spool:
 
     def stats(self) -> SpoolStats:
         with self._lock:
-            depth_bytes = 0
-            for s in self._segments:
-                if s.index > self._cursor.segment:
-                    depth_bytes += s.size
-                elif s.index == self._cursor.segment:
-                    depth_bytes += s.size - self._cursor.offset
+            depth_bytes = self._unsent_bytes()
             depth_lines = self.depth_lines
             age = 0.0
             if depth_lines:
@@ -420,13 +586,17 @@ class Spool:
                 depth_bytes=depth_bytes, depth_lines=depth_lines, segments=len(self._segments), oldest_age_s=age,
                 appended_lines=self.appended_lines, confirmed_lines=self.confirmed_lines,
                 dropped_lines=self.dropped_lines, rejected_lines=self.rejected_lines,
-                truncated_bytes=self.truncated_bytes, full=self._full,
+                truncated_bytes=self.truncated_bytes, full=self.full, disk_full=self._disk_full,
+                disk_bytes=sum(s.size for s in self._segments), max_bytes=self.max_bytes,
             )
 
     def close(self) -> None:
         with self._lock:
             if self._fd is not None:
                 if self.fsync != "never":
-                    os.fsync(self._fd)
+                    with contextlib.suppress(OSError):
+                        os.fsync(self._fd)
                 os.close(self._fd)
                 self._fd = None
+            if self._cursor_dirty:
+                self._save_cursor()
