@@ -49,7 +49,14 @@ class TwinCollector(Collector):
         yield q
         yield _gauge("twin_spool_depth_records", "records in the disk spool not yet confirmed by the database",
                      float(s.get("spool_depth", 0)))
-        yield _gauge("twin_spool_bytes", "bytes in the disk spool", float(s.get("spool_bytes", 0)))
+        yield _gauge("twin_spool_bytes", "bytes in the disk spool not yet confirmed by the database (what "
+                     "spool.max_bytes bounds)", float(s.get("spool_bytes", 0)))
+        yield _gauge("twin_spool_max_bytes", "spool.max_bytes: the budget for unconfirmed bytes",
+                     float(s.get("spool_max_bytes", 0)))
+        yield _gauge("twin_spool_disk_bytes", "bytes the spool's segment files take (confirmed prefix included)",
+                     float(s.get("spool_disk_bytes", 0)))
+        yield _gauge("twin_spool_full", "1 while the spool refuses frames (budget reached or filesystem full)",
+                     1.0 if s.get("spool_full") else 0.0)
         yield _gauge("twin_spool_oldest_age_seconds", "age of the oldest unconfirmed record in the spool",
                      float(s.get("spool_age_s", 0)))
         c = GaugeMetricFamily("twin_connector_up", "1 when a connector is connected", labels=["connector"])

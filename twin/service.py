@@ -56,7 +56,7 @@ class TwinService:
         self.live = LiveState(s.live, self.alarms)
         self.audit = AuditLog()
         self.tokens = TokenStore(s.auth.token_file)
-        self.pipeline = IngestPipeline(cfg, opcua=opcua, mqtt=mqtt)
+        self.pipeline = IngestPipeline(cfg, opcua=opcua, mqtt=mqtt, alarms=self.alarms)
         self.metrics = Metrics(self.stats)
         self.registry = self._load_registry()
         self.model: PlantModel = self._plant_model()
@@ -188,12 +188,11 @@ class TwinService:
 
     # -- sinks -------------------------------------------------------------------------------------------------------
     def _spool_lines(self, text: str) -> None:
+        """Through the ingest processor (its worker thread appends and fsyncs; a full spool holds them there):
+        the event loop neither waits for the disk nor sees ``SpoolFull``."""
         if not text:
             return
-        data = (text + "\n").encode()
-        n = text.count("\n") + 1
-        self.pipeline.spool.append(data, n)
-        self.pipeline.forwarder.notify()
+        self.pipeline.submit_lines((text + "\n").encode(), text.count("\n") + 1)
 
     def _store_audit(self, entry: AuditEntry) -> None:
         self._spool_lines(audit_line_protocol(entry, self.line))
@@ -252,8 +251,8 @@ class TwinService:
 
     def _ready(self) -> dict[str, bool]:
         parts: dict[str, bool] = {"ingest": bool(self.pipeline._tasks)}  # noqa: SLF001 - started or not
-        db = self.pipeline.forwarder.stats
-        parts["database"] = bool(getattr(db, "connected", True))
+        parts["database"] = self.pipeline.forwarder.stats.database_up  # last write / idle ping succeeded
+        parts["spool"] = not self.pipeline.spool.full  # a full spool holds data back at the sources
         parts.update({f"connector:{k}": v for k, v in self._connector_states().items()})
         return parts
 
@@ -272,8 +271,11 @@ class TwinService:
         return {
             "samples_total": self.live.samples_total,
             "queues": {"ingest_inbox": p.get("inbox_records", 0)},
-            "spool_depth": spool.get("depth_lines", spool.get("lines", 0)),
-            "spool_bytes": spool.get("bytes", 0),
+            "spool_depth": spool.get("depth_lines", 0),
+            "spool_bytes": spool.get("depth_bytes", 0),  # unsent bytes: what the budget counts
+            "spool_max_bytes": spool.get("max_bytes", 0),
+            "spool_disk_bytes": spool.get("disk_bytes", 0),
+            "spool_full": bool(spool.get("full", False)),
             "spool_age_s": spool.get("oldest_age_s", 0) or 0,
             "connectors": self._connector_states(),
             "recommendations": self.controller.counts,
