@@ -24,6 +24,24 @@ as a time-indexed history per station, and a sample gets the IDs that were curre
 are held for one publish cycle (at most twice the publishing interval) before they go to the store, so an ID change
 that the server delivers in the next publish response (same source instant) still reaches the samples it belongs to.
 
+Clocks: the line's clock (SourceTimestamp) need not be the server's or ours (a line replayed or simulated with
+``--start-time``, a PLC clock off by hours). The context is kept on the line's clock only:
+
+- an ID value without a SourceTimestamp (an initial value on subscribe, a server that does not stamp a node) is
+  placed at the start of its key's history (valid until the key's first timestamped value; a later untimed value
+  replaces it), never at the ServerTimestamp or the receive time, which would put it hours ahead of or behind the
+  samples it tags. A sample without a SourceTimestamp is stored at its ServerTimestamp (else the receive time) and
+  tagged with the IDs current at that time, as ``opcua.timestamp: source`` documents;
+- the history is trimmed relative to the oldest sample that can still arrive (the oldest one not yet acknowledged to
+  the server, minus ``opcua.trace_history_s``), not relative to the newest ID, which may carry another clock's time
+  (asyncua stamps a variable's creation value with the server's wall clock);
+- the whole history is saved with the subscription state, and an acknowledgement is sent only once the history that
+  tagged its samples is saved: a restarted process that re-reads unacknowledged messages tags them as before;
+- per node, the newest sample the pipeline has made durable is remembered (and saved): a re-delivery of it or of an
+  older one (the initial value of a new subscription, a republished message) is dropped, so an instant is never
+  stored a second time with other tags. Both are reset when the server's start time changes (a new server run may
+  have a new clock).
+
 Two paths, so that control never waits for that bookkeeping: with a ``live_sink`` every sample is also handed over the
 moment its publish response arrives, tagged with the IDs known then (the live state and the recommender need values,
 not the last word on a roll ID); the held, finally tagged copy goes to ``sink`` (spool, InfluxDB, acknowledgements).
@@ -68,7 +86,6 @@ TRACE_VARIABLES: dict[str, str] = {
     "SourceRollId": "source_roll_id", "RollPosition": "roll_position_m", "CellId": "cell_id",
     "StackId": "stack_id", "FormationRunId": "formation_run_id", "SegmentId": "segment_id",
 }
-HISTORY_KEEP_NS = 900 * 10**9  # ID history kept per station and key (15 min of line time)
 
 
 class OpcuaError(Exception):
@@ -79,38 +96,63 @@ class OpcuaError(Exception):
 # trace context
 # ---------------------------------------------------------------------------------------------------------------
 
+#: Where an ID value without a SourceTimestamp goes in its history: before every timestamped entry, i.e. "valid from
+#: the start until the key's first timestamped value". Never at the server's or our receive clock, which can be hours
+#: away from the line's clock that stamps the samples (see ``OpcuaConnector._id_time``).
+EARLIEST_NS = -(2**63)
+
 
 @dataclass
 class _History:
+    """One trace key of one station: its values in source-time order (any arrival order)."""
+
     times: list[int] = field(default_factory=list)
     values: list[TraceValue | None] = field(default_factory=list)
 
-    def set(self, t_ns: int, value: TraceValue | None) -> None:
+    def set(self, t_ns: int, value: TraceValue | None) -> bool:
+        """Record ``value`` from ``t_ns`` on; a second value at the same instant replaces the first.
+        Returns whether anything changed."""
         i = bisect.bisect_right(self.times, t_ns)
         if i > 0 and self.times[i - 1] == t_ns:
+            if self.values[i - 1] == value:
+                return False
             self.values[i - 1] = value
-            return
+            return True
         self.times.insert(i, t_ns)
         self.values.insert(i, value)
-        if len(self.times) > 64 and self.times[0] < self.times[-1] - HISTORY_KEEP_NS:
-            cut = bisect.bisect_left(self.times, self.times[-1] - HISTORY_KEEP_NS) - 1
-            if cut > 0:
-                del self.times[:cut]
-                del self.values[:cut]
+        return True
 
     def at(self, t_ns: int) -> TraceValue | None:
         i = bisect.bisect_right(self.times, t_ns)
         return self.values[i - 1] if i else None
 
+    def trim(self, keep_from_ns: int, max_entries: int) -> None:
+        """Forget what no lookup at or after ``keep_from_ns`` needs: entries before the one current at that time.
+        ``max_entries`` bounds the history whatever the times say (the oldest go first)."""
+        cut = max(bisect.bisect_right(self.times, keep_from_ns) - 1, len(self.times) - max_entries, 0)
+        if cut:
+            del self.times[:cut]
+            del self.values[:cut]
+
 
 class TraceContext:
-    """Per station, per trace key: which value was current when."""
+    """Per station, per trace key: which value was current when (by the line's clock, the samples' source time).
+
+    A lookup at ``t`` returns, per key, the newest value at or before ``t``. ``snapshot`` keeps the whole history
+    (not only the newest entry: a restarted process re-reads samples from before its crash and must tag them with
+    the IDs of *their* time), and ``trim`` cuts it relative to the oldest sample that can still arrive, never
+    relative to the newest ID (which may carry another clock's time).
+    """
 
     def __init__(self) -> None:
         self._h: dict[str, dict[str, _History]] = {}
+        self.version = 0  # bumped by every change: what a saved snapshot covers
 
-    def update(self, station: str, key: str, t_ns: int, value: TraceValue | None) -> None:
-        self._h.setdefault(station, {}).setdefault(key, _History()).set(t_ns, value)
+    def update(self, station: str, key: str, t_ns: int | None, value: TraceValue | None) -> None:
+        """``t_ns`` None: the value has no source time; it is valid from the start of the history (EARLIEST_NS)."""
+        if self._h.setdefault(station, {}).setdefault(key, _History()).set(
+                EARLIEST_NS if t_ns is None else t_ns, value):
+            self.version += 1
 
     def at(self, station: str, t_ns: int) -> dict[str, TraceValue]:
         out: dict[str, TraceValue] = {}
@@ -122,16 +164,26 @@ class TraceContext:
 
     def clear(self) -> None:
         self._h.clear()
+        self.version += 1
 
-    def snapshot(self) -> dict[str, dict[str, list[Any]]]:
-        """The latest entry of every station and key (what a restarted process needs to carry on)."""
-        return {st: {k: [h.times[-1], h.values[-1]] for k, h in keys.items() if h.times}
+    def trim(self, keep_from_ns: int, max_entries: int = 100_000) -> None:
+        """Lookups at ``keep_from_ns`` or later answer as before; older ones may not."""
+        for keys in self._h.values():
+            for h in keys.values():
+                h.trim(keep_from_ns, max_entries)
+
+    def snapshot(self) -> dict[str, dict[str, list[list[Any]]]]:
+        """Every entry of every station and key, as JSON-ready ``[[t_ns, value], ...]`` lists."""
+        return {st: {k: [[t, v] for t, v in zip(h.times, h.values, strict=True)] for k, h in keys.items() if h.times}
                 for st, keys in self._h.items()}
 
     def restore(self, snap: dict[str, dict[str, list[Any]]]) -> None:
+        """Load a ``snapshot``; also the older format that kept one ``[t_ns, value]`` per key."""
         for st, keys in snap.items():
-            for k, (t, v) in keys.items():
-                self.update(st, k, int(t), v)
+            for k, entries in keys.items():
+                pairs = entries if entries and isinstance(entries[0], list) else [entries]
+                for t, v in pairs:
+                    self.update(st, k, int(t), v)
 
 
 # ---------------------------------------------------------------------------------------------------------------
@@ -245,9 +297,21 @@ class OpcuaConnector:
         self._sub_id: int | None = None
         self._saved: dict[str, Any] | None = self._load_state()
         self._session_file = state_file.with_name(state_file.stem + "-session.json") if state_file else None
-        self._saved_ctx_at = 0.0
         self.state = OpcuaState()
         self.context = TraceContext()
+        # acknowledgements wait until the context that tagged their samples is saved: (context version, ack)
+        self._acks_waiting: list[tuple[int, ua.SubscriptionAcknowledgement]] = []
+        self._saved_version = -1
+        # the trim horizon: oldest timed sample of each handed-over, unacknowledged batch, and of those acknowledged
+        # since the last trim (a min over many batches: one batch of oddly stamped values cannot move it far)
+        self._unacked_oldest: dict[int, int] = {}
+        self._acked_oldest: int | None = None
+        self._flushes = 0
+        self._pending_oldest: int | None = None
+        # per node source: [source time, "quality|value"] of the newest sample the pipeline made durable
+        self._durable: dict[str, list[Any]] = {}
+        self._pending_durable: dict[str, list[Any]] = {}
+        self._ctx_server: str | None = None  # the server run (its start time) the context and _durable belong to
         self._task: asyncio.Task[None] | None = None
         self._stop = asyncio.Event()
         self._client: Client | None = None
@@ -259,8 +323,13 @@ class OpcuaConnector:
         self._retag = False
         self._flush_timer: asyncio.TimerHandle | None = None
         self._connected_evt = asyncio.Event()
-        if self._saved and self._saved.get("context"):
-            self.context.restore(self._saved["context"])
+        if self._saved:
+            self._ctx_server = self._saved.get("server_start")
+            if self._saved.get("context"):
+                self.context.restore(self._saved["context"])
+            durable = self._saved.get("durable")
+            if isinstance(durable, dict):
+                self._durable = {str(k): [int(v[0]), str(v[1])] for k, v in durable.items()}
 
     # -- public --------------------------------------------------------------------------------------------------------
     async def start(self) -> None:
@@ -399,6 +468,11 @@ class OpcuaConnector:
         start_time = await asyncio.wait_for(
             client.get_node(ua.NodeId(ua.ObjectIds.Server_ServerStatus_StartTime)).read_value(), c.request_timeout_s)
         server_start = str(start_time)
+        if server_start != self._ctx_server:
+            # a new server run may have a new clock: IDs and durable marks of the old one must not apply to it
+            self.context.clear()
+            self._durable.clear()
+            self._ctx_server = server_start
         sub = await self._try_transfer(client, server_start) if resumed else None
         if sub is None:
             sub = await self._new_subscription(client, ns, server_start)
@@ -419,7 +493,7 @@ class OpcuaConnector:
         if not infos:
             raise OpcuaError(f"no variables found under {c.discovery.browse_path!r} in namespace {c.namespace_uri}; "
                              "check opcua.discovery.browse_path / opcua.nodes")
-        self.context.clear()  # a new subscription means a new server state: old IDs must not leak into it
+        # the same server run keeps its context: a new subscription's initial values are samples from the past
         await self._prime_context(client, infos)
         interval = c.subscription_interval_ms
         keepalive = max(3, int(1000 / interval))
@@ -430,7 +504,9 @@ class OpcuaConnector:
         )
         sub = _BatchSubscription(client.uaclient.session, params, self._on_batch)
         await asyncio.wait_for(sub.init(), c.request_timeout_s)
-        self._acks.clear()
+        self._acks.clear()  # of a subscription that is gone: nothing will be republished from it
+        self._acks_waiting.clear()
+        self._unacked_oldest.clear()
         self._handles = await self._monitor(sub, infos)
         if c.trace_events:
             await self._subscribe_events(client, sub, ns)
@@ -481,6 +557,7 @@ class OpcuaConnector:
                 data.client_handle = int(saved["event_handle"])
                 data.mfilter = evfilter
                 sub._monitored_items[data.client_handle] = data
+        self._unacked_oldest.clear()  # what was handed over before is tagged already; republished copies count anew
         backlog = sorted(int(n) for n in (results[0].AvailableSequenceNumbers or []))
         for seq in backlog:  # received by the dead session but never acknowledged: maybe never spooled
             msg = await asyncio.wait_for(session.republish(sub_id, seq), c.request_timeout_s)
@@ -551,9 +628,14 @@ class OpcuaConnector:
         self._write_state()
 
     def _write_state(self) -> None:
+        """Save the subscription, the trace context and the durable marks; then the acknowledgements of the samples
+        that this context tagged may go to the server."""
         if self.state_file is None or self._saved is None:
+            self._release_acks(self.context.version)
             return
+        version = self.context.version
         self._saved["context"] = self.context.snapshot()
+        self._saved["durable"] = self._durable
         tmp = self.state_file.with_suffix(".tmp")
         try:
             self.state_file.parent.mkdir(parents=True, exist_ok=True)
@@ -561,6 +643,21 @@ class OpcuaConnector:
             tmp.replace(self.state_file)
         except OSError as exc:
             log.warning("OPC UA: cannot save subscription state to %s: %s", self.state_file, exc)
+        self._release_acks(version)  # saved or not: holding them back would only grow the server's queue
+
+    def _release_acks(self, saved_version: int) -> None:
+        self._saved_version = max(self._saved_version, saved_version)
+        if self._acks_waiting:
+            ready = [a for v, a in self._acks_waiting if v <= self._saved_version]
+            self._acks_waiting = [(v, a) for v, a in self._acks_waiting if v > self._saved_version]
+            self._acks.extend(ready)
+
+    def _trim_context(self) -> None:
+        """Cut the ID history before the oldest sample that can still arrive, less ``opcua.trace_history_s``."""
+        horizon = min(self._unacked_oldest.values(), default=self._acked_oldest)
+        if horizon is not None:
+            self.context.trim(horizon - int(self.cfg.trace_history_s * 1e9), self.cfg.trace_history_max_entries)
+        self._acked_oldest = None
 
     async def _watchdog(self, client: Client, sub: _BatchSubscription) -> None:
         c = self.cfg
@@ -571,6 +668,7 @@ class OpcuaConnector:
                 await asyncio.wait_for(self._stop.wait(), c.watchdog_interval_s)
             if self._stop.is_set():
                 return
+            self._trim_context()
             self._write_state()
             if self.state_file is not None:
                 with contextlib.suppress(Exception):
@@ -826,14 +924,25 @@ class OpcuaConnector:
             log.error("OPC UA: cannot subscribe to trace events: %s", res[0].StatusCode)
 
     # -- notifications -------------------------------------------------------------------------------------------------
-    def _timestamp(self, dv: ua.DataValue, received_ns: int) -> int:
+    def _timestamp(self, dv: ua.DataValue, received_ns: int) -> tuple[int, bool]:
+        """A sample's time, and whether it is on the reference clock (``opcua.timestamp``) rather than a fallback.
+
+        ``source``: the SourceTimestamp, else the ServerTimestamp, else the receive time (Telegraf's habit)."""
         src = self.cfg.timestamp
         ts = dv.SourceTimestamp if src == "source" else dv.ServerTimestamp if src == "server" else None
-        if ts is None and src == "source":
-            ts = dv.ServerTimestamp
-        if ts is None:
-            return received_ns
-        return _datetime_ns(ts)
+        if ts is not None:
+            return _datetime_ns(ts), True
+        if src == "source" and dv.ServerTimestamp is not None:
+            return _datetime_ns(dv.ServerTimestamp), False
+        return received_ns, src == "received"
+
+    def _id_time(self, dv: ua.DataValue, received_ns: int) -> int | None:
+        """Where an ID value goes in the context history; None = from its start (no time on the reference clock).
+
+        Never a fallback clock: an ID stamped with the server's clock while the samples carry the line's would be
+        current hours too early or too late (see the module docstring)."""
+        t_ns, on_reference_clock = self._timestamp(dv, received_ns)
+        return t_ns if on_reference_clock else None
 
     def _update_context(self, info: NodeInfo, dv: ua.DataValue, received_ns: int) -> None:
         assert info.trace_key is not None
@@ -842,8 +951,8 @@ class OpcuaConnector:
             val: TraceValue | None = float(v) if isinstance(v, int | float) and not isinstance(v, bool) else None
         else:
             val = v if isinstance(v, str) and v else None
-        t_ns = self._timestamp(dv, received_ns)
-        if t_ns <= self._pending_newest.get(info.station, -1):
+        t_ns = self._id_time(dv, received_ns)
+        if (EARLIEST_NS if t_ns is None else t_ns) <= self._pending_newest.get(info.station, EARLIEST_NS - 1):
             self._retag = True  # the server delivered this ID after samples of the same instant (rare)
         self.context.update(info.station, info.trace_key, t_ns, val)
 
@@ -867,6 +976,8 @@ class OpcuaConnector:
         self._flush_pending()
         line = self.line
         out: list[Sample] = []
+        durable, pending_durable = self._durable, self._pending_durable
+        oldest = self._pending_oldest
         for handle, dv in changes:
             info = handles.get(handle)
             if info is None:
@@ -874,24 +985,38 @@ class OpcuaConnector:
             variant = dv.Value
             value = variant.Value if variant is not None else None
             quality = quality_of(dv.StatusCode)
-            t_ns = self._timestamp(dv, now)
-            if isinstance(value, list | tuple) and value and all(
-                    isinstance(x, float | int) and not isinstance(x, bool) for x in value):
+            t_ns, timed = self._timestamp(dv, now)
+            is_array = isinstance(value, list | tuple) and bool(value) and all(
+                isinstance(x, float | int) and not isinstance(x, bool) for x in value)
+            if not is_array:
+                if value is None:
+                    value = float("nan")
+                    quality = "bad" if quality == "good" else quality
+                elif isinstance(value, list | tuple | bytes | ua.LocalizedText | ua.NodeId):
+                    value = str(value)
+                elif not isinstance(value, float | int | bool | str):
+                    value = str(value)
+            if timed:
+                mark = f"{quality}|{value!r}"
+                d = durable.get(info.source)
+                if d is not None and (t_ns < d[0] or (t_ns == d[0] and mark == d[1])):
+                    continue  # stored already (an initial value of a new subscription, a republished message)
+                p = pending_durable.get(info.source)
+                if p is None or t_ns >= p[0]:
+                    pending_durable[info.source] = [t_ns, mark]
+                if oldest is None or t_ns < oldest:
+                    oldest = t_ns
+            if is_array:
                 # an array item (e.g. a cross-web gauge track): element i is the series "<Signal>.P<iii>", the same
                 # series a server publishing one scalar node per track would give
                 tags = dict(info.tags)
-                out.extend(Sample(t_ns, line, info.station, f"{info.signal}.P{i:03d}", x, info.unit, quality,
-                                  info.source, {}, now, tags) for i, x in enumerate(value))
+                out.extend(Sample(t_ns, line, info.station, f"{info.signal}.P{i:03d}", x, info.unit,
+                                  quality, info.source, {}, now, tags)  # type: ignore[arg-type]
+                           for i, x in enumerate(value))  # type: ignore[arg-type]
                 continue
-            if value is None:
-                value = float("nan")
-                quality = "bad" if quality == "good" else quality
-            elif isinstance(value, list | tuple | bytes | ua.LocalizedText | ua.NodeId):
-                value = str(value)
-            elif not isinstance(value, float | int | bool | str):
-                value = str(value)
             out.append(Sample(t_ns, line, info.station, info.signal, value, info.unit, quality,  # type: ignore[arg-type]
                               info.source, {}, now, dict(info.tags)))
+        self._pending_oldest = oldest
         self.state.samples += len(out)
         self.state.events += len(events)
         tagged = self._tag(out)
@@ -945,11 +1070,29 @@ class OpcuaConnector:
         self._pending_newest = {}
         out.extend(events)
         sub_id = self._sub_id
+        marks, self._pending_durable = self._pending_durable, {}
+        oldest, self._pending_oldest = self._pending_oldest, None
+        version = self.context.version  # the context these samples were tagged with
+        self._flushes += 1
+        token = self._flushes
+        if seqs and oldest is not None:
+            self._unacked_oldest[token] = oldest
 
         def ack() -> None:  # runs once the pipeline has the records in its spool
+            durable = self._durable
+            for source, mark in marks.items():
+                d = durable.get(source)
+                if d is None or mark[0] >= d[0]:
+                    durable[source] = mark
+            done = self._unacked_oldest.pop(token, None)
+            if done is not None and (self._acked_oldest is None or done < self._acked_oldest):
+                self._acked_oldest = done
             if sub_id is not None:
-                self._acks.extend(ua.SubscriptionAcknowledgement(SubscriptionId=sub_id, SequenceNumber=n)
-                                  for n in seqs)
+                acks = [ua.SubscriptionAcknowledgement(SubscriptionId=sub_id, SequenceNumber=n) for n in seqs]
+                if version <= self._saved_version:
+                    self._acks.extend(acks)
+                else:  # the context that tagged them is not saved yet: a crash now must find it (_write_state)
+                    self._acks_waiting.extend((version, a) for a in acks)
 
         self.sink(out, ack if seqs else None)
 
