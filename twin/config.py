@@ -87,9 +87,15 @@ class SpoolConfig(_Model):
     dir: Path = Path("var/spool")
     fsync: Literal["always", "interval", "never"] = "always"
     fsync_interval_s: float = Field(1.0, gt=0)
-    segment_bytes: int = Field(8 * 1024 * 1024, ge=4096)
-    max_bytes: int = Field(2 * 1024 * 1024 * 1024, ge=65536)
-    when_full: Literal["drop_oldest", "reject_new", "block"] = "block"
+    segment_bytes: int = Field(8 * 1024 * 1024, ge=4096, description=(
+        "a segment file is closed and a new one opened past this size; capped at max_bytes / 4, and batches are "
+        "cut into frames no larger than a segment"))
+    max_bytes: int = Field(2 * 1024 * 1024 * 1024, ge=65536, description=(
+        "budget for bytes the database has not confirmed (confirmed bytes never count); the files take at most "
+        "this plus one segment"))
+    when_full: Literal["drop_oldest", "reject_new", "block"] = Field("block", description=(
+        "block: hold records back and resume once the database confirms some (a full filesystem does the same); "
+        "drop_oldest: delete the oldest unsent segment (counted); reject_new: refuse new records (counted)"))
 
 
 class QuarantineConfig(_Model):
@@ -99,7 +105,10 @@ class QuarantineConfig(_Model):
 
 
 class IngestConfig(_Model):
-    queue_max: int = Field(200_000, ge=1000)  # records in memory between connectors and the spool
+    queue_max: int = Field(200_000, ge=1000, description=(
+        "records in memory between the connectors and the spool, for every source: beyond it OPC UA records are "
+        "held back unacknowledged (the server keeps them), records no source can resend are dropped oldest first "
+        "(counted, ingest_queue_full alarm); MQTT is bounded by the broker's in-flight window"))
     stats_interval_s: float = Field(10.0, gt=0)
     http_port: int | None = None  # serve /metrics (Prometheus) and /status while `python -m twin ingest` runs
     # OPC UA samples reach the subscribers (live state, recommender) as soon as they arrive instead of after the
