@@ -13,6 +13,7 @@ callers and tests; `to_rdflib` converts a triple for the in-memory and remote ba
 
 from __future__ import annotations
 
+import hashlib
 import json
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
@@ -215,7 +216,7 @@ class GraphBuilder:
     def entity(self, line: str, entity_id: str) -> URIRef:
         return URIRef(self._entity(line, entity_id))
 
-    def process(self, line: str, seq: int) -> URIRef:
+    def process(self, line: str, seq: int | str) -> URIRef:
         return URIRef(self._process(line, seq))
 
     def receiving(self, line: str, lot_id: str) -> URIRef:
@@ -228,8 +229,10 @@ class GraphBuilder:
     def _entity(self, line: str, entity_id: str) -> str:
         return f"{self.base_iri}{quote(line, safe='')}/{quote(entity_id, safe='')}"
 
-    def _process(self, line: str, seq: int) -> str:
-        return f"{self.base_iri}{quote(line, safe='')}/event/{int(seq)}"
+    def _process(self, line: str, seq: int | str) -> str:
+        """`seq` is the event's seq, or `<seq>-<digest>` (event_ref) for an event whose seq another event had taken."""
+        part = str(int(seq)) if isinstance(seq, int) else quote(seq, safe="")
+        return f"{self.base_iri}{quote(line, safe='')}/event/{part}"
 
     def _receiving(self, line: str, lot_id: str) -> str:
         return f"{self.base_iri}{quote(line, safe='')}/receiving/{quote(lot_id, safe='')}"
@@ -240,17 +243,18 @@ class GraphBuilder:
     def entity_node(self, line: str, entity_id: str) -> ox.NamedNode:
         return ox.NamedNode(self._entity(line, entity_id))
 
-    def process_node(self, line: str, seq: int) -> ox.NamedNode:
+    def process_node(self, line: str, seq: int | str) -> ox.NamedNode:
         return ox.NamedNode(self._process(line, seq))
 
     def receiving_node(self, line: str, lot_id: str) -> ox.NamedNode:
         return ox.NamedNode(self._receiving(line, lot_id))
 
-    def process_of(self, event: TraceEvent) -> ox.NamedNode:
-        """A formation run *is* its formation-cycling process, so it gets the entity IRI; other steps get the event's."""
+    def process_of(self, event: TraceEvent, variant: str | None = None) -> ox.NamedNode:
+        """A formation run *is* its formation-cycling process, so it gets the entity IRI; other steps get the event's
+        (`event/<seq>`, or `event/<seq>-<variant>` when another event had taken that seq: see event_ref)."""
         if event.type == "FormationRun" and event.kind == "created":
             return self.entity_node(event.line, event.id)
-        return self.process_node(event.line, event.seq)
+        return self.process_node(event.line, event_ref(event.seq, variant))
 
     # ---------------------------------------------------------------- pieces
     def entity_triples(self, line: str, entity_id: str, entity_type: str,
@@ -318,15 +322,20 @@ class GraphBuilder:
         event: TraceEvent,
         producers: Mapping[str, ox.NamedNode | None],
         electrode_sources: tuple[Iterable[ox.NamedNode], Iterable[ox.NamedNode]] | None = None,
+        *,
+        digest: str | None = None,
+        variant: str | None = None,
     ) -> list[Triple]:
         """The triples of one placed event.
 
         `producers` maps input IDs to the process that made them (for emmo:precedes between steps);
-        `electrode_sources` gives, for a cell, the positive and negative sheets of its stack.
+        `electrode_sources` gives, for a cell, the positive and negative sheets of its stack; `digest` is the event's
+        content digest (kept on its step: with line and seq, the event's identity); `variant` names the step
+        `event/<seq>-<variant>` instead of `event/<seq>` when another event had already taken the seq.
         """
         line = event.line
         subject = self.entity_node(line, event.id)
-        proc = self.process_of(event)
+        proc = self.process_of(event, variant)
         proc_iri = proc.value
         step = event.step or _DEFAULT_STEP.get(event.type, event.kind.capitalize())
         line_lit = ox.Literal(line)
@@ -334,6 +343,8 @@ class GraphBuilder:
         if event.kind == "created":
             out += self.entity_triples(line, event.id, event.type, subject)
             out.append((subject, P.createdBySeq, _int(event.seq)))
+            if variant is not None and proc != subject:
+                out.append((subject, P.createdByEvent, ox.Literal(event_ref(event.seq, variant))))
         # the step
         out += [(proc, RDF_TYPE, c) for c in _step_classes(step, event.kind, event.type)]
         out += [
@@ -343,6 +354,8 @@ class GraphBuilder:
             (proc, P.line, line_lit),
             (proc, P.eventTime, _dt(event.time)),
         ]
+        if digest is not None:
+            out.append((proc, P.eventDigest, ox.Literal(digest)))
         if event.start is not None:
             out.append((proc, P.startTime, _dt(event.start)))
         if event.end is not None:
@@ -486,6 +499,28 @@ def _json_literal(value: Any) -> ox.Literal:
     if isinstance(value, (int, float)):
         return _num(float(value))
     return ox.Literal(str(value))
+
+
+def event_digest(event: TraceEvent) -> str:
+    """The event's content as 16 hex digits of SHA-256 over a canonical form of the parsed event (so a replay that
+    spells a time or a number differently is still the same event). With (line, seq) it is the event's identity."""
+    def t(value: datetime | None) -> str | None:
+        return value.isoformat() if value is not None else None
+
+    def values(d: Mapping[str, Any]) -> list[tuple[str, str]]:
+        return sorted((k, repr(v)) for k, v in d.items())
+
+    canonical = [event.seq, event.line, t(event.time), event.kind, event.id, event.type, event.step, event.station,
+                 event.equipment, t(event.start), t(event.end),
+                 [(i.id, i.type, repr(i.from_m), repr(i.to_m)) for i in event.inputs],
+                 values(event.parameters), values(event.properties)]
+    return hashlib.sha256(json.dumps(canonical, separators=(",", ":")).encode("utf-8")).hexdigest()[:16]
+
+
+def event_ref(seq: int, variant: str | None) -> int | str:
+    """What names an event's step: its seq, or `<seq>-<variant>` (variant = its digest) for an event that reused a seq
+    another event had taken first (both are kept, each as its own step)."""
+    return seq if variant is None else f"{int(seq)}-{variant}"
 
 
 def polarity_of(entity_id: str) -> str | None:

@@ -29,7 +29,10 @@ QUERY_NAMES: Final = (
     "cells_dew_point_above",
     "assembly_windows",
     "index",
-    "seqs",
+    "lookup_entity",
+    "entity_count",
+    "seq_summary",
+    "event_identity",
     "genealogy_nodes",
     "genealogy_root_nodes",
 )

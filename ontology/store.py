@@ -7,14 +7,27 @@ SPARQL 1.1 query/update endpoint through rdflib's SPARQLUpdateStore, for a plant
 `add_event` only puts the dict on a queue and returns: a worker thread checks, places and writes events in batches,
 so a slow graph never blocks ingest. An event that cannot be placed is quarantined with the reason; one that waits
 for an input that has not been created yet is placed automatically when it is.
+
+An event is identified by (line, seq, digest of its content), not by its seq alone: a replay of the same event is a
+duplicate (counted, nothing changes), a different event that reuses a seq is judged on its own (placed as its own step
+`event/<seq>-<digest>`, or quarantined if it conflicts), so a stray or forged event cannot hide the line's real one.
+Recent seqs are tracked in a fixed-size window per line (ontology/seqwindow.py); older ones are looked up in the store.
+An event whose seq jumps more than `max_seq_jump` ahead of its line is quarantined as implausible, and placed when the
+line gets that far.
+
+Restart: the per-line seq figures come from `seqs.json` (written after every batch; recomputed by a scan only after
+an unclean stop) and the in-memory ID index is rebuilt by a background thread, so the constructor returns at once;
+until the index is complete, a lookup it cannot answer is a point query on the store.
 """
 
 from __future__ import annotations
 
 import gc
 import hashlib
+import heapq
 import json
 import logging
+import os
 import queue
 import threading
 import time as _time
@@ -30,12 +43,14 @@ from rdflib import XSD, Graph, Literal, URIRef
 from rdflib.graph import DATASET_DEFAULT_GRAPH_ID
 
 from ontology import iris
-from ontology.builder import GraphBuilder, Triple, to_ox, to_rdflib, vocabulary_triples
+from ontology.builder import (GraphBuilder, Triple, event_digest, event_ref, to_ox, to_rdflib,
+                              vocabulary_triples)
 from ontology.events import ID_PATTERN, EventError, TraceEvent, check_id, check_number, parse_event, parse_time
 from ontology.iris import PL
 from ontology.oxstore import inline_values, literal_python, ox_select
-from ontology.quarantine import Entry, Quarantine
+from ontology.quarantine import Entry, Quarantine, UnresolvedReferences
 from ontology.queries import load
+from ontology.seqwindow import DEFAULT_SIZE, LineSeqs, Seen
 
 log = logging.getLogger(__name__)
 
@@ -65,6 +80,13 @@ class StoreConfig:
     queue_max: int = 1_000_000
     source_cache: int = 50_000
     bulk_threshold: int = 50_000  # triples per batch from which Oxigraph writes with bulk_extend; 0 = never
+    # an event whose seq is more than this ahead of the highest seq of its line (0 for a line not seen yet) is held in
+    # the quarantine as implausible and placed when the line reaches it; 0 = no check. A twin first attached to a line
+    # whose counter is already past this needs it raised for that first start.
+    max_seq_jump: int = 1_000_000
+    seq_window: int = DEFAULT_SIZE  # recent seqs per line judged in memory (16 bytes each); older: looked up in the store
+    unresolved_max_ids: int = 10_000  # IDs listed in the unresolved-references view (samples naming unknown IDs)
+    unresolved_grace_s: float = 600.0  # an ID unknown for longer than this counts as unresolved, not just early
 
 
 @dataclass
@@ -78,12 +100,23 @@ class _Counters:
     audits: int = 0
     write_errors: int = 0
     triples_written: int = 0
+    seq_reused: int = 0  # events with a seq another event had (each judged on its own)
+    implausible_seq: int = 0
     last_error: str | None = None
-    lines: dict[str, bytearray] = field(default_factory=dict)
 
 
 def _key(line: str, entity_id: str) -> str:
     return f"{line}\x00{entity_id}"
+
+
+def _held_key(line: str, seq: int) -> str:
+    """The quarantine's waiting key of an implausible event: released when the line reaches `seq`."""
+    return f"{line}\x00seq>={seq}"
+
+
+IndexRef = tuple[str, "int | str"]  # (type, seq of the creating event | "<seq>-<digest>"; 0 = received lot)
+SEQ_STATE_FILE: Final = "seqs.json"
+_RECENT_OLD_MAX: Final = 10_000
 
 
 class GenealogyStore:
@@ -98,7 +131,15 @@ class GenealogyStore:
         self._lock: ContextManager[Any] = threading.RLock() if self._ox is None else nullcontext()
         qpath = self.config.path / "quarantine.jsonl" if self.config.path is not None else None
         self.quarantine = Quarantine(qpath)
-        self._index: dict[str, tuple[str, int]] = {}  # "line\0id" -> (type, seq of the creating event; 0 = received)
+        self.unresolved = UnresolvedReferences(self.config.unresolved_max_ids)
+        self._index: dict[str, IndexRef] = {}  # "line\0id" -> (type, creating event); complete once _index_ready
+        self._index_ready = threading.Event()
+        self._index_error: str | None = None
+        self._entity_count = 0
+        self._seqs: dict[str, LineSeqs] = {}
+        # events judged outside the seq window whose batch may not be written yet: (line, seq) -> [(digest, plain)]
+        self._recent_old: OrderedDict[tuple[str, int], list[tuple[str, bool]]] = OrderedDict()
+        self._held: dict[str, list[tuple[int, int]]] = {}  # line -> heap of (release at seq, quarantine id)
         self._lines: set[str] = set()
         self._sources: OrderedDict[str, tuple[tuple[Any, ...], tuple[Any, ...]]] = OrderedDict()  # pyoxigraph IRIs
         self.counters = _Counters()
@@ -108,11 +149,16 @@ class GenealogyStore:
         self._idle = threading.Event()
         self._idle.set()
         self._ensure_vocabulary()
-        self._rebuild_index()
+        self._load_seq_state()
+        self._indexer = threading.Thread(target=self._build_index, name="genealogy-index", daemon=True)
+        if self._ox is None and self.config.backend == "memory":
+            self._build_index()  # an in-memory graph starts empty: nothing to wait for
+        else:
+            self._indexer.start()
         # placing (Python) and writing (Oxigraph, which releases the GIL) overlap: the placer hands each batch to the
         # writer and goes on with the next one; at most one batch waits, so a slow store slows placing down instead
         # of piling triples up in memory
-        self._writes: queue.Queue[tuple[list[Triple], int] | None] = queue.Queue(maxsize=1)
+        self._writes: queue.Queue[tuple[list[Triple], int, dict[str, Any]] | None] = queue.Queue(maxsize=1)
         self._writer = threading.Thread(target=self._write_loop, name="genealogy-writer", daemon=True)
         self._writer.start()
         self._worker = threading.Thread(target=self._run, name="genealogy-placer", daemon=True)
@@ -157,19 +203,157 @@ class GenealogyStore:
             if next(iter(self.graph.triples(probe)), None) is None:
                 self._write(vocabulary_triples())
 
-    def _rebuild_index(self) -> None:
-        for row in self._select("index"):
-            seq = int(row.get("seq", 0) or 0)
-            self._index[_key(row["line"], row["id"])] = (row["type"], seq)
-            self._lines.add(row["line"])
-        for row in self._select("seqs"):
-            self._mark_seq(row["line"], int(row["seq"]))
+    # ------------------------------------------------------------------ start-up state
+    def _seq_state_path(self) -> Path | None:
+        """seqs.json beside a persistent store (not for the in-memory graph, which starts empty every time)."""
+        if self.config.path is None or self.config.backend == "memory":
+            return None
+        return self.config.path / SEQ_STATE_FILE
+
+    def _line_seqs(self, line: str) -> LineSeqs:
+        seqs = self._seqs.get(line)
+        if seqs is None:
+            seqs = self._seqs[line] = LineSeqs(self.config.seq_window)
+        return seqs
+
+    def _load_seq_state(self) -> None:
+        """Per line: highest seq and how many different seqs were received (placed or quarantined), and the entity
+        count. After a clean stop they are read from seqs.json (instant); otherwise recomputed from the store (a scan
+        of every step, ~1 s per 100 000 events) and the quarantine. Implausible events held in the quarantine are
+        not counted (the line has not got there); their release heap is rebuilt here."""
+        path = self._seq_state_path()
+        state: dict[str, Any] | None = None
+        if path is not None and path.exists():
+            try:
+                state = json.loads(path.read_text(encoding="utf-8"))
+            except (OSError, ValueError):
+                state = None
+        held: set[int] = set()
         for entry in self.quarantine:
-            payload = entry.payload
-            if entry.what == "event" and isinstance(payload, Mapping):
-                seq, line = payload.get("seq"), payload.get("line")
-                if isinstance(seq, int) and isinstance(line, str) and seq > 0:
-                    self._mark_seq(line, seq)
+            for key in entry.waiting_for:
+                line, _, rest = key.partition("\x00")
+                if rest.startswith("seq>="):
+                    heapq.heappush(self._held.setdefault(line, []), (int(rest[5:]), entry.qid))
+                    held.add(entry.qid)
+        if state is not None and state.get("clean") and isinstance(state.get("lines"), dict):
+            for line, numbers in state["lines"].items():
+                seqs = self._line_seqs(line)
+                seqs.highest, seqs.distinct = int(numbers["highest"]), int(numbers["distinct"])
+            self._entity_count = int(state.get("entities", 0))
+        else:
+            self._recount_seqs(held)
+        for line, seqs in self._seqs.items():
+            seqs.low = seqs.highest  # nothing below is in the window: older seqs are looked up in the store
+            self._lines.add(line)
+        self._save_seq_state(clean=False)  # until close() says otherwise, a crash means: recount at the next start
+
+    def _recount_seqs(self, held: set[int]) -> None:
+        for row in self._select("seq_summary"):
+            seqs = self._line_seqs(row["line"])
+            seqs.highest, seqs.distinct = int(row["highest"]), int(row["distinct"])
+        rows = self._select("entity_count")
+        self._entity_count = int(rows[0]["n"]) if rows else 0
+        counted: set[tuple[str, int]] = set()
+        for entry in self.quarantine:
+            ident = self._entry_identity(entry)
+            if entry.qid in held or ident is None or (ident[0], ident[1]) in counted:
+                continue
+            line, seq, _ = ident
+            counted.add((line, seq))
+            seqs = self._line_seqs(line)
+            if seq > seqs.highest:
+                seqs.highest = seq
+                seqs.distinct += 1
+            elif not self._stored_identities(line, seq):
+                seqs.distinct += 1
+
+    def _entry_identity(self, entry: Entry) -> tuple[str, int, str] | None:
+        """The (line, seq, digest) of a quarantined event; worked out from the payload for entries kept before
+        identities were (never for a malformed one)."""
+        ident = entry.seq_identity()
+        if ident is not None or entry.what != "event":
+            return ident
+        try:
+            event = parse_event(entry.payload)
+        except EventError:
+            return None
+        identity = f"{event.line}\x00{event.seq}\x00{event_digest(event)}"
+        self.quarantine.set_identity(entry.qid, identity)
+        return event.line, event.seq, identity.rsplit("\x00", 1)[1]
+
+    def _seq_snapshot(self) -> dict[str, Any]:
+        return {"lines": {line: {"highest": s.highest, "distinct": s.distinct} for line, s in self._seqs.items()},
+                "entities": self._entity_count}
+
+    def _save_seq_state(self, *, clean: bool, snapshot: dict[str, Any] | None = None) -> None:
+        """Write seqs.json atomically (a new file renamed over the old one)."""
+        path = self._seq_state_path()
+        if path is None:
+            return
+        body = dict(snapshot if snapshot is not None else self._seq_snapshot())
+        body["clean"] = clean
+        tmp = path.with_suffix(".json.tmp")
+        try:
+            tmp.write_text(json.dumps(body), encoding="utf-8")
+            os.replace(tmp, path)
+        except OSError as exc:  # the next start recounts; ingest goes on
+            log.warning("could not write %s: %r", path, exc)
+
+    def _build_index(self) -> None:
+        """Fill the ID index from the store (in the background after a restart). Lookups meanwhile go to the store
+        (`_lookup`); what the placer adds in the meantime is newer than the store's snapshot and is never replaced."""
+        try:
+            if self._ox is not None:
+                solutions = self._ox.query(load("index"))
+                names = [v.value for v in solutions.variables]
+                col = {n: i for i, n in enumerate(names)}
+                i_line, i_id, i_type, i_seq, i_event = (col[n] for n in ("line", "id", "type", "seq", "event"))
+                for n, row in enumerate(solutions):
+                    event = row[i_event]
+                    seq = row[i_seq]
+                    ref: int | str = event.value if event is not None else int(seq.value) if seq is not None else 0
+                    line = row[i_line].value
+                    self._index.setdefault(f"{line}\x00{row[i_id].value}", (row[i_type].value, ref))
+                    self._lines.add(line)
+                    if n % 10_000 == 0 and self._stop.is_set():
+                        return
+            else:
+                for row in self._select("index"):
+                    ref = row.get("event") or int(row.get("seq", 0) or 0)
+                    self._index.setdefault(_key(row["line"], row["id"]), (row["type"], ref))
+                    self._lines.add(row["line"])
+        except Exception as exc:  # the store went away (closed): lookups keep going to the store
+            if not self._stop.is_set():
+                log.exception("building the genealogy ID index failed; lookups go to the store")
+                self._index_error = repr(exc)
+            return
+        self._index_ready.set()
+        for key in self.unresolved.keys():  # samples that named IDs the partial index did not hold yet
+            if key in self._index:
+                self.unresolved.resolve(key)
+
+    def index_state(self) -> str:
+        """"complete" once the in-memory ID index holds every entity, else "building" (or "failed: ...")."""
+        if self._index_ready.is_set():
+            return "complete"
+        return f"failed: {self._index_error}" if self._index_error else "building"
+
+    def wait_index(self, timeout: float | None = None) -> bool:
+        """Wait until the ID index is complete (tests and benchmarks; the store serves before)."""
+        return self._index_ready.wait(timeout)
+
+    def _lookup(self, line: str, entity_id: str) -> IndexRef | None:
+        """(type, creating event) of an entity: from the index, or while it is being built from the store."""
+        key = _key(line, entity_id)
+        found = self._index.get(key)
+        if found is not None or self._index_ready.is_set():
+            return found
+        rows = self._select("lookup_entity", id=Literal(entity_id), line=Literal(line))
+        if not rows:
+            return None
+        row = rows[0]
+        ref = row.get("event") or int(row.get("seq", 0) or 0)
+        return self._index.setdefault(key, (row["type"], ref))
 
     def flush(self, timeout: float = 30.0) -> bool:
         """Wait until everything queued so far is placed and written; True if it was within `timeout` seconds."""
@@ -185,6 +369,10 @@ class GenealogyStore:
         self._stop.set()
         self._worker.join(timeout=10.0)
         self._writer.join(timeout=60.0)
+        if self._indexer.is_alive():
+            self._indexer.join(timeout=60.0)  # it stops within 10 000 rows; it must let go of the store first
+        if not self._worker.is_alive() and not self._writer.is_alive():
+            self._save_seq_state(clean=True)
         if self._sandbox is not None:
             self._sandbox.close()
         if self._ox is not None:
@@ -285,8 +473,11 @@ class GenealogyStore:
                     released = []
                 for entry in released:
                     self.counters.released += 1
-                    work.append(("retry-" + entry.what, entry.payload))
-            self._writes.put((triples, len(items)))
+                    # an implausible event the line has caught up with is judged as new (its seq was not counted)
+                    again = "recheck-" if any(k.partition("\x00")[2].startswith("seq>=") for k in entry.waiting_for) \
+                        else "retry-"
+                    work.append((again + entry.what, entry.payload))
+            self._writes.put((triples, len(items), self._seq_snapshot()))
         self._writes.put(None)
 
     def _write_loop(self) -> None:
@@ -294,8 +485,9 @@ class GenealogyStore:
             job = self._writes.get()
             if job is None:
                 return
-            triples, count = job
+            triples, count, snapshot = job
             self._write_with_retry(triples)
+            self._save_seq_state(clean=False, snapshot=snapshot)  # what is written now is counted in seqs.json
             for _ in range(count):
                 self._queue.task_done()  # flush() waits for this: placed *and* written
             if self._queue.unfinished_tasks == 0:
@@ -352,91 +544,165 @@ class GenealogyStore:
                 self.graph.addN((to_rdflib(s), to_rdflib(p), to_rdflib(o), self.graph) for s, p, o in triples)
         self.counters.triples_written += len(triples)
 
-    def _mark_seq(self, line: str, seq: int) -> bool:
-        bits = self.counters.lines.setdefault(line, bytearray())
-        byte, bit = divmod(seq, 8)
-        if byte >= len(bits):
-            bits.extend(b"\x00" * (byte - len(bits) + 1 + len(bits) // 2))
-        if bits[byte] & (1 << bit):
-            return False
-        bits[byte] |= 1 << bit
-        return True
+    # ------------------------------------------------------------------ event identity
+    def _stored_identities(self, line: str, seq: int) -> list[tuple[str, str | None]]:
+        """(step IRI, digest or None for steps written before digests were kept) of the placed events with this seq."""
+        bindings = {"seq": Literal(int(seq), datatype=XSD.integer), "line": Literal(line)}
+        return [(str(r["p"]), r.get("digest")) for r in self._select("event_identity", **bindings)]
 
-    def _seen_seq(self, line: str, seq: int) -> bool:
-        bits = self.counters.lines.get(line)
-        byte, bit = divmod(seq, 8)
-        return bits is not None and byte < len(bits) and bool(bits[byte] & (1 << bit))
+    def _identities_of_old(self, line: str, seq: int) -> list[tuple[str, bool | None]]:
+        """(digest or "" if unknown, owns the plain step IRI) of every event with this seq the store has judged before,
+        for a seq older than the window: recent ones not written yet, the store's, the quarantine's."""
+        out: list[tuple[str, bool | None]] = list(self._recent_old.get((line, seq), ()))
+        plain = self.builder._process(line, seq)
+        out += [(digest or "", node == plain) for node, digest in self._stored_identities(line, seq)]
+        out += [(digest, None) for digest in self.quarantine.digests(line, seq)]
+        return out
+
+    def _judge(self, event: TraceEvent, digest: str) -> Seen:
+        seqs = self._line_seqs(event.line)
+        seen = seqs.check(event.seq, int(digest, 16))
+        if seen is not Seen.UNKNOWN:
+            return seen
+        known = self._identities_of_old(event.line, event.seq)
+        if not known:
+            return Seen.NEW
+        # "" is a step written before digests were kept: as before, its seq alone makes a replay a duplicate
+        return Seen.SAME if any(d in (digest, "") for d, _ in known) else Seen.REUSED
+
+    def _record(self, event: TraceEvent, digest: str, seen: Seen) -> None:
+        seqs = self._line_seqs(event.line)
+        in_window_before = seqs.in_window(event.seq) or event.seq > seqs.highest
+        seqs.add(event.seq, int(digest, 16), new_seq=seen is Seen.NEW)
+        if not in_window_before:
+            self._remember_old(event.line, event.seq, digest, False)
+
+    def _remember_old(self, line: str, seq: int, digest: str, plain: bool) -> None:
+        entries = self._recent_old.setdefault((line, seq), [])
+        entries[:] = [e for e in entries if e[0] != digest] + [(digest, plain)]
+        self._recent_old.move_to_end((line, seq))
+        while len(self._recent_old) > _RECENT_OLD_MAX:  # by then written: the store answers for them
+            self._recent_old.popitem(last=False)
+
+    def _variant(self, event: TraceEvent, digest: str) -> str | None:
+        """None: the event's step is `event/<seq>`; else the digest naming `event/<seq>-<digest>`, because another
+        event took the plain name first (the first seen within the window; the one placed with it, beyond)."""
+        seqs = self._line_seqs(event.line)
+        first = seqs.first(event.seq)
+        if first is not None:
+            return None if first == int(digest, 16) else digest
+        owners = {d for d, plain in self._identities_of_old(event.line, event.seq) if plain}
+        if owners and owners != {digest}:
+            return digest
+        self._remember_old(event.line, event.seq, digest, True)
+        return None
 
     def _place(self, what: str, payload: Any, out: list[Triple]) -> list[Entry]:
-        retry = what.startswith("retry-")
-        kind = what.removeprefix("retry-")
+        mode, _, kind = what.rpartition("-")
         if kind == "event":
-            return self._place_event(payload, out, retry)
+            return self._place_event(payload, out, mode or "new")
         if kind == "prediction":
             return self._place_prediction(payload, out)
         if kind == "audit":
             return self._place_audit(payload, out)
         raise ValueError(f"unknown work item {what!r}")
 
-    def _reject(self, reason: str, payload: Any, what: str = "event", waiting_for: list[str] | None = None) -> list[Entry]:
-        self.quarantine.add(reason, _plain(payload), what=what, waiting_for=waiting_for)
+    def _reject(self, reason: str, payload: Any, what: str = "event", waiting_for: list[str] | None = None,
+                identity: str | None = None) -> list[Entry]:
+        self.quarantine.add(reason, _plain(payload), what=what, waiting_for=waiting_for, identity=identity)
         self.counters.quarantined += 1
         return []
 
-    def _place_event(self, raw: Any, out: list[Triple], retry: bool) -> list[Entry]:
-        if not retry:
+    def _release_held(self, line: str) -> list[Entry]:
+        """Implausible events of this line that its highest seq has come within max_seq_jump of."""
+        heap = self._held.get(line)
+        out: list[Entry] = []
+        highest = self._seqs[line].highest if line in self._seqs else 0
+        while heap and heap[0][0] <= highest:
+            _, qid = heapq.heappop(heap)
+            entry = self.quarantine.release(qid)
+            if entry is not None:
+                out.append(entry)
+        return out
+
+    def _place_event(self, raw: Any, out: list[Triple], mode: str) -> list[Entry]:
+        """mode: "new" (received now), "retry" (released from the quarantine: judged when received), "recheck" (an
+        implausible event the line caught up with: judged now, received before)."""
+        if mode == "new":
             self.counters.received += 1
         try:
             event = parse_event(raw)
         except EventError as exc:
             return self._reject(f"malformed: {exc}", raw)
-        if not retry and not self._mark_seq(event.line, event.seq):
-            self.counters.duplicates += 1  # at-least-once delivery: the same event again
-            return []
         line = event.line
+        digest = event_digest(event)
+        identity = f"{line}\x00{event.seq}\x00{digest}"
+        released: list[Entry] = []
+        if mode != "retry":
+            seqs = self._line_seqs(line)
+            jump = self.config.max_seq_jump
+            if jump and event.seq - seqs.highest > jump:
+                self.counters.implausible_seq += 1
+                at = event.seq - jump
+                entry = self.quarantine.add(
+                    f"implausible seq: {event.seq} is {event.seq - seqs.highest} ahead of the highest seq seen on "
+                    f"line {line} ({seqs.highest}; max_seq_jump {jump}); held here, placed when the line reaches seq "
+                    f"{at}", _plain(raw), waiting_for=[_held_key(line, at)])
+                self.counters.quarantined += 1
+                heapq.heappush(self._held.setdefault(line, []), (at, entry.qid))
+                return []
+            seen = self._judge(event, digest)
+            if seen is Seen.SAME:
+                self.counters.duplicates += 1  # at-least-once delivery: the same event again
+                return []
+            if seen is Seen.REUSED:
+                self.counters.seq_reused += 1
+            self._record(event, digest, seen)
+            released += self._release_held(line)
         own_key = _key(line, event.id)
-        known = self._index.get(own_key)
+        known = self._lookup(line, event.id)
         if event.kind == "created":
             if known is not None:
                 if known[0] != event.type:
-                    return self._reject(f"duplicate ID with conflicting type: {event.id} is already a {known[0]} "
-                                        f"(created by event seq {known[1]}), this event says {event.type}", raw)
-                if known[1] == event.seq:
-                    self.counters.duplicates += 1
-                    return []
-                return self._reject(f"duplicate ID: {event.id} ({event.type}) was already created by event seq "
-                                    f"{known[1]}", raw)
+                    return released + self._reject(
+                        f"duplicate ID with conflicting type: {event.id} is already a {known[0]} (created by event "
+                        f"{known[1]}), this event says {event.type}", raw, identity=identity)
+                return released + self._reject(f"duplicate ID: {event.id} ({event.type}) was already created by "
+                                               f"event {known[1]}", raw, identity=identity)
         elif known is None:
-            return self._reject(f"unknown ID {event.id}: a '{event.kind}' event needs the {event.type} to exist; "
-                                "placed automatically when it is created", raw, waiting_for=[own_key])
+            return released + self._reject(f"unknown ID {event.id}: a '{event.kind}' event needs the {event.type} to "
+                                           "exist; placed automatically when it is created", raw,
+                                           waiting_for=[own_key], identity=identity)
         elif known[0] != event.type:
-            return self._reject(f"conflicting type: {event.id} is a {known[0]}, this event says {event.type}", raw)
+            return released + self._reject(f"conflicting type: {event.id} is a {known[0]}, this event says "
+                                           f"{event.type}", raw, identity=identity)
         missing: list[str] = []
         received: list[str] = []
         for used in event.inputs:
-            found = self._index.get(_key(line, used.id))
+            found = self._lookup(line, used.id)
             if found is None:
                 if used.type == "RawMaterialLot":
                     received.append(used.id)
                 else:
                     missing.append(used.id)
             elif found[0] != used.type:
-                return self._reject(f"conflicting input type: {used.id} is a {found[0]}, the event lists it as "
-                                    f"{used.type}", raw)
+                return released + self._reject(f"conflicting input type: {used.id} is a {found[0]}, the event lists "
+                                               f"it as {used.type}", raw, identity=identity)
         if missing:
-            return self._reject(f"unknown input ID(s) {', '.join(missing)}: placed automatically when they are "
-                                "created", raw, waiting_for=[_key(line, m) for m in missing])
+            return released + self._reject(f"unknown input ID(s) {', '.join(missing)}: placed automatically when they "
+                                           "are created", raw, waiting_for=[_key(line, m) for m in missing],
+                                           identity=identity)
         for lot in dict.fromkeys(received):
             out += self.builder.received_lot_triples(line, lot, event.time)
-            self._index[_key(line, lot)] = ("RawMaterialLot", 0)
+            self._add_entity(_key(line, lot), ("RawMaterialLot", 0))
+        variant = self._variant(event, digest)
         producers = {used.id: self._producer(line, used.id) for used in event.inputs}
         sources = self._cell_sources(event) if event.type == "Cell" and event.kind == "created" else None
-        out += self.builder.event_triples(event, producers, sources)
+        out += self.builder.event_triples(event, producers, sources, digest=digest, variant=variant)
         self.counters.placed += 1
         self._lines.add(line)
-        released: list[Entry] = []
         if event.kind == "created":
-            self._index[own_key] = (event.type, event.seq)
+            self._add_entity(own_key, (event.type, event_ref(event.seq, variant)))
             if event.type == "CellStack":
                 self._remember_sources(line, event)
             released += self.quarantine.release_waiting(own_key)
@@ -445,16 +711,22 @@ class GenealogyStore:
             released += self.quarantine.release_waiting(_key(line, lot))
         return released
 
+    def _add_entity(self, key: str, ref: IndexRef) -> None:
+        """A new entity (checked absent by _lookup): indexed, counted, and no longer an unresolved reference."""
+        self._index[key] = ref
+        self._entity_count += 1
+        self.unresolved.resolve(key)
+
     def _producer(self, line: str, entity_id: str) -> Any:
-        found = self._index.get(_key(line, entity_id))
+        found = self._lookup(line, entity_id)
         if found is None:
             return None
-        entity_type, seq = found
-        if seq == 0:
+        entity_type, ref = found
+        if ref == 0:
             return self.builder.receiving_node(line, entity_id)
         if entity_type == "FormationRun":
             return self.builder.entity_node(line, entity_id)
-        return self.builder.process_node(line, seq)
+        return self.builder.process_node(line, ref)
 
     def _remember_sources(self, line: str, event: TraceEvent) -> None:
         from ontology.builder import polarity_of
@@ -489,8 +761,8 @@ class GenealogyStore:
 
     def _resolve_line(self, entity_id: str, line: str | None) -> str | None:
         if line is not None:
-            return line if _key(line, entity_id) in self._index else None
-        hits = [ln for ln in sorted(self._lines) if _key(ln, entity_id) in self._index]
+            return line if self._lookup(line, entity_id) is not None else None
+        hits = [ln for ln in sorted(self._lines) if self._lookup(ln, entity_id) is not None]
         return hits[0] if len(hits) == 1 else None
 
     def _place_prediction(self, p: dict[str, Any], out: list[Triple]) -> list[Entry]:
@@ -842,22 +1114,38 @@ class GenealogyStore:
         return sandbox.run_in_thread(run, timeout_s)
 
     def status(self) -> dict[str, Any]:
-        lines = {}
-        for name, bits in self.counters.lines.items():
-            count = sum(bin(b).count("1") for b in bits)
-            top = 0
-            for i in range(len(bits) - 1, -1, -1):
-                if bits[i]:
-                    top = i * 8 + bits[i].bit_length() - 1
-                    break
-            lines[name] = {"highest_seq": top, "received": count, "missing_seq": top - count}
+        """Counters and per-line seq figures, all O(1) per line (a few fields, never a scan)."""
+        lines = {name: {"highest_seq": s.highest, "received": s.distinct, "missing_seq": s.missing,
+                        "held_implausible": len(self._held.get(name, ()))} for name, s in list(self._seqs.items())}
         c = self.counters
         return {"backend": self.config.backend, "path": str(self.config.path) if self.config.path else None,
                 "base_iri": self.builder.base_iri, "queued": self._queue.qsize(), "received": c.received,
-                "placed": c.placed, "duplicates": c.duplicates, "quarantined_now": len(self.quarantine),
+                "placed": c.placed, "duplicates": c.duplicates, "seq_reused": c.seq_reused,
+                "implausible_seq": c.implausible_seq, "quarantined_now": len(self.quarantine),
                 "released_from_quarantine": c.released, "predictions": c.predictions, "audits": c.audits,
                 "write_errors": c.write_errors, "last_error": c.last_error, "triples_written": c.triples_written,
-                "entities": len(self._index), "lines": lines}
+                "entities": self._entity_count, "index": self.index_state(), "lines": lines,
+                "max_seq_jump": self.config.max_seq_jump, "seq_tracking_bytes": self.seq_tracking_bytes(),
+                "unresolved_references": self.unresolved.summary(self.config.unresolved_grace_s, _time.monotonic())}
+
+    def seq_tracking_bytes(self) -> int:
+        """Memory the seq tracking holds: the per-line windows (fixed) and the recent out-of-window judgements."""
+        return sum(s.memory_bytes() for s in list(self._seqs.values())) + 128 * len(self._recent_old)
+
+    # ------------------------------------------------------------------ references from samples
+    def note_reference(self, line: str, entity_id: str, trace_key: str, source: str) -> bool:
+        """A sample named `entity_id` (under `trace_key`, e.g. cell_id): True if the genealogy knows it. An unknown ID
+        is listed in the unresolved-references view (status()["unresolved_references"]) until a trace event creates
+        it; the sample itself is the caller's to keep. O(1): a dict lookup (a store query never runs here)."""
+        key = _key(line, entity_id)
+        if key in self._index:
+            return True
+        self.unresolved.note(key, line, entity_id, trace_key, source, _time.monotonic())
+        return False
+
+    def unresolved_over_grace(self) -> int:
+        """How many IDs named by samples have stayed unknown longer than `unresolved_grace_s` (for an alarm)."""
+        return self.unresolved.over_grace(self.config.unresolved_grace_s, _time.monotonic())
 
     def export(self, fmt: str = "turtle") -> bytes:
         """The whole graph, serialised (turtle, nt, json-ld, xml)."""
