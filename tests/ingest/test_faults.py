@@ -9,40 +9,35 @@ and ``python -m twin ingest``. Timeline (wall clock):
    restarted (its line time continues);
 4. influxd comes back; the spool drains.
 
-Then, against the simulator's own record: every OPC UA value after each run's first stored value per node (values a
-freshly started server published before any subscription existed cannot be had over OPC UA) and before its last steps
-(the server was stopped before it could publish those), with the trace IDs the record says were current; every cycler message (contiguous seq per channel); every trace event; no series twice.
+Then, against the simulator's own record (tests/faults/checker.py, shared with the fault-schedule suite): every OPC UA
+value after each run's first stored value per node (values a freshly started server published before any subscription
+existed cannot be had over OPC UA) and before its last steps (the server was stopped before it could publish those),
+once, with the trace IDs the record says were current; every cycler message (contiguous seq per channel); every trace
+event; no series with two units.
 """
 
 from __future__ import annotations
 
-import math
 import time
-from collections import Counter, defaultdict
+from collections import defaultdict
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-from connectors.records import iso_to_ns
+from tests.faults.checker import Run, check_all
 from tests.ingest.conftest import (
     FAST_LINE,
-    IdTimeline,
-    Record,
     influx_rows,
     ingest_config,
     read_record,
-    station_signal,
     wait_until,
 )
 
 pytestmark = pytest.mark.slow
 
-ID_VARS = {"RollId": "roll_id", "BatchId": "slurry_batch_id", "SlurryBatchId": "slurry_batch_id"}
 SPEED, TICK_S = 120, 5
-# 24 steps per wall second and a 100 ms publishing interval: the server stops before publishing its last 2-3 steps
-LAST_STEPS_UNPUBLISHED = 3
 
 
 def _sim_args(mqtt_url: str, record: Path, start: datetime) -> list[str]:
@@ -117,111 +112,15 @@ def test_run_with_all_five_faults_loses_nothing(tmp_path: Path, influxd_factory:
 
     runs = [read_record(rec1), read_record(rec2)]
     rows = influx_rows(influx.url, "faults", "SELECT * FROM /.*/")
-    _check_opcua(runs, rows)
-    _check_mqtt(runs, rows)
-    _check_trace_events(runs, rows)
-    _check_no_duplicate_series(rows)
-
-
-def _run_range(run: Record) -> tuple[int, int]:
-    ts = [t for vals in run.opcua.values() for t, _, _ in vals]
-    return min(ts), max(ts)
-
-
-def _check_opcua(runs: list[Record], rows: list[dict[str, Any]]) -> None:
-    stored: dict[tuple[str, str, str], dict[int, dict[str, Any]]] = defaultdict(dict)
-    for r in rows:
-        if r["_measurement"] != "trace_events" and r.get("protocol") is None:
-            stored[(r["_measurement"], r.get("lane") or "", r["signal"])][r["time"]] = r
-    missing: list[tuple[str, int, str]] = []
-    wrong_value: list[tuple[str, int, Any, Any]] = []
-    wrong_ids: list[tuple[str, int, str, Any, Any]] = []
-    checked = 0
-    for run in runs:
-        lo, hi = _run_range(run)
-        timelines = {p: IdTimeline(v) for p, v in run.opcua.items() if p.rsplit(".", 1)[-1] in ID_VARS}
-        first_stored: list[int] = []
-        for path, values in run.opcua.items():
-            key = station_signal(path)
-            mine = {t: row for t, row in stored[key].items() if lo <= t <= hi}
-            recorded_times = {t for t, _, _ in values}
-            matched = [t for t in mine if t in recorded_times]
-            assert matched, f"nothing recorded was stored for {path} in a run"
-            t_first = min(matched)  # the first value our subscription saw (initial 'waiting' samples do not count)
-            first_stored.append(t_first - lo)
-            station = path.rsplit(".", 1)[0]
-            for t, value, status in values:
-                if t < t_first:
-                    continue  # published before any subscription of ours existed (server just started)
-                if t > hi - LAST_STEPS_UNPUBLISHED * TICK_S * 10**9:
-                    continue  # the last steps before the server was stopped: no publish cycle followed them
-                checked += 1
-                row = mine.get(t)
-                if row is None:
-                    missing.append((path, t, f"{(hi - t) / (TICK_S * 1e9):.0f} steps before the run's end"))
-                    continue
-                if status and status.startswith("Bad"):
-                    if row["quality"] != "bad":
-                        wrong_value.append((path, t, value, row))
-                elif isinstance(value, float) or isinstance(value, int) and not isinstance(value, bool):
-                    if row.get("value") is None or not math.isclose(row["value"], float(value), rel_tol=1e-12,
-                                                                     abs_tol=1e-12):
-                        wrong_value.append((path, t, value, row.get("value")))
-                elif isinstance(value, str) and row.get("value_str", "") != value and not (value == "" and
-                                                                                           row.get("value_str") is None):
-                    wrong_value.append((path, t, value, row.get("value_str")))
-                for var, tag in ID_VARS.items():
-                    tl = timelines.get(f"{station}.{var}")
-                    if tl is not None:
-                        want = tl.at(t)
-                        if row.get(tag) != want:
-                            wrong_ids.append((path, t, tag, want, row.get(tag)))
-        # the pre-subscription gap at a run's start is short (seconds of wall time, x60 line time)
-        assert sorted(first_stored)[len(first_stored) // 2] <= 20 * SPEED * 10**9
-    assert checked > 10_000
-    assert not missing, f"{len(missing)} of {checked} recorded OPC UA values missing, e.g. {missing[:5]}"
-    assert not wrong_value, f"{len(wrong_value)} values differ, e.g. {wrong_value[:3]}"
-    assert not wrong_ids, f"{len(wrong_ids)} samples carry the wrong trace IDs, e.g. {wrong_ids[:3]}"
-
-
-def _check_mqtt(runs: list[Record], rows: list[dict[str, Any]]) -> None:
-    stored = {(r["lane"], int(r["seq"]), r["time"]) for r in rows
-              if r["_measurement"] == "Formation" and r.get("protocol") == "mqtt" and r.get("seq") is not None}
-    total = 0
+    report = check_all([Run(r, "stopped", TICK_S) for r in runs], rows)
+    print(report.summary())
+    assert report.opcua_checked > 10_000 and report.mqtt_checked > 50 and report.trace_checked > 20, report.summary()
+    # the pre-subscription gap at a run's start is short (seconds of wall time, x60 line time)
+    assert report.first_stored_median_s <= 20 * SPEED, report.summary()
+    assert report.clean(), report.summary()
     for run in runs:
         seqs: dict[str, list[int]] = defaultdict(list)
         for topic, msg in run.mqtt:
-            ch = topic.split("/")[3]
-            seqs[ch].append(int(msg["seq"]))
-            total += 1
-            assert (ch, int(msg["seq"]), iso_to_ns(msg["time"])) in stored, f"cycler message lost: {topic} {msg}"
+            seqs[topic.split("/")[3]].append(int(msg["seq"]))
         for ch, s in seqs.items():
             assert sorted(s) == list(range(1, len(s) + 1)), f"{ch}: the simulator's own seq has gaps"
-    assert total > 50, "too few cycler messages for the test to mean anything"
-
-
-def _check_trace_events(runs: list[Record], rows: list[dict[str, Any]]) -> None:
-    import json
-
-    stored = {(e["seq"], e["id"], e["kind"], e["time"]) for e in
-              (json.loads(r["json"]) for r in rows if r["_measurement"] == "trace_events")}
-    n = 0
-    for run in runs:
-        for ev in run.trace:
-            n += 1
-            assert (ev["seq"], ev["id"], ev["kind"], ev["time"]) in stored, f"trace event lost: {ev}"
-    assert n > 20
-
-
-def _check_no_duplicate_series(rows: list[dict[str, Any]]) -> None:
-    units: dict[tuple[str, str, str], set[str]] = defaultdict(set)
-    per_instant = Counter()
-    for r in rows:
-        if r["_measurement"] == "trace_events":
-            continue
-        k = (r["_measurement"], r.get("lane") or "", r["signal"])
-        units[k].add(r.get("unit") or "")
-        per_instant[(k, r.get("protocol"), r["time"])] += 1
-    assert all(len(u) == 1 for u in units.values()), {k: u for k, u in units.items() if len(u) > 1}
-    dup = [k for k, n in per_instant.items() if n > 1]
-    assert not dup, f"{len(dup)} (signal, time) pairs are stored in more than one series, e.g. {dup[:3]}"
