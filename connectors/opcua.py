@@ -37,10 +37,10 @@ Clocks: the line's clock (SourceTimestamp) need not be the server's or ours (a l
   (asyncua stamps a variable's creation value with the server's wall clock);
 - the whole history is saved with the subscription state, and an acknowledgement is sent only once the history that
   tagged its samples is saved: a restarted process that re-reads unacknowledged messages tags them as before;
-- per node, the newest sample the pipeline has made durable is remembered (and saved): a re-delivery of it or of an
-  older one (the initial value of a new subscription, a republished message) is dropped, so an instant is never
-  stored a second time with other tags. Both are reset when the server's start time changes (a new server run may
-  have a new clock).
+- per node, the newest sample the pipeline has made durable is remembered (and saved): its re-delivery as the
+  initial value of a new subscription (same time, value and quality), which may be older than the history, is
+  dropped, so an instant is never stored a second time with other tags; republished messages are within the history
+  and tagged as before. Both are reset when the server's start time changes (a new server run may have a new clock).
 
 Two paths, so that control never waits for that bookkeeping: with a ``live_sink`` every sample is also handed over the
 moment its publish response arrives, tagged with the IDs known then (the live state and the recommender need values,
@@ -308,7 +308,7 @@ class OpcuaConnector:
         self._acked_oldest: int | None = None
         self._flushes = 0
         self._pending_oldest: int | None = None
-        # per node source: [source time, "quality|value"] of the newest sample the pipeline made durable
+        # per node source: [time, "quality|value"] of the last delivered sample the pipeline made durable
         self._durable: dict[str, list[Any]] = {}
         self._pending_durable: dict[str, list[Any]] = {}
         self._ctx_server: str | None = None  # the server run (its start time) the context and _durable belong to
@@ -996,16 +996,17 @@ class OpcuaConnector:
                     value = str(value)
                 elif not isinstance(value, float | int | bool | str):
                     value = str(value)
-            if timed:
-                mark = f"{quality}|{value!r}"
-                d = durable.get(info.source)
-                if d is not None and (t_ns < d[0] or (t_ns == d[0] and mark == d[1])):
-                    continue  # stored already (an initial value of a new subscription, a republished message)
-                p = pending_durable.get(info.source)
-                if p is None or t_ns >= p[0]:
-                    pending_durable[info.source] = [t_ns, mark]
-                if oldest is None or t_ns < oldest:
-                    oldest = t_ns
+            mark = f"{quality}|{value!r}"
+            d = durable.get(info.source)
+            if d is not None and t_ns == d[0] and mark == d[1]:
+                # stored already: the initial value of a new subscription repeats the node's last delivered value,
+                # which may be older than the history can tag. Only the exact repeat of the *last delivered* one:
+                # "older than the newest" cannot be trusted (a creation value stamped with the server's clock may be
+                # hours "newer" than everything the line publishes after it)
+                continue
+            pending_durable[info.source] = [t_ns, mark]  # delivery order: a monitored item's queue is FIFO
+            if timed and (oldest is None or t_ns < oldest):
+                oldest = t_ns
             if is_array:
                 # an array item (e.g. a cross-web gauge track): element i is the series "<Signal>.P<iii>", the same
                 # series a server publishing one scalar node per track would give
@@ -1079,11 +1080,7 @@ class OpcuaConnector:
             self._unacked_oldest[token] = oldest
 
         def ack() -> None:  # runs once the pipeline has the records in its spool
-            durable = self._durable
-            for source, mark in marks.items():
-                d = durable.get(source)
-                if d is None or mark[0] >= d[0]:
-                    durable[source] = mark
+            self._durable.update(marks)  # the pipeline acknowledges in the order it was handed the batches
             done = self._unacked_oldest.pop(token, None)
             if done is not None and (self._acked_oldest is None or done < self._acked_oldest):
                 self._acked_oldest = done
