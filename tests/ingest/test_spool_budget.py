@@ -45,7 +45,7 @@ class Source:
         self.next += n
         return out
 
-    def submit(self, p: IngestPipeline, records: list[Sample], batch: int | None = None) -> None:
+    def submit(self, p: IngestPipeline, records: list[Sample], batch: int | None = None) -> bool:
         b = next(self.batches) if batch is None else batch
         self.unacked[b] = records
 
@@ -53,7 +53,7 @@ class Source:
             self.acked.add(b)
             self.unacked.pop(b, None)
 
-        p.submit(records, ack)
+        return p.submit(records, ack)
 
     def redeliver(self, p: IngestPipeline) -> None:
         for b, records in list(self.unacked.items()):
@@ -150,3 +150,61 @@ def test_a_batch_larger_than_the_budget_is_split_not_held_forever(tmp_path: Path
 
     asyncio.run(go())
     assert len(stored_times(influxd.url, db)) == src.next
+
+
+def test_queue_max_bounds_every_source_while_the_spool_is_full(tmp_path: Path, influxd_factory: Any) -> None:
+    """``ingest.queue_max`` held only ack-less records: OPC UA notifications (each with an ack) piled up in memory
+    without bound while the spool was full. Now records with an ack are held back at their source (not queued, not
+    acknowledged) and ack-less ones are dropped and counted; both raise an alarm; nothing acknowledged is lost."""
+    from twin.alarms import AlarmManager
+
+    influx = influxd_factory()
+    db = f"queue_{int(time.time())}_{next(_db)}"
+    cfg = config(tmp_path, influx.url, db)
+    cfg.ingest.queue_max = 1000
+    src = Source()
+    alarms = AlarmManager()
+    held: list[list[Sample]] = []
+    lost_times: set[int] = set()
+
+    async def go() -> None:
+        p = IngestPipeline(cfg, alarms=alarms)
+        await p.start()
+        influx.kill()
+        while not p.spool.stats().full:
+            src.submit(p, src.samples(200))
+            await asyncio.sleep(0.05)
+        peak = 0
+        for _ in range(30):  # an OPC UA server keeps publishing
+            b = next(src.batches)
+            records = src.samples(200)
+            src.unacked[b] = records
+
+            def ack(b: int = b) -> None:
+                src.unacked.pop(b, None)
+
+            if not p.submit(records, ack):
+                held.append(records)
+            peak = max(peak, p.stats()["inbox_records"])
+        lost = src.samples(200)
+        p.submit(lost)  # nobody can send these again: dropped and counted, not queued beyond the bound
+        lost_times.update(s.time_ns for s in lost)
+        peak = max(peak, p.stats()["inbox_records"])
+        await until(lambda: alarms.is_active("ingest_queue_full", "ingest"), 10, "ingest_queue_full alarm")
+        assert peak <= cfg.ingest.queue_max, f"{peak} records in memory with queue_max={cfg.ingest.queue_max}"
+        assert held and p.counts["held_back_queue_full"] == 200 * len(held)
+        assert p.counts["dropped_queue_full"] >= 200
+        influx.start()
+        # the source sends what it still has (an OPC UA server republishes unacknowledged notifications)
+        await until(lambda: p.stats()["inbox_records"] == 0 and p.spool.depth_lines == 0, 60, "drained")
+        for b, records in list(src.unacked.items()):  # as fast as the pipeline takes them (``accepting``)
+            while not src.submit(p, records, b):
+                await until(lambda: p.accepting, 30, "room in the ingest queue")
+        await until(lambda: not src.unacked and p.spool.depth_lines == 0, 60, "held-back records stored")
+        await until(lambda: not alarms.is_active("ingest_queue_full", "ingest"), 10, "alarm cleared")
+        await p.stop()
+
+    asyncio.run(go())
+    got = stored_times(influx.url, db)
+    want = {src.t0 + i * 1000 for i in range(src.next)} - lost_times
+    assert len(want - got) == 0, f"{len(want - got)} acknowledged or held-back records never arrived"
