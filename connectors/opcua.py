@@ -630,20 +630,35 @@ class OpcuaConnector:
     def _write_state(self) -> None:
         """Save the subscription, the trace context and the durable marks; then the acknowledgements of the samples
         that this context tagged may go to the server."""
-        if self.state_file is None or self._saved is None:
-            self._release_acks(self.context.version)
-            return
+        saved = self._state_to_save()
+        if saved is not None:
+            self._dump_state(saved)
+        self._release_acks(self.context.version)  # saved or not: holding them back would only grow the server's queue
+
+    async def _write_state_async(self) -> None:
+        """``_write_state`` with the JSON encoding and the file write in a thread: a long history costs the event
+        loop (and the live path) only the snapshot."""
         version = self.context.version
-        self._saved["context"] = self.context.snapshot()
-        self._saved["durable"] = self._durable
+        saved = self._state_to_save()
+        if saved is not None:
+            await asyncio.to_thread(self._dump_state, saved)
+        self._release_acks(version)
+
+    def _state_to_save(self) -> dict[str, Any] | None:
+        if self.state_file is None or self._saved is None:
+            return None
+        self._saved = {**self._saved, "context": self.context.snapshot(), "durable": dict(self._durable)}
+        return self._saved
+
+    def _dump_state(self, saved: dict[str, Any]) -> None:
+        assert self.state_file is not None
         tmp = self.state_file.with_suffix(".tmp")
         try:
             self.state_file.parent.mkdir(parents=True, exist_ok=True)
-            tmp.write_text(json.dumps(self._saved))
+            tmp.write_text(json.dumps(saved))
             tmp.replace(self.state_file)
         except OSError as exc:
             log.warning("OPC UA: cannot save subscription state to %s: %s", self.state_file, exc)
-        self._release_acks(version)  # saved or not: holding them back would only grow the server's queue
 
     def _release_acks(self, saved_version: int) -> None:
         self._saved_version = max(self._saved_version, saved_version)
@@ -654,7 +669,8 @@ class OpcuaConnector:
 
     def _trim_context(self) -> None:
         """Cut the ID history before the oldest sample that can still arrive, less ``opcua.trace_history_s``."""
-        horizon = min(self._unacked_oldest.values(), default=self._acked_oldest)
+        held = [] if self._pending_oldest is None else [self._pending_oldest]
+        horizon = min([*self._unacked_oldest.values(), *held], default=self._acked_oldest)
         if horizon is not None:
             self.context.trim(horizon - int(self.cfg.trace_history_s * 1e9), self.cfg.trace_history_max_entries)
         self._acked_oldest = None
@@ -669,7 +685,7 @@ class OpcuaConnector:
             if self._stop.is_set():
                 return
             self._trim_context()
-            self._write_state()
+            await self._write_state_async()
             if self.state_file is not None:
                 with contextlib.suppress(Exception):
                     client._save_session_state()  # keeps the token "fresh" for asyncua's resume check

@@ -87,11 +87,12 @@ class OpcuaConfig(_Model):
     watchdog_interval_s: float = Field(1.0, gt=0)
     stale_after_s: float = Field(5.0, gt=0)  # no data and no keepalive this long = reconnect
     trace_history_s: float = Field(
-        900.0, gt=0,
+        120.0, gt=0,
         description="How much of the trace-ID history (RollId, RollPosition ...) is kept before the oldest sample "
-                    "that can still arrive (the oldest one not yet acknowledged), in seconds of the line's clock. "
-                    "Samples re-delivered from further back (e.g. the initial value of a node unchanged for longer, "
-                    "on a new subscription) are not stored again if they were stored already.")
+                    "that can still arrive (held or not yet acknowledged), in seconds of the line's clock: covers "
+                    "values that reach us later than others of the same instant (slow sampling). The initial value "
+                    "of a node unchanged for longer, re-delivered by a new subscription, is recognised and not "
+                    "stored again.")
     trace_history_max_entries: int = Field(
         100_000, ge=2,
         description="Upper bound of the history per station and trace key, whatever the times say (the oldest "
