@@ -1102,7 +1102,7 @@ class OpcuaConnector:
                 self._acked_oldest = done
             if sub_id is not None:
                 acks = [ua.SubscriptionAcknowledgement(SubscriptionId=sub_id, SequenceNumber=n) for n in seqs]
-                if version <= self._saved_version:
+                if self.state_file is None or version <= self._saved_version:  # nothing to save first
                     self._acks.extend(acks)
                 else:  # the context that tagged them is not saved yet: a crash now must find it (_write_state)
                     self._acks_waiting.extend((version, a) for a in acks)
