@@ -42,6 +42,11 @@ from twin.setpoint_port import SetpointPort
 
 log = logging.getLogger("twin.service")
 
+#: Sample.trace keys naming an entity that exists in the genealogy by the time samples name it (a cell is assembled
+#: before it is formed); rolls, segments and formation runs are named while they are being made, before their trace
+#: event, so they are not checked.
+REFERENCE_KEYS: tuple[str, ...] = ("cell_id",)
+
 
 class TwinService:
     def __init__(self, cfg: Config, *, opcua: bool | None = None, mqtt: bool | None = None) -> None:
@@ -133,7 +138,10 @@ class TwinService:
             log.warning("ontology.store is not available: genealogy is off")
             return None
         try:
-            return GenealogyStore(StoreConfig(path=g.store_path) if g.store_path else StoreConfig())
+            # opening is quick at any size: the store rebuilds its ID index in the background
+            return GenealogyStore(StoreConfig(path=g.store_path or None, max_seq_jump=g.max_seq_jump,
+                                              seq_window=g.seq_window, unresolved_max_ids=g.unresolved_max_ids,
+                                              unresolved_grace_s=g.unresolved_grace_s))
         except Exception:  # noqa: BLE001
             log.exception("the genealogy store could not be opened; genealogy is off")
             return None
@@ -153,8 +161,16 @@ class TwinService:
     def _on_records(self, records: Sequence[Sample | TraceEvent]) -> None:
         live = self.live
         gauges = self._loops_of_gauges()
+        genealogy = self.genealogy
         for r in records:
             if isinstance(r, Sample):
+                if genealogy is not None:
+                    # the sample is stored as it came; an ID the genealogy never saw is listed (and alarmed on when
+                    # many stay unknown), never dropped
+                    for key in REFERENCE_KEYS:
+                        ref = r.trace.get(key)
+                        if isinstance(ref, str):
+                            genealogy.note_reference(r.line or self.line, ref, key, f"{r.station}/{r.signal}")
                 loops = gauges.get(f"{r.station}/{r.signal}")
                 if loops and r.received_ns:
                     for name in loops:
@@ -335,6 +351,7 @@ class TwinService:
         while True:
             await asyncio.sleep(1.0)
             self.live.check_missing()
+            self._check_unresolved()
             for name, up in self._connector_states().items():
                 was = self._connector_up.get(name, True)
                 if not up and was:
@@ -343,6 +360,21 @@ class TwinService:
                 elif up and not was:
                     self.alarms.clear("connector_down", name)
                 self._connector_up[name] = up
+
+    def _check_unresolved(self) -> None:
+        """Alarm while many IDs named by samples stay unknown to the genealogy past the grace time (forged or
+        mistyped IDs, or trace events that never arrive); cleared when they resolve."""
+        if self.genealogy is None:
+            return
+        g = self.cfg.service.genealogy
+        stale = self.genealogy.unresolved_over_grace()
+        if stale >= g.unresolved_alarm_ids:
+            self.alarms.raise_("unresolved_reference", self.line,
+                               f"{stale} IDs named by samples have been unknown to the genealogy for more than "
+                               f"{g.unresolved_grace_s:g} s (GET /api/genealogy/status: unresolved_references)",
+                               "warning", unresolved_ids=stale)
+        elif self.alarms.is_active("unresolved_reference", self.line):
+            self.alarms.clear("unresolved_reference", self.line)
 
     def _start_mqtt_publisher(self) -> None:
         if not self.cfg.mqtt.enabled:

@@ -268,6 +268,21 @@ class GenealogySettings(_Strict):
     store_path: Path | None = None
     sparql_timeout_s: float = Field(10.0, gt=0, le=300, description="POST /api/sparql: hard time limit per query")
     sparql_max_results: int = Field(10_000, ge=1, le=1_000_000, description="POST /api/sparql: most rows returned")
+    max_seq_jump: int = Field(1_000_000, ge=0, description=(
+        "A trace event whose seq is more than this ahead of the highest seq of its line (0 for a line not seen yet) "
+        "is held in the genealogy quarantine as implausible and placed when the line gets within this of it; 0 = no "
+        "check. A twin first attached to a line whose counter is already past this needs it raised for that start."))
+    seq_window: int = Field(65_536, ge=1, le=10_000_000, description=(
+        "Recent seqs per line whose events are told apart in memory (16 bytes each); older ones are looked up in "
+        "the store"))
+    unresolved_max_ids: int = Field(10_000, ge=0, le=1_000_000, description=(
+        "Most IDs listed in the unresolved-references view (IDs samples name that no trace event created); samples "
+        "naming further unknown IDs are only counted"))
+    unresolved_grace_s: float = Field(600.0, ge=0, description=(
+        "An ID samples name counts as unresolved once it has stayed unknown this long (a cell's samples may come "
+        "just before its trace event is placed)"))
+    unresolved_alarm_ids: int = Field(50, ge=1, description=(
+        "Raise the unresolved_reference alarm when this many IDs have stayed unresolved past the grace time"))
 
 
 class ServiceSettings(_Strict):

@@ -65,7 +65,7 @@ def reopen(path: Path, cells: int, events: int) -> dict[str, Any]:
         t2 = time.perf_counter()
         store.add_event({"schema": "pilotline.trace.v1", "seq": events + 1, "line": "PL1", "time": iso(T0),
                          "kind": "processed", "id": f"CELL-{cells:06d}", "type": "Cell", "step": "Inspection",
-                         "inputs": [], "parameters": {}, "properties": {"ocv_V": 3.61}})
+                         "station": "Inspection", "inputs": [], "parameters": {}, "properties": {"ocv_V": 3.61}})
         assert store.flush(timeout=600)
         out["first_event_placed_s"] = round(time.perf_counter() - t2, 3)
         out["since_open_to_serving_and_ingesting_s"] = round(time.perf_counter() - t0, 3)
