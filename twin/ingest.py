@@ -414,9 +414,9 @@ class IngestPipeline:
         i = 0
         while i < len(frames):
             data, n = frames[i]
-            try:
-                stamp = await asyncio.to_thread(self.spool.append, data, n)
-                i += 1
+            try:  # as many frames as fit, one fsync
+                taken, stamp = await asyncio.to_thread(self.spool.append_frames, frames[i:])
+                i += taken
                 continue
             except FrameTooLarge as exc:
                 rejected.append(Rejected("too_large", str(exc), "spool", data, time.time_ns()))

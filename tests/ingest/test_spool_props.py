@@ -74,6 +74,28 @@ class SpoolMachine(RuleBasedStateMachine):
         self.appended.append((self.next_id, lines, size))
         self.next_id += 1
 
+    @rule(sizes=st.lists(st.tuples(st.integers(1, 4), st.integers(0, 300)), min_size=1, max_size=6))
+    def append_several_with_one_fsync(self, sizes: list[tuple[int, int]]) -> None:
+        """``append_frames`` takes a prefix of the frames (what fits); the caller resumes at the first not taken."""
+        assert self.sp is not None
+        frames = [(frame_payload(self.next_id + k, lines, pad), lines) for k, (lines, pad) in enumerate(sizes)]
+        first = HEADER.size + len(frames[0][0])
+        unsent = self.sp.unsent_bytes
+        try:
+            taken, _ = self.sp.append_frames(frames)
+        except FrameTooLarge:
+            assert first > self.sp.max_bytes
+            return
+        except SpoolFull:
+            assert unsent + first > self.sp.max_bytes, "refused a first frame that fits"
+            if self.sp.when_full == "reject_new":
+                self.rejected_lines += frames[0][1]
+            return
+        assert 1 <= taken <= len(frames)
+        for payload, lines in frames[:taken]:
+            self.appended.append((self.next_id, lines, HEADER.size + len(payload)))
+            self.next_id += 1
+
     @rule(max_lines=st.integers(1, 12))
     def read(self, max_lines: int) -> None:
         assert self.sp is not None
@@ -167,7 +189,7 @@ def spool_props_dir(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
 
 
 def test_spool_state_machine(spool_props_dir: Path) -> None:
-    SpoolMachine.TestCase.settings = settings(max_examples=80, stateful_step_count=40, deadline=None,
+    SpoolMachine.TestCase.settings = settings(max_examples=60, stateful_step_count=40, deadline=None,
                                               suppress_health_check=[HealthCheck.too_slow])
     SpoolMachine.TestCase().runTest()
 

@@ -46,6 +46,7 @@ import time
 import zlib
 from dataclasses import dataclass, field
 from pathlib import Path
+from collections.abc import Sequence
 from typing import Final, Literal
 
 log = logging.getLogger(__name__)
@@ -328,59 +329,103 @@ class Spool:
 
         Raises ``SpoolFull`` (no room: retry later, or refused with ``reject_new``), ``SpoolDiskError`` (the
         filesystem refused it: retry later) or ``FrameTooLarge`` (larger than the whole budget)."""
+        return self.append_frames([(payload, lines)])[1]
+
+    def append_frames(self, frames: Sequence[tuple[bytes, int]]) -> tuple[int, int]:
+        """Persist as many of ``frames`` as fit, in order, with one fsync; returns (how many, their append stamp).
+
+        The caller goes on from the first frame not taken; calling again with it raises the reason (``SpoolFull``,
+        ``SpoolDiskError``, ``FrameTooLarge``), which is raised at once when not even the first frame is taken."""
         stamp = time.time_ns()
-        if not payload:
-            return stamp
-        frame = HEADER.pack(MAGIC, len(payload), zlib.crc32(payload), lines, stamp) + payload
-        if len(frame) > self.max_bytes:
-            raise FrameTooLarge(f"a frame of {len(frame)} bytes can never fit spool.max_bytes={self.max_bytes}; "
-                                f"cut it with split_frames(..., {self.max_frame_payload})")
         with self._lock:
-            while self._unsent_bytes() + len(frame) > self.max_bytes:
-                if self.when_full == "drop_oldest" and self._drop_oldest_unsent():
-                    continue
-                if self.when_full == "reject_new":
-                    self.rejected_lines += lines
-                self._full_need = len(frame)
-                raise SpoolFull(f"spool {self.dir} holds {self._unsent_bytes()} unsent bytes of {self.max_bytes} "
-                                f"(when_full={self.when_full})")
+            done = 0
             active = self._segments[-1]
-            if active.size > 0 and active.size + len(frame) > self.segment_bytes:
-                active = self._rotate()
-            self._write_frame(active, frame)
+            unsynced: list[tuple[int, int]] = []  # (lines, bytes) written to ``active`` since it was last synced
+            try:
+                for payload, lines in frames:
+                    if not payload:
+                        done += 1
+                        continue
+                    frame = HEADER.pack(MAGIC, len(payload), zlib.crc32(payload), lines, stamp) + payload
+                    if len(frame) > self.max_bytes:
+                        if done:
+                            break
+                        raise FrameTooLarge(f"a frame of {len(frame)} bytes can never fit spool.max_bytes="
+                                            f"{self.max_bytes}; cut it with split_frames(..., "
+                                            f"{self.max_frame_payload})")
+                    if not self._make_room(len(frame)):
+                        if done:
+                            break
+                        if self.when_full == "reject_new":
+                            self.rejected_lines += lines
+                        self._full_need = len(frame)
+                        raise SpoolFull(f"spool {self.dir} holds {self._unsent_bytes()} unsent bytes of "
+                                        f"{self.max_bytes} (when_full={self.when_full})")
+                    if self._segments[-1] is not active:  # drop_oldest rotated: what was written is synced
+                        active, unsynced = self._segments[-1], []
+                    if active.size > 0 and active.size + len(frame) > self.segment_bytes:
+                        active, unsynced = self._rotate(), []
+                    self._write_all(frame)
+                    if active.frames == 0:
+                        active.first_append_ns = stamp
+                    active.size += len(frame)
+                    active.frames += 1
+                    active.lines += lines
+                    self.appended_lines += lines
+                    unsynced.append((lines, len(frame)))
+                    done += 1
+                if self.fsync == "always" or (
+                    self.fsync == "interval" and time.monotonic() - self._last_sync >= self.fsync_interval_s
+                ):
+                    assert self._fd is not None
+                    os.fsync(self._fd)
+                    self._last_sync = time.monotonic()
+            except (OSError, SpoolDiskError) as exc:
+                self._disk_full = True
+                self._cut_back(active, unsynced)
+                durable = done - len(unsynced)
+                if durable > 0:
+                    return durable, stamp
+                if isinstance(exc, SpoolDiskError):
+                    raise
+                raise SpoolDiskError(f"spool {self.dir}: the filesystem refused a frame ({exc.strerror or exc}); "
+                                     f"it is not in the spool, retry later") from exc
             self._full_need = 0
             self._disk_full = False
-            if active.frames == 0:
-                active.first_append_ns = stamp
-            active.size += len(frame)
-            active.frames += 1
-            active.lines += lines
-            self.appended_lines += lines
-        return stamp
+        return done, stamp
 
-    def _write_frame(self, active: _Segment, frame: bytes) -> None:
-        """Write and (per policy) fsync one frame; on any failure cut the file back to whole frames and raise."""
+    def _make_room(self, size: int) -> bool:
+        """Room for ``size`` more unsent bytes, dropping the oldest unsent segments with ``drop_oldest``."""
+        while self._unsent_bytes() + size > self.max_bytes:
+            if not (self.when_full == "drop_oldest" and self._drop_oldest_unsent()):
+                return False
+        return True
+
+    def _write_all(self, frame: bytes) -> None:
         assert self._fd is not None
         done = 0
+        while done < len(frame):
+            n = os.write(self._fd, frame[done:])
+            if n <= 0:
+                raise OSError(errno.ENOSPC, "no progress writing a spool frame")
+            done += n
+
+    def _cut_back(self, active: _Segment, unsynced: list[tuple[int, int]]) -> None:
+        """A write or fsync failed: cut the active segment back to its last synced frame, so the files hold whole,
+        durable frames only and nothing unsynced was reported as appended."""
+        lines = sum(n for n, _ in unsynced)
+        size = active.size - sum(b for _, b in unsynced)
         try:
-            while done < len(frame):
-                n = os.write(self._fd, frame[done:])
-                if n <= 0:
-                    raise OSError(errno.ENOSPC, "no progress writing a spool frame")
-                done += n
-            if self.fsync == "always" or (
-                self.fsync == "interval" and time.monotonic() - self._last_sync >= self.fsync_interval_s
-            ):
-                os.fsync(self._fd)
-                self._last_sync = time.monotonic()
-        except OSError as exc:
-            self._disk_full = True
-            try:
-                os.ftruncate(self._fd, active.size)
-            except OSError as cut:  # the next start cuts the torn tail (crc) anyway
-                log.error("spool %s: could not cut a failed frame back: %s", active.path.name, cut)
-            raise SpoolDiskError(f"spool {self.dir}: the filesystem refused a frame of {len(frame)} bytes "
-                                 f"({exc.strerror or exc}); it is not in the spool, retry later") from exc
+            assert self._fd is not None
+            os.ftruncate(self._fd, size)
+        except OSError as cut:  # the next start cuts a torn tail (crc) anyway
+            log.error("spool %s: could not cut failed frames back: %s", active.path.name, cut)
+        active.size = size
+        active.frames -= len(unsynced)
+        active.lines -= lines
+        self.appended_lines -= lines
+        if active.frames == 0:
+            active.first_append_ns = 0
 
     def _rotate(self) -> _Segment:
         """Start a new active segment. The old one is synced and closed only once the new one exists, so a
