@@ -50,6 +50,7 @@ from ontology.iris import PL
 from ontology.oxstore import inline_values, literal_python, ox_select
 from ontology.quarantine import Entry, Quarantine, UnresolvedReferences
 from ontology.queries import load
+from ontology.sandbox import QueryEngine
 from ontology.seqwindow import DEFAULT_SIZE, LineSeqs, Seen
 
 log = logging.getLogger(__name__)
@@ -145,7 +146,9 @@ class GenealogyStore:
         self.counters = _Counters()
         self._queue: queue.Queue[tuple[str, Any]] = queue.Queue(maxsize=self.config.queue_max)
         self._stop = threading.Event()
-        self._sandbox: Any = None
+        # user SPARQL and export pages: query processes over snapshots, never the live RocksDB directory (sandbox.py)
+        self.queries = QueryEngine(self.graph, self._ox, self._lock, self.config.path,
+                                   lambda: self.counters.triples_written)
         self._idle = threading.Event()
         self._idle.set()
         self._ensure_vocabulary()
@@ -373,8 +376,7 @@ class GenealogyStore:
             self._indexer.join(timeout=60.0)  # it stops within 10 000 rows; it must let go of the store first
         if not self._worker.is_alive() and not self._writer.is_alive():
             self._save_seq_state(clean=True)
-        if self._sandbox is not None:
-            self._sandbox.close()
+        self.queries.close()
         if self._ox is not None:
             self._ox.flush()
             # release RocksDB's lock now (a restart in the same process must be able to reopen the directory)
@@ -1091,27 +1093,14 @@ class GenealogyStore:
         return {"limit_C": limit, "cells": found, "count": len(found), "windows_checked_in_influxdb": checked,
                 "truncated": truncated}
 
-    def sparql(self, text: str, *, max_results: int = 10_000, timeout_s: float = 10.0) -> Any:
-        """A user's read-only SPARQL query (SELECT, ASK, CONSTRUCT, DESCRIBE) with a time and a result limit.
+    def sparql(self, text: str, *, max_results: int = 10_000, timeout_s: float = 10.0,
+               on_done: Callable[[], None] | None = None) -> Any:
+        """A user's read-only SPARQL query (SELECT, ASK, CONSTRUCT, DESCRIBE) with a time and a result limit; safe
+        beside the writer and from many threads (see `ontology.sandbox.QueryEngine`). `on_done` is called once the
+        query's work has really ended (a thread backend's query may outlive its time limit).
 
         Raises sandbox.ReadOnlyError for updates, QuerySyntaxError for bad queries, QueryTimeout past the limit."""
-        from ontology import sandbox
-
-        form = sandbox.check_read_only(text)
-        if self._ox is not None and self.config.path is not None:
-            if self._sandbox is None:
-                self._sandbox = sandbox.OxigraphSandbox(self.config.path / "oxigraph")
-            self._ox.flush()
-            return self._sandbox.run(text, form, max_results, timeout_s)
-        if self._ox is not None:
-            store = self._ox
-            return sandbox.run_in_thread(lambda: sandbox._ox_answer(store, text, form, max_results), timeout_s)
-
-        def run() -> Any:
-            with self._lock:
-                return sandbox.rdflib_answer(self.graph, text, form, max_results)
-
-        return sandbox.run_in_thread(run, timeout_s)
+        return self.queries.run(text, max_results=max_results, timeout_s=timeout_s, on_done=on_done)
 
     def status(self) -> dict[str, Any]:
         """Counters and per-line seq figures, all O(1) per line (a few fields, never a scan)."""
