@@ -96,6 +96,9 @@ class SpoolConfig(_Model):
     when_full: Literal["drop_oldest", "reject_new", "block"] = Field("block", description=(
         "block: hold records back and resume once the database confirms some (a full filesystem does the same); "
         "drop_oldest: delete the oldest unsent segment (counted); reject_new: refuse new records (counted)"))
+    min_free_bytes: int = Field(1024 * 1024, ge=0, description=(
+        "the spool stops appending (and holds back, like a full filesystem) when fewer than this many bytes would "
+        "stay free on its filesystem, so the cursor and the connectors' state files beside it can still be written"))
 
 
 class QuarantineConfig(_Model):

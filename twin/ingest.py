@@ -119,7 +119,7 @@ class IngestPipeline:
         self.quarantine = Quarantine(cfg.quarantine.dir, cfg.quarantine.max_bytes, cfg.quarantine.keep_raw_bytes)
         s = cfg.spool
         self.spool = Spool(s.dir, fsync=s.fsync, fsync_interval_s=s.fsync_interval_s, segment_bytes=s.segment_bytes,
-                           max_bytes=s.max_bytes, when_full=s.when_full)
+                           max_bytes=s.max_bytes, when_full=s.when_full, min_free_bytes=s.min_free_bytes)
         self.forwarder = Forwarder(
             self.spool, writer or make_writer(cfg), batch_size=cfg.influx.batch_size,
             flush_interval_s=cfg.influx.flush_interval_s, retry_initial_s=cfg.influx.retry_initial_s,
@@ -453,8 +453,8 @@ class IngestPipeline:
         alarms = self.alarms
         if alarms is None:
             return
-        st = self.spool.stats()
-        if st.full:
+        if self.spool.full:  # (stats() only then: it may read a frame header for the age)
+            st = self.spool.stats()
             what = "the filesystem refuses writes" if st.disk_full else \
                 f"{st.depth_bytes} of {st.max_bytes} bytes unsent"
             alarms.raise_("spool_full", "ingest", f"spool full ({what}); ingest is holding data back "

@@ -6,6 +6,8 @@ from __future__ import annotations
 
 import asyncio
 import itertools
+import json
+import os
 import subprocess
 import time
 from collections.abc import Iterator
@@ -70,6 +72,25 @@ def test_enospc_keeps_whole_frames_and_every_appended_frame(small_fs: Path) -> N
     assert first <= len(half.payloads)  # at most the confirmed half is gone, none of the rest
 
 
+def test_min_free_bytes_leaves_room_for_the_state_files_beside_the_spool(small_fs: Path) -> None:
+    reserve = 64 * 1024
+    sp = Spool(small_fs / "spool", fsync="always", segment_bytes=32 * 1024, max_bytes=64 * 1024 * 1024,
+               min_free_bytes=reserve)
+    n = 0
+    with pytest.raises(SpoolDiskError, match="min_free_bytes"):
+        while True:
+            sp.append(payload(n), 41)
+            n += 1
+    st = os.statvfs(small_fs)
+    assert st.f_bavail * st.f_frsize >= reserve - len(payload(0)) - 4096
+    (small_fs / "spool" / "opcua-subscription.json").write_text("x" * 8192)  # a connector's state still fits
+    b = sp.read_batch(41)
+    assert b is not None
+    sp.confirm(b)  # and so does the cursor
+    assert json.loads((small_fs / "spool" / "cursor.json").read_text())["offset"] > 0
+    sp.close()
+
+
 def test_pipeline_holds_on_a_full_disk_and_resumes(small_fs: Path, tmp_path: Path, influxd_factory: Any) -> None:
     influx = influxd_factory()
     db = f"diskfull_{int(time.time())}_{next(_db)}"
@@ -78,7 +99,8 @@ def test_pipeline_holds_on_a_full_disk_and_resumes(small_fs: Path, tmp_path: Pat
         "influx": {"url": influx.url, "database": db, "flush_interval_s": 0.1, "retry_initial_s": 0.1,
                    "retry_max_s": 0.5, "timeout_s": 3},
         "spool": {"dir": str(small_fs / "spool"), "fsync": "always", "segment_bytes": 32 * 1024,
-                  "max_bytes": 64 * 1024 * 1024, "when_full": "block"},  # the budget is far above the disk
+                  "max_bytes": 64 * 1024 * 1024, "when_full": "block",  # the budget is far above the disk
+                  "min_free_bytes": 16 * 1024},
         "quarantine": {"dir": str(tmp_path / "quarantine")},
         "opcua": {"enabled": False}, "mqtt": {"enabled": False},
         "validation": {"max_future_s": 10 * 365 * 86400.0},

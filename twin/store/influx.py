@@ -113,7 +113,7 @@ class InfluxV1Writer:
             await self.start()
         assert self._client is not None
         try:
-            r = await self._client.get(f"{self.url}/ping")
+            r = await self._client.get(f"{self.url}/ping", timeout=min(self.timeout_s, 2.0))  # idle: keep it short
         except httpx.HTTPError:
             return False
         return r.status_code == 204

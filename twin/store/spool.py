@@ -23,11 +23,12 @@ messages); ``reject_new`` raises ``SpoolFull`` and counts the batch as rejected 
 ``drop_oldest`` deletes the oldest unsent segment and counts its lines as dropped. ``full`` stays true while the
 refused frame would still not fit, and becomes false by itself once the database has drained enough.
 
-Disk trouble (ENOSPC on the spool's filesystem, quota, I/O error): the frame being appended is cut off again, so
-the files hold whole frames only, and ``SpoolDiskError`` (a ``SpoolFull``) is raised: nothing of that frame is in
-the spool, the caller holds it back and retries; confirmed data is never touched. A cursor that cannot be saved is
-kept in memory and saved at the next chance (after a crash meanwhile the frames since the last saved cursor are sent
-again: duplicates, which InfluxDB overwrites).
+Disk trouble (ENOSPC on the spool's filesystem, fewer than ``min_free_bytes`` left free, quota, I/O error): the
+frames being appended are cut off again, so the files hold whole frames only, and ``SpoolDiskError`` (a
+``SpoolFull``) is raised: nothing of them is in the spool, the caller holds them back and retries; confirmed data is
+never touched. ``min_free_bytes`` keeps room for the cursor and the connectors' state files beside the spool. A
+cursor that cannot be saved is kept in memory and saved at the next chance (after a crash meanwhile the frames since
+the last saved cursor are sent again: duplicates, which InfluxDB overwrites).
 
 Delivery is at least once: a frame read but not confirmed before a crash is sent again; confirmed frames never are
 (except after a failed cursor save, above).
@@ -159,6 +160,7 @@ class Spool:
         segment_bytes: int = 8 * 1024 * 1024,
         max_bytes: int = 2 * 1024 * 1024 * 1024,
         when_full: WhenFull = "block",
+        min_free_bytes: int = 0,
     ) -> None:
         if max_bytes <= HEADER.size:
             raise ValueError(f"spool max_bytes={max_bytes} leaves no room for a frame (header {HEADER.size} bytes)")
@@ -171,6 +173,9 @@ class Spool:
         # (drop_oldest) and its confirmed prefix, the only confirmed bytes on disk, stays small
         self.segment_bytes = max(1, min(segment_bytes, max_bytes // 4))
         self.when_full = when_full
+        # leave this much free on the filesystem: the cursor and the connectors' state files beside the spool
+        # must still be writable when the spool has filled the disk
+        self.min_free_bytes = min_free_bytes
         self._lock = threading.RLock()
         self._segments: list[_Segment] = []
         self._fd: int | None = None
@@ -353,6 +358,9 @@ class Spool:
                         raise FrameTooLarge(f"a frame of {len(frame)} bytes can never fit spool.max_bytes="
                                             f"{self.max_bytes}; cut it with split_frames(..., "
                                             f"{self.max_frame_payload})")
+                    if self.min_free_bytes and self._free_bytes() < self.min_free_bytes + len(frame):
+                        raise OSError(errno.ENOSPC, f"fewer than spool.min_free_bytes={self.min_free_bytes} "
+                                                    f"would stay free on the spool's filesystem")
                     if not self._make_room(len(frame)):
                         if done:
                             break
@@ -393,6 +401,10 @@ class Spool:
             self._full_need = 0
             self._disk_full = False
         return done, stamp
+
+    def _free_bytes(self) -> int:
+        st = os.statvfs(self.dir)
+        return st.f_bavail * st.f_frsize
 
     def _make_room(self, size: int) -> bool:
         """Room for ``size`` more unsent bytes, dropping the oldest unsent segments with ``drop_oldest``."""
