@@ -152,10 +152,11 @@ class GenealogyStore:
         self._idle = threading.Event()
         self._idle.set()
         self._ensure_vocabulary()
+        self._seq_ready = threading.Event()  # the per-line seq figures are known: placing may start
         self._load_seq_state()
-        self._indexer = threading.Thread(target=self._build_index, name="genealogy-index", daemon=True)
+        self._indexer = threading.Thread(target=self._start_up, name="genealogy-index", daemon=True)
         if self._ox is None and self.config.backend == "memory":
-            self._build_index()  # an in-memory graph starts empty: nothing to wait for
+            self._start_up()  # an in-memory graph starts empty: nothing to wait for
         else:
             self._indexer.start()
         # placing (Python) and writing (Oxigraph, which releases the GIL) overlap: the placer hands each batch to the
@@ -221,9 +222,10 @@ class GenealogyStore:
 
     def _load_seq_state(self) -> None:
         """Per line: highest seq and how many different seqs were received (placed or quarantined), and the entity
-        count. After a clean stop they are read from seqs.json (instant); otherwise recomputed from the store (a scan
-        of every step, ~1 s per 100 000 events) and the quarantine. Implausible events held in the quarantine are
-        not counted (the line has not got there); their release heap is rebuilt here."""
+        count. After a clean stop they are read from seqs.json (instant); otherwise (a crash, or a store from before
+        seqs.json) they are recounted in the background from the store (a scan of every step, ~1 s per 100 000 events)
+        and the quarantine, and placing waits for that (add_event and queries do not). Implausible events held in the
+        quarantine are not counted (the line has not got there); their release heap is rebuilt here."""
         path = self._seq_state_path()
         state: dict[str, Any] | None = None
         if path is not None and path.exists():
@@ -243,12 +245,34 @@ class GenealogyStore:
                 seqs = self._line_seqs(line)
                 seqs.highest, seqs.distinct = int(numbers["highest"]), int(numbers["distinct"])
             self._entity_count = int(state.get("entities", 0))
+            self._seq_figures_known()
         else:
-            self._recount_seqs(held)
+            self._held_qids = held  # recounted by _start_up
+
+    def _seq_figures_known(self) -> None:
         for line, seqs in self._seqs.items():
             seqs.low = seqs.highest  # nothing below is in the window: older seqs are looked up in the store
             self._lines.add(line)
         self._save_seq_state(clean=False)  # until close() says otherwise, a crash means: recount at the next start
+        self._seq_ready.set()
+
+    def _start_up(self) -> None:
+        """Background start-up work: the seq recount after an unclean stop (placing waits for it), then the index."""
+        if not self._seq_ready.is_set():
+            try:
+                self._recount_seqs(self._held_qids)
+            except Exception:  # the store went away (closed) before the count ended
+                if not self._stop.is_set():
+                    log.exception("recounting the genealogy's seqs failed; they start from zero")
+            self._seq_figures_known()
+        self._build_index()
+
+    def seq_state(self) -> str:
+        return "ready" if self._seq_ready.is_set() else "recounting after an unclean stop (events wait to be placed)"
+
+    def wait_seq_state(self, timeout: float | None = None) -> bool:
+        """Wait until the per-line seq figures are known (after an unclean stop they are recounted first)."""
+        return self._seq_ready.wait(timeout)
 
     def _recount_seqs(self, held: set[int]) -> None:
         for row in self._select("seq_summary"):
@@ -377,6 +401,9 @@ class GenealogyStore:
         if not self._worker.is_alive() and not self._writer.is_alive():
             self._save_seq_state(clean=True)
         self.queries.close()
+        # the engine holds the pyoxigraph store: let go of it too, or RocksDB's lock outlives close() (a restart in
+        # the same process could not reopen the directory)
+        self.queries = QueryEngine(Graph(), None, self._lock, None, lambda: 0)
         if self._ox is not None:
             self._ox.flush()
             # release RocksDB's lock now (a restart in the same process must be able to reopen the directory)
@@ -450,6 +477,9 @@ class GenealogyStore:
 
     # ------------------------------------------------------------------ worker
     def _run(self) -> None:
+        while not self._seq_ready.wait(0.1):  # judging seqs needs the line's figures (a recount after a crash)
+            if self._stop.is_set() and not self._indexer.is_alive():
+                break
         while not (self._stop.is_set() and self._queue.empty()):
             try:
                 first = self._queue.get(timeout=0.1)
@@ -1113,7 +1143,8 @@ class GenealogyStore:
                 "implausible_seq": c.implausible_seq, "quarantined_now": len(self.quarantine),
                 "released_from_quarantine": c.released, "predictions": c.predictions, "audits": c.audits,
                 "write_errors": c.write_errors, "last_error": c.last_error, "triples_written": c.triples_written,
-                "entities": self._entity_count, "index": self.index_state(), "lines": lines,
+                "entities": self._entity_count, "index": self.index_state(), "seq_state": self.seq_state(),
+                "lines": lines,
                 "max_seq_jump": self.config.max_seq_jump, "seq_tracking_bytes": self.seq_tracking_bytes(),
                 "unresolved_references": self.unresolved.summary(self.config.unresolved_grace_s, _time.monotonic())}
 

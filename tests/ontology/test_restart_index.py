@@ -73,6 +73,7 @@ def test_seq_figures_survive_a_clean_stop_and_are_recounted_after_a_crash(tmp_pa
         assert s.status()["lines"]["PL1"] == expected
     (path / "seqs.json").write_text('{"clean": false}')  # what a crash leaves: recount from the store
     with GenealogyStore(StoreConfig(path=path)) as s:
+        assert s.wait_seq_state(timeout=60) and s.status()["seq_state"] == "ready"
         assert s.status()["lines"]["PL1"] == expected
         load(s, events[7:9])
         assert s.status()["lines"]["PL1"]["missing_seq"] == 0
