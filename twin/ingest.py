@@ -260,7 +260,7 @@ class IngestPipeline:
             while self._live:
                 batch = self._live.popleft()
                 now = time.time_ns()
-                good = [s for s in batch if check(s, now) is None]  # rejects are quarantined by the store path
+                good: list[Record] = [s for s in batch if check(s, now) is None]  # rejects: the store path
                 if good:
                     self.counts["live_dispatched"] += len(good)
                     await self._dispatch(good)

@@ -11,7 +11,7 @@ from __future__ import annotations
 import asyncio
 import gzip
 import re
-from typing import Protocol
+from typing import Any, Protocol
 
 import httpx
 
@@ -139,8 +139,8 @@ class InfluxV2Writer:
         self.token = token
         self.gzip = gzip_body
         self.timeout_s = timeout_s
-        self._client = None
-        self._api = None
+        self._client: Any = None  # influxdb_client.InfluxDBClient, imported on start (optional dependency)
+        self._api: Any = None
 
     async def start(self) -> None:
         from influxdb_client import InfluxDBClient

@@ -216,13 +216,13 @@ class Spool:
         first = self._segments[0].index
         if cursor is None or cursor.segment < first:
             cursor = Position(first, 0)
-        seg = self._find(cursor.segment)
-        if seg is None:  # cursor beyond every segment: nothing pending
+        at = self._find(cursor.segment)
+        if at is None:  # cursor beyond every segment: nothing pending
             cursor = Position(self._segments[-1].index, self._segments[-1].size)
-            seg = self._segments[-1]
-        cursor = Position(cursor.segment, min(cursor.offset, seg.size))
+            at = self._segments[-1]
+        cursor = Position(cursor.segment, min(cursor.offset, at.size))
         self._cursor = cursor
-        self._cursor_lines_in_seg = self._lines_before(seg, cursor.offset)
+        self._cursor_lines_in_seg = self._lines_before(at, cursor.offset)
         self._read_pos = cursor
         self._cursor_stamp = 0
         self._delete_confirmed_segments()
