@@ -30,6 +30,11 @@ class HttpSettings(_Strict):
     max_history_window_s: float = Field(7 * 86400.0, gt=0)
     max_history_points: int = Field(10_000, gt=0)
     sse_interval_s: float = Field(1.0, gt=0)
+    sse_max_clients: int = Field(32, ge=1, description=(
+        "GET /api/stream: most server-sent-event clients at once; one more is answered 503 with Retry-After"))
+    max_body_bytes: int = Field(1_048_576, ge=1024, description=(
+        "Largest request body (bytes) of any route; a longer one is refused with 413 before it is read "
+        "(POST /api/sparql has its own, smaller cap: 3 x 100 000 bytes)"))
 
 
 class AuthSettings(_Strict):
@@ -268,6 +273,20 @@ class GenealogySettings(_Strict):
     store_path: Path | None = None
     sparql_timeout_s: float = Field(10.0, gt=0, le=300, description="POST /api/sparql: hard time limit per query")
     sparql_max_results: int = Field(10_000, ge=1, le=1_000_000, description="POST /api/sparql: most rows returned")
+    sparql_max_concurrent: int = Field(4, ge=1, le=64, description=(
+        "/api/sparql and /api/genealogy/export pages running at once (each in a query process at lower priority); "
+        "one more is answered 429 with Retry-After"))
+    sparql_max_per_user: int = Field(2, ge=1, le=64, description=(
+        "/api/sparql and export pages running at once for one token (anonymous viewers: per client address); "
+        "one more is answered 429 with Retry-After"))
+    export_max_triples: int = Field(100_000, ge=1, le=10_000_000, description=(
+        "GET /api/genealogy/export: most triples per page (limit= may ask for fewer); N-Triples pages on with "
+        "cursor= from the X-Next-Cursor header; other formats only while the graph fits one page (else 413)"))
+    export_cursor_ttl_s: float = Field(600.0, gt=0, le=86_400, description=(
+        "An export cursor stays valid this long after its page (its snapshot of the graph is kept on disk until "
+        "then); an expired one is answered 410"))
+    export_max_open: int = Field(4, ge=1, le=64, description=(
+        "Export cursors open at once (each keeps a snapshot of the graph on disk); one more export is answered 429"))
     max_seq_jump: int = Field(1_000_000, ge=0, description=(
         "A trace event whose seq is more than this ahead of the highest seq of its line (0 for a line not seen yet) "
         "is held in the genealogy quarantine as implausible and placed when the line gets within this of it; 0 = no "

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import socket
 import threading
 import time
 from collections.abc import Iterator
@@ -17,12 +16,12 @@ from pathlib import Path
 
 import httpx
 import pytest
-import uvicorn
 from fastapi import FastAPI, Header
 from rdflib import Graph
 
 from ontology.api import make_router
 from ontology.store import GenealogyStore, StoreConfig
+from tests.asgi_server import Server
 from tests.ontology.conftest import load
 from tests.ontology.synthetic import PlantHistory
 
@@ -32,27 +31,6 @@ WORST = "SELECT (COUNT(*) AS ?n) WHERE { ?a ?b ?c . ?d ?e ?f . ?g ?h ?i }"  # a 
 
 def _user(x_user: str = Header("anonymous")) -> str:
     return x_user
-
-
-class Server:
-    """The ontology router under uvicorn in a thread of this process: its own event loop, a real TCP port."""
-
-    def __init__(self, app: FastAPI) -> None:
-        with socket.socket() as s:
-            s.bind(("127.0.0.1", 0))
-            self.port = s.getsockname()[1]
-        self.url = f"http://127.0.0.1:{self.port}"
-        self.server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=self.port, log_level="warning"))
-        self.thread = threading.Thread(target=self.server.run, daemon=True)
-        self.thread.start()
-        deadline = time.monotonic() + 30
-        while not self.server.started:
-            assert time.monotonic() < deadline, "uvicorn did not start"
-            time.sleep(0.02)
-
-    def stop(self) -> None:
-        self.server.should_exit = True
-        self.thread.join(timeout=30)
 
 
 def _app(store: GenealogyStore, **limits: object) -> FastAPI:

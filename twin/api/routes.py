@@ -12,6 +12,7 @@ from typing import Annotated, Any, Literal
 from fastapi import APIRouter, Depends, HTTPException, Query, Request
 from pydantic import BaseModel, Field
 from sse_starlette.sse import EventSourceResponse
+from starlette.background import BackgroundTask
 
 from connectors.records import iso_to_ns, ns_to_iso
 from twin.api.deps import ctx_of, operator, viewer
@@ -294,18 +295,39 @@ def _live_summary(live: Any) -> dict[str, Any]:
     return out
 
 
+class _StreamSlot:
+    """One of the ``http.sse_max_clients`` places of /api/stream; given back once, by whichever end comes first."""
+
+    def __init__(self, clients: set[_StreamSlot]) -> None:
+        self.clients = clients
+        clients.add(self)
+
+    async def release(self) -> None:
+        self.clients.discard(self)
+
+
 @router.get("/stream", tags=["state"])
 async def stream(request: Request, ctx: Ctx, _: Viewer) -> EventSourceResponse:
-    """Server-sent events: a ``state`` event every ``http.sse_interval_s`` while anything changed (and every 2 s)."""
+    """Server-sent events: a ``state`` event every ``http.sse_interval_s`` while anything changed (and every 2 s).
+    At most ``http.sse_max_clients`` streams at once (each costs a payload build per interval); one more gets 503."""
     interval = ctx.settings.http.sse_interval_s
+    clients: set[_StreamSlot] = request.app.state.__dict__.setdefault("sse_clients", set())
+    if len(clients) >= ctx.settings.http.sse_max_clients:
+        raise HTTPException(503, f"{len(clients)} live streams are open (at most {ctx.settings.http.sse_max_clients}, "
+                                 "http.sse_max_clients); retry later or poll GET /api/state",
+                            headers={"Retry-After": "5"})
+    slot = _StreamSlot(clients)
 
     async def events() -> AsyncIterator[dict[str, str]]:
-        last_version, last_sent = -1, 0.0
-        while not await request.is_disconnected():
-            now = time.monotonic()
-            if ctx.live.version != last_version or now - last_sent > 2.0:
-                last_version, last_sent = ctx.live.version, now
-                yield {"event": "state", "data": json.dumps(stream_payload(ctx))}
-            await asyncio.sleep(interval)
+        try:
+            last_version, last_sent = -1, 0.0
+            while not await request.is_disconnected():
+                now = time.monotonic()
+                if ctx.live.version != last_version or now - last_sent > 2.0:
+                    last_version, last_sent = ctx.live.version, now
+                    yield {"event": "state", "data": json.dumps(stream_payload(ctx))}
+                await asyncio.sleep(interval)
+        finally:
+            await slot.release()
 
-    return EventSourceResponse(events(), ping=15)
+    return EventSourceResponse(events(), ping=15, background=BackgroundTask(slot.release))
