@@ -201,6 +201,7 @@ class FaultRun:
         self.twin: TwinProcess | IngestProcess | None = None
         self.t0 = 0.0
         self.hung = False
+        self._settle: list[tuple[float, bool]] = []
 
     # -- processes -----------------------------------------------------------------------------------------------------
     def _sim_args(self, record: Path, start: datetime) -> list[str]:
@@ -240,6 +241,14 @@ class FaultRun:
         assert self.twin is not None
         st = self.twin.status()
         return bool(st["spool"]["depth_lines"] == 0 and st["inbox_records"] == 0)
+
+    def settled(self) -> bool:
+        """Drained, and nothing new for 3 s: with ``when_full=block`` the pipeline holds frames in memory that are
+        neither in the spool nor in the inbox, so an empty spool alone is a moment, not the end."""
+        now = (self.stored(), self.drained())
+        self._settle.append(now)
+        last = self._settle[-4:]
+        return len(last) == 4 and all(d for _, d in last) and len({n for n, _ in last}) == 1
 
     def status(self) -> dict[str, Any]:
         if isinstance(self.twin, TwinProcess):
@@ -321,9 +330,7 @@ class FaultRun:
         if self.twin is not None and not self.twin.running:
             self.twin.start()
         self.sim.stop()
-        wait_until(self.drained, 180, 0.5, "spool drained")
-        time.sleep(2.0)  # late MQTT deliveries
-        wait_until(self.drained, 60, 0.5, "spool drained (late MQTT)")
+        wait_until(self.settled, 300, 1.0, "spool drained and nothing more arriving")
         final = self.status()
         rows = influx_rows(self.influx.url, DATABASE, "SELECT * FROM /.*/")
         with open(self.tmp / "influx_rows.jsonl", "w") as fh:  # for a post-mortem beside the records
@@ -343,8 +350,8 @@ class FaultRun:
         out: list[str] = []
         for proc in (self.twin, self.sim):
             if proc is not None:
-                out.extend(f"{proc.name}: {line}" for line in proc.tail(40).splitlines()
-                           if "WARNING" in line or "ERROR" in line)
+                out.extend(f"{proc.name}: {line}" for line in proc.tail(200).splitlines()
+                           if ("WARNING" in line or "ERROR" in line) and "close_secure_channel" not in line)
         return out[-40:]
 
 

@@ -121,11 +121,11 @@ def small_spool_block(seed: int) -> Schedule:
 
 
 def clock_offset(seed: int) -> Schedule:
-    """The line's clock days behind or hours ahead of the wall clock, through a database outage and a broker
-    restart."""
+    """The line's clock hours to days behind the wall clock (a PLC clock never set, a replayed line), through a
+    database outage and a broker restart. (Ahead of it is the usual case here: the line runs at x120.)"""
     rng = random.Random(seed)
     down, up = _outage(rng, (4, 7), (15, 20))
-    offset = rng.choice([-3 * 86400.0, -7 * 3600.0, 2 * 3600.0])
+    offset = -rng.choice([3 * 86400.0, 7 * 3600.0, 40 * 60.0])
     return Schedule("clock_offset", seed, run_s=up + 10, clock_offset_s=offset, faults=[
         Fault(down, "db_kill"), Fault(round(rng.uniform(down + 2, up - 2), 1), "broker_restart"),
         Fault(up, "db_start")])
@@ -148,7 +148,7 @@ def worst(seed: int) -> Schedule:
     kill = round(rng.uniform(down + 4, down + 12), 1)
     hang = round(rng.uniform(kill + 4, up - 2), 1)
     return Schedule("worst", seed, run_s=max(up, hang + 15) + 15, spool=dict(SMALL_SPOOL), full_twin=True,
-                    clock_offset_s=rng.choice([-5 * 3600.0, 90 * 60.0]), faults=[
+                    clock_offset_s=-rng.choice([5 * 3600.0, 2 * 3600.0]), faults=[
                         Fault(down, "db_kill"), Fault(kill, "twin_kill"), Fault(round(kill + 2.0, 1), "twin_start"),
                         Fault(hang, "sim_hang"), Fault(round(hang + 15.0, 1), "sim_resume"), Fault(up, "db_start")])
 
