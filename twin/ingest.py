@@ -316,7 +316,9 @@ class IngestPipeline:
             await asyncio.sleep(0.02)
 
     # -- the processor -------------------------------------------------------------------------------------------------
-    def _take(self) -> list[tuple[Sequence[Item], Ack | None, bool]]:
+    def _take(self) -> tuple[list[tuple[Sequence[Item], Ack | None, bool]], int]:
+        """Up to MAX_FRAME_RECORDS from the inbox. They stay counted in ``_inbox_records`` until processed: held at
+        a full spool they are still in memory, under ``queue_max``, and not yet durable."""
         out: list[tuple[Sequence[Item], Ack | None, bool]] = []
         n = 0
         with self._inbox_lock:
@@ -324,8 +326,7 @@ class IngestPipeline:
                 item = self._inbox.popleft()
                 out.append(item)
                 n += len(item[0])
-            self._inbox_records -= n
-        return out
+        return out, n
 
     async def _process_loop(self) -> None:
         assert self._wake is not None
@@ -336,12 +337,15 @@ class IngestPipeline:
                     await self._wake.wait()
             if self._inbox_records < 1000:
                 await asyncio.sleep(LINGER_S)
-            items = self._take()
+            items, n = self._take()
             if items:
                 try:
                     await self._process(items)
                 except Exception:
                     log.exception("ingest processor failed on a batch; its sources are not acknowledged")
+                finally:
+                    with self._inbox_lock:
+                        self._inbox_records -= n
             self._update_alarms()
 
     async def _process(self, items: list[tuple[Sequence[Item], Ack | None, bool]]) -> None:
@@ -509,7 +513,7 @@ class IngestPipeline:
         """Counts, spool depth / age, database and connector state, quarantine counts per reason, latency."""
         return {
             "counts": dict(self.counts),
-            "inbox_records": self._inbox_records,
+            "inbox_records": self._inbox_records,  # in memory, not yet in the spool (queued or held by the processor)
             "spool": asdict(self.spool.stats()),
             "database": asdict(self.forwarder.stats),
             "quarantine": dict(self.quarantine.counts),
