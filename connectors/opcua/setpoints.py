@@ -11,7 +11,11 @@ import asyncio
 import math
 from dataclasses import dataclass
 
-from asyncua import Client, Node, ua
+from asyncua import ua
+from asyncua.client.client import Client
+from asyncua.common.node import Node
+from asyncua.ua.attribute_ids import AttributeIds
+from asyncua.ua.uaerrors import UaError, UaStatusCodeError
 
 GRANT_PATH = "PilotLine/RemoteSetpointsEnabled"
 
@@ -57,29 +61,29 @@ async def write_setpoint(client: Client, ns: int, node: str, value: float, *, gr
         return refused("NotSent", f"value {value!r} is not a finite number")
     try:
         target = await asyncio.wait_for(resolve(client, ns, node), timeout_s)
-        props = {(await p.read_browse_name()).Name: p for p in await asyncio.wait_for(target.get_properties(),
-                                                                                        timeout_s)}
+        props: dict[str, Node] = {(await p.read_browse_name()).Name: p
+                                  for p in await asyncio.wait_for(target.get_properties(), timeout_s)}
         if "EURange" not in props:
             return refused("NotSent", f"{node} has no EURange: not a setpoint this writer will touch")
         rng = await asyncio.wait_for(props["EURange"].read_value(), timeout_s)
         lo, hi = float(rng.Low), float(rng.High)
         if not lo <= value <= hi:
             return refused("NotSent", f"{value} is outside the node's EURange [{lo}, {hi}]; nothing was written")
-        access = await asyncio.wait_for(target.read_attribute(ua.AttributeIds.UserAccessLevel), timeout_s)
-        level = int(access.Value.Value or 0)
+        access = await asyncio.wait_for(target.read_attribute(AttributeIds.UserAccessLevel), timeout_s)
+        level = int(access.Value.Value or 0)  # type: ignore[union-attr]  # good status (checked): a Variant
         if not level & ua.AccessLevel.CurrentWrite.mask:
             return refused("NotSent", f"{node} is not writable for this session (UserAccessLevel {level}); "
                                       "log in as an operator (opcua.auth_method: username)")
         if not await read_grant(client, ns, grant_path, timeout_s):
             return refused("NotSent", f"the line has not granted remote setpoints ({grant_path} is false)")
-    except ua.UaStatusCodeError as exc:
+    except UaStatusCodeError as exc:
         return refused("NotSent", f"cannot check {node} before writing: {exc}")
-    except (TimeoutError, OSError, ConnectionError, ua.UaError) as exc:
+    except (TimeoutError, OSError, ConnectionError, UaError) as exc:
         return refused("NotSent", f"cannot check {node} before writing ({type(exc).__name__}: {exc})")
     dv = ua.DataValue(ua.Variant(float(value), ua.VariantType.Double))
     try:
         results = await asyncio.wait_for(client.uaclient.write_attributes([target.nodeid], [dv]), timeout_s)
-    except (TimeoutError, OSError, ConnectionError, ua.UaError) as exc:
+    except (TimeoutError, OSError, ConnectionError, UaError) as exc:
         return SetpointResult(False, "Unknown", f"no answer to the write ({type(exc).__name__}: {exc}); it may or may "
                               "not have been applied and was NOT retried: read the setpoint back", node, value,
                               written=True)

@@ -1,0 +1,674 @@
+"""The OPC UA connector: one session supervised by itself, one subscription, trace context, durable acknowledgements.
+
+What the field's tools get wrong and this connector does not (peers.md):
+
+- Telegraf loops on ``BadNodeIdUnknown`` after a server restart (#15074, #19186): here every (re)connection starts
+  from a *new* ``Client``, resolves the namespace index from its URI and browses the address space again
+  (``browse.py``), so node ids are re-resolved, never reused.
+- asyncua reconnects have hung (#1660): every call has a timeout, the session is probed by a watchdog (a read of
+  ``Server_ServerStatus_State`` and the age of the last publish response, keep-alives included), and any failure
+  tears the client down and starts over with bounded exponential backoff (``connectors/backoff.py``).
+- asyncua's handler path spawns a task per value, its iterator path drops the oldest on overflow: here a
+  ``Subscription`` subclass takes each ``PublishResult`` whole, in order, and hands it over as one batch
+  (``asyncua_adapter.BatchSubscription``).
+
+Nothing lost across a crash of the twin or a network cut: notifications are acknowledged to the server only once
+the pipeline has them in its durable spool (our own publish loop sends the acknowledgements), and the subscription
+(id, monitored items, trace context, the server's start time) is saved to a state file. A new process or a new
+session first *transfers* that subscription (OPC UA TransferSubscriptions, Part 4 5.13.7) and re-reads every
+unacknowledged notification with Republish; only when the server no longer has it (server restarted: different
+start time, or subscription expired) is a fresh subscription created. Values changed while no session existed at
+all are lost only beyond the monitored items' queue (``opcua.queue_size`` per node) or the subscription lifetime.
+Every use of asyncua internals this needs is in ``asyncua_adapter.py``.
+
+Trace context (``trace.py``, which also says which clock an ID goes by): a sample gets the IDs that were current at
+its *source timestamp*. Samples are held for one publish cycle (at most twice the publishing interval) before they go
+to the store, so an ID change that the server delivers in the next publish response (same source instant) still
+reaches the samples it belongs to.
+
+Two paths, so that control never waits for that bookkeeping: with a ``live_sink`` every sample is also handed over the
+moment its publish response arrives, tagged with the IDs known then (the live state and the recommender need values,
+not the last word on a roll ID); the held, finally tagged copy goes to ``sink`` (spool, InfluxDB, acknowledgements).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import logging
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from asyncua import ua
+from asyncua.client.client import Client
+from asyncua.client.ua_session import UaSession
+from asyncua.ua.attribute_ids import AttributeIds
+from asyncua.ua.object_ids import ObjectIds
+from asyncua.ua.uaerrors import BadNoSubscription, BadTimeout, UaError, UaStructParsingError
+
+from connectors.backoff import Backoff
+from connectors.opcua import asyncua_adapter as adapter
+from connectors.opcua.asyncua_adapter import BatchSubscription
+from connectors.opcua.browse import ROOT_NAME, NodeInfo, catalogue
+from connectors.opcua.setpoints import SetpointResult, read_grant, write_setpoint
+from connectors.opcua.trace import EARLIEST_NS, TraceContext, id_time, sample_time
+from connectors.opcua.values import plain_value, samples_of, trace_event
+from connectors.records import Rejected, Sample, TraceEvent, TraceValue
+from connectors.settings import OpcuaConfig
+
+log = logging.getLogger("connectors.opcua")  # the name it logged under as one module
+
+Ack = Callable[[], None]
+Sink = Callable[[Sequence[Sample | TraceEvent | Rejected], Ack | None], None]
+LiveSink = Callable[[Sequence[Sample]], None]
+
+
+class OpcuaError(Exception):
+    """A connector-level failure with advice; the supervisor logs it and reconnects."""
+
+
+@dataclass
+class OpcuaState:
+    state: str = "stopped"  # stopped | connecting | connected | backoff
+    connected: bool = False
+    connects: int = 0
+    reconnects: int = 0
+    last_data_ns: int = 0
+    last_keepalive_ns: int = 0
+    last_error: str = ""
+    nodes: int = 0
+    resumed: int = 0  # subscriptions taken over after a cut or a crash (nothing lost)
+    samples: int = 0
+    events: int = 0
+    namespace_index: int | None = None
+
+
+class OpcuaConnector:
+    def __init__(self, cfg: OpcuaConfig, line: str, sink: Sink, state_file: Path | None = None,
+                 live_sink: LiveSink | None = None) -> None:
+        self.cfg = cfg
+        self.line = line
+        self.sink = sink
+        self.live_sink = live_sink
+        self.state_file = state_file
+        self._acks: list[ua.SubscriptionAcknowledgement] = []
+        self._pending_seqs: list[int] = []
+        self._pending_events: list[Sample | TraceEvent | Rejected] = []
+        self._sub_id: int | None = None
+        self._saved: dict[str, Any] | None = self._load_state()
+        self._session_file = state_file.with_name(state_file.stem + "-session.json") if state_file else None
+        self.state = OpcuaState()
+        self.context = TraceContext()
+        # acknowledgements wait until the context that tagged their samples is saved: (context version, ack)
+        self._acks_waiting: list[tuple[int, ua.SubscriptionAcknowledgement]] = []
+        self._saved_version = -1
+        # the trim horizon: oldest timed sample of each handed-over, unacknowledged batch, and of those acknowledged
+        # since the last trim (a min over many batches: one batch of oddly stamped values cannot move it far)
+        self._unacked_oldest: dict[int, int] = {}
+        self._acked_oldest: int | None = None
+        self._flushes = 0
+        self._pending_oldest: int | None = None
+        # per node source: [time, "quality|value"] of the last delivered sample the pipeline made durable
+        self._durable: dict[str, list[Any]] = {}
+        self._pending_durable: dict[str, list[Any]] = {}
+        self._ctx_server: str | None = None  # the server run (its start time) the context and _durable belong to
+        self._task: asyncio.Task[None] | None = None
+        self._stop = asyncio.Event()
+        self._client: Client | None = None
+        self._handles: dict[int, NodeInfo] = {}
+        self._event_fields: list[str] = []
+        self._pending: list[Sample] = []
+        # newest source time of the held samples per station: an ID update at or before it makes their tags stale
+        self._pending_newest: dict[str, int] = {}
+        self._retag = False
+        self._flush_timer: asyncio.TimerHandle | None = None
+        self._connected_evt = asyncio.Event()
+        if self._saved:
+            self._ctx_server = self._saved.get("server_start")
+            if self._saved.get("context"):
+                self.context.restore(self._saved["context"])
+            durable = self._saved.get("durable")
+            if isinstance(durable, dict):
+                self._durable = {str(k): [int(v[0]), str(v[1])] for k, v in durable.items()}
+
+    # -- public --------------------------------------------------------------------------------------------------------
+    async def start(self) -> None:
+        if self._task is None:
+            self._stop.clear()
+            self._task = asyncio.create_task(self._supervise(), name="opcua-supervisor")
+
+    async def stop(self) -> None:
+        self._stop.set()
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await self._task
+            self._task = None
+        self._flush_pending()
+        self.state.state = "stopped"
+        self.state.connected = False
+
+    async def wait_connected(self, timeout_s: float) -> bool:
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(self._connected_evt.wait(), timeout_s)
+        return self.state.connected
+
+    async def write_setpoint(self, node: str, value: float) -> SetpointResult:
+        """Through this connector's session: EURange and grant checked, written once, the server's status back."""
+        client, ns = self._client, self.state.namespace_index
+        if client is None or ns is None or not self.state.connected:
+            return SetpointResult(False, "NotSent", f"not connected to {self.cfg.endpoint}", node, value, False)
+        return await write_setpoint(client, ns, node, value, timeout_s=self.cfg.request_timeout_s)
+
+    async def read_grant(self) -> bool:
+        """The line's ``RemoteSetpointsEnabled``; False when not connected or unreadable."""
+        client, ns = self._client, self.state.namespace_index
+        if client is None or ns is None or not self.state.connected:
+            return False
+        try:
+            return await read_grant(client, ns, timeout_s=self.cfg.request_timeout_s)
+        except (TimeoutError, OSError, ConnectionError, UaError):
+            return False
+
+    def status(self) -> dict[str, Any]:
+        s = self.state
+        return {
+            "state": s.state, "connected": s.connected, "endpoint": self.cfg.endpoint, "reconnects": s.reconnects,
+            "connects": s.connects, "last_data_ns": s.last_data_ns, "last_keepalive_ns": s.last_keepalive_ns,
+            "last_error": s.last_error, "nodes": s.nodes, "resumed": s.resumed, "samples": s.samples, "events": s.events,
+        }
+
+    # -- supervision ---------------------------------------------------------------------------------------------------
+    async def _supervise(self) -> None:
+        backoff = Backoff(self.cfg.reconnect_initial_s, self.cfg.reconnect_max_s)
+        while not self._stop.is_set():
+            self.state.state = "connecting"
+            try:
+                await self._session()
+                backoff.reset()
+            except asyncio.CancelledError:
+                await self._teardown()
+                raise
+            except Exception as exc:  # noqa: BLE001 - every failure means: tear down, back off, reconnect
+                msg = f"{type(exc).__name__}: {exc}"
+                if msg != self.state.last_error:
+                    log.warning("OPC UA %s: %s; reconnecting in %.1f s", self.cfg.endpoint, msg, backoff.current_s)
+                self.state.last_error = msg
+            was_connected = self.state.connected
+            self.state.connected = False
+            self._connected_evt.clear()
+            self._flush_pending()
+            await self._teardown()
+            if self._stop.is_set():
+                break
+            self.state.state = "backoff"
+            if was_connected:
+                backoff.reset()
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._stop.wait(), backoff.next_delay())
+
+    async def _teardown(self) -> None:
+        """Drop the connection but not the server-side session: its subscription can then be transferred."""
+        client, self._client = self._client, None
+        self._handles = {}
+        if client is None:
+            return
+        await adapter.drop_connection(client)
+
+    async def _session(self) -> None:
+        c = self.cfg
+        client = await adapter.make_client(c, self._session_file)
+        self._client = client
+        saved_token = adapter.persisted_token(self._session_file)
+        await asyncio.wait_for(client.connect(), c.connect_timeout_s)
+        session = client.uaclient.session
+        resumed = saved_token is not None and adapter.session_token(client) == saved_token
+        # acks only what is durable (see module doc)
+        adapter.replace_publish_loop(session, lambda: self._publish_loop(session))
+        ns = await asyncio.wait_for(client.get_namespace_index(c.namespace_uri), c.request_timeout_s)
+        self.state.namespace_index = ns
+        start_time = await asyncio.wait_for(
+            client.get_node(adapter.node_id(ObjectIds.Server_ServerStatus_StartTime)).read_value(), c.request_timeout_s)
+        server_start = str(start_time)
+        if server_start != self._ctx_server:
+            # a new server run may have a new clock: IDs and durable marks of the old one must not apply to it
+            self.context.clear()
+            self._durable.clear()
+            self._ctx_server = server_start
+        sub = await self._try_transfer(client, server_start) if resumed else None
+        if sub is None:
+            sub = await self._new_subscription(client, ns, server_start)
+        self._sub_id = sub.subscription_id
+        self.state.nodes = len(self._handles)
+        self.state.connected = True
+        self.state.state = "connected"
+        self.state.connects += 1
+        if self.state.connects > 1:
+            self.state.reconnects += 1
+        self.state.last_error = ""
+        self._connected_evt.set()
+        await self._watchdog(client, sub)
+
+    async def _new_subscription(self, client: Client, ns: int, server_start: str) -> BatchSubscription:
+        c = self.cfg
+        infos = await asyncio.wait_for(catalogue(c, client, ns), max(30.0, c.request_timeout_s * 6))
+        if not infos:
+            raise OpcuaError(f"no variables found under {c.discovery.browse_path!r} in namespace {c.namespace_uri}; "
+                             "check opcua.discovery.browse_path / opcua.nodes")
+        # the same server run keeps its context: a new subscription's initial values are samples from the past
+        await self._prime_context(client, infos)
+        interval = c.subscription_interval_ms
+        keepalive = max(3, int(1000 / interval))
+        params = ua.CreateSubscriptionParameters(
+            RequestedPublishingInterval=interval,
+            RequestedLifetimeCount=max(3 * keepalive, int(3 * c.session_timeout_s * 1000 / interval)),
+            RequestedMaxKeepAliveCount=keepalive, MaxNotificationsPerPublish=0, PublishingEnabled=True, Priority=0,
+        )
+        sub = BatchSubscription(client.uaclient.session, params, self._on_batch)
+        await asyncio.wait_for(sub.init(), c.request_timeout_s)
+        self._acks.clear()  # of a subscription that is gone: nothing will be republished from it
+        self._acks_waiting.clear()
+        self._unacked_oldest.clear()
+        self._handles = await self._monitor(sub, infos)
+        if c.trace_events:
+            await self._subscribe_events(client, sub, ns)
+        self._save_state(sub, server_start)
+        log.info("OPC UA %s: new subscription %s on %d nodes (namespace %s = %d)", c.endpoint, sub.subscription_id,
+                 len(self._handles), c.namespace_uri, ns)
+        return sub
+
+    async def _try_transfer(self, client: Client, server_start: str) -> BatchSubscription | None:
+        """Carry on with the subscription of the resumed session (ours before a cut, or the crashed process's).
+
+        The session was re-activated on a new channel (Part 4 6.7, asyncua's persisted session); the subscription
+        is then "transferred" to it to learn which messages are still unacknowledged, and those are republished.
+        """
+        saved = self._saved
+        if not saved or saved.get("endpoint") != self.cfg.endpoint or saved.get("server_start") != server_start:
+            return None
+        c = self.cfg
+        session = client.uaclient.session
+        sub_id = int(saved["subscription_id"])
+        try:
+            params = ua.TransferSubscriptionsParameters()
+            params.SubscriptionIds = [sub_id]
+            params.SendInitialValues = False
+            results = await asyncio.wait_for(session.transfer_subscriptions(params), c.request_timeout_s)
+        except (TimeoutError, UaError) as exc:
+            log.info("OPC UA: subscription %s cannot be transferred (%s); creating a new one", sub_id, exc)
+            return None
+        if not results or not results[0].StatusCode.is_good():
+            log.info("OPC UA: subscription %s is gone (%s); creating a new one", sub_id,
+                     results[0].StatusCode.name if results else "no result")
+            return None
+        handles = {int(h): NodeInfo(ua.NodeId.from_string(d["source"]), d["source"], d["station"], d["signal"],
+                                    d["unit"], d.get("trace_key"), tuple((k, v) for k, v in d.get("tags", [])))
+                   for h, d in saved["handles"].items()}
+        self._handles = handles
+        sub = BatchSubscription(session, ua.CreateSubscriptionParameters(), self._on_batch)
+        sub.subscription_id = sub_id
+        if saved.get("event_handle") is not None:
+            from asyncua.common.events import get_filter_from_event_type
+
+            with contextlib.suppress(Exception):
+                ns = self.state.namespace_index
+                etype = await client.nodes.base_event_type.get_child(f"{ns}:TraceEventType")
+                evfilter = await get_filter_from_event_type([etype])
+                self._event_fields = [".".join(q.Name for q in sel.BrowsePath) for sel in evfilter.SelectClauses]
+                adapter.register_event_item(sub, int(saved["event_handle"]), evfilter)
+        self._unacked_oldest.clear()  # what was handed over before is tagged already; republished copies count anew
+        backlog = sorted(int(n) for n in (results[0].AvailableSequenceNumbers or []))
+        for seq in backlog:  # received by the dead session but never acknowledged: maybe never spooled
+            msg = await asyncio.wait_for(session.republish(sub_id, seq), c.request_timeout_s)
+            if msg.NotificationData:
+                sub.process_message(msg)
+        adapter.attach_subscription(session, sub)
+        self.state.resumed += 1
+        log.info("OPC UA %s: took over subscription %s (%d nodes, %d unacknowledged messages republished)",
+                 c.endpoint, sub_id, len(handles), len(backlog))
+        return sub
+
+    async def _publish_loop(self, session: UaSession) -> None:
+        """asyncua's loop acknowledges a message as soon as the callback returns; ours sends only durable acks."""
+        while adapter.session_open(session):
+            acks, self._acks = self._acks, []
+            try:
+                response = await session.publish(acks)
+            except (BadTimeout, UaStructParsingError):
+                self._acks[:0] = acks
+                continue
+            except BadNoSubscription:
+                self._acks[:0] = acks
+                await asyncio.sleep(0.2)
+                continue
+            except asyncio.CancelledError:
+                self._acks[:0] = acks
+                raise
+            except Exception as exc:  # noqa: BLE001 - the watchdog decides about the session
+                self._acks[:0] = acks
+                log.debug("publish failed: %s", exc)
+                await asyncio.sleep(0.5)
+                continue
+            sub_id = response.Parameters.SubscriptionId
+            callback = adapter.subscription_callback(session, sub_id)
+            if callback is not None:
+                try:
+                    await callback(response.Parameters)
+                except Exception:
+                    log.exception("OPC UA notification handling failed")
+
+    # -- state file ----------------------------------------------------------------------------------------------------
+    def _load_state(self) -> dict[str, Any] | None:
+        if self.state_file is None:
+            return None
+        try:
+            d = json.loads(self.state_file.read_text())
+            return d if isinstance(d, dict) and "subscription_id" in d else None
+        except (OSError, ValueError):
+            return None
+
+    def _save_state(self, sub: BatchSubscription, server_start: str) -> None:
+        self._saved = {
+            "endpoint": self.cfg.endpoint, "server_start": server_start, "subscription_id": sub.subscription_id,
+            "handles": {str(h): {"source": i.source, "station": i.station, "signal": i.signal, "unit": i.unit,
+                                 "trace_key": i.trace_key, "tags": list(i.tags)} for h, i in self._handles.items()},
+            "event_handle": adapter.event_item_handle(sub),
+            "context": self.context.snapshot(),
+        }
+        self._write_state()
+
+    def _write_state(self) -> None:
+        """Save the subscription, the trace context and the durable marks; then the acknowledgements of the samples
+        that this context tagged may go to the server."""
+        saved = self._state_to_save()
+        if saved is not None:
+            self._dump_state(saved)
+        self._release_acks(self.context.version)  # saved or not: holding them back would only grow the server's queue
+
+    async def _write_state_async(self) -> None:
+        """``_write_state`` with the JSON encoding and the file write in a thread: a long history costs the event
+        loop (and the live path) only the snapshot."""
+        version = self.context.version
+        saved = self._state_to_save()
+        if saved is not None:
+            await asyncio.to_thread(self._dump_state, saved)
+        self._release_acks(version)
+
+    def _state_to_save(self) -> dict[str, Any] | None:
+        if self.state_file is None or self._saved is None:
+            return None
+        self._saved = {**self._saved, "context": self.context.snapshot(), "durable": dict(self._durable)}
+        return self._saved
+
+    def _dump_state(self, saved: dict[str, Any]) -> None:
+        assert self.state_file is not None
+        tmp = self.state_file.with_suffix(".tmp")
+        try:
+            self.state_file.parent.mkdir(parents=True, exist_ok=True)
+            tmp.write_text(json.dumps(saved))
+            tmp.replace(self.state_file)
+        except OSError as exc:
+            log.warning("OPC UA: cannot save subscription state to %s: %s", self.state_file, exc)
+
+    def _release_acks(self, saved_version: int) -> None:
+        self._saved_version = max(self._saved_version, saved_version)
+        if self._acks_waiting:
+            ready = [a for v, a in self._acks_waiting if v <= self._saved_version]
+            self._acks_waiting = [(v, a) for v, a in self._acks_waiting if v > self._saved_version]
+            self._acks.extend(ready)
+
+    def _trim_context(self) -> None:
+        """Cut the ID history before the oldest sample that can still arrive, less ``opcua.trace_history_s``."""
+        held = [] if self._pending_oldest is None else [self._pending_oldest]
+        horizon = min([*self._unacked_oldest.values(), *held], default=self._acked_oldest)
+        if horizon is not None:
+            self.context.trim(horizon - int(self.cfg.trace_history_s * 1e9), self.cfg.trace_history_max_entries)
+        self._acked_oldest = None
+
+    async def _watchdog(self, client: Client, sub: BatchSubscription) -> None:
+        c = self.cfg
+        state_node = client.get_node(adapter.node_id(ObjectIds.Server_ServerStatus_State))
+        last_ok = time.monotonic()
+        while not self._stop.is_set():
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._stop.wait(), c.watchdog_interval_s)
+            if self._stop.is_set():
+                return
+            self._trim_context()
+            await self._write_state_async()
+            if self.state_file is not None:
+                with contextlib.suppress(Exception):
+                    adapter.save_session_state(client)  # keeps the token "fresh" for asyncua's resume check
+            try:
+                server_state = await asyncio.wait_for(state_node.read_value(), c.request_timeout_s)
+                if int(server_state) != int(ua.ServerState.Running):
+                    raise OpcuaError(f"server state is {server_state}, not Running")
+                last_ok = time.monotonic()
+            except (TimeoutError, UaError, OSError, ConnectionError) as exc:
+                raise OpcuaError(f"watchdog read of ServerStatus failed: {type(exc).__name__}: {exc}") from None
+            last_pub = sub.last_publish_at or last_ok
+            if time.monotonic() - last_pub > c.stale_after_s:
+                raise OpcuaError(f"no publish response (data or keep-alive) for {c.stale_after_s} s: "
+                                 "subscription is dead")
+
+    # -- subscription --------------------------------------------------------------------------------------------------
+    async def _prime_context(self, client: Client, infos: list[NodeInfo]) -> None:
+        """Read the current IDs once, so samples of the first publish already carry them."""
+        trace_infos = [i for i in infos if i.trace_key]
+        if not trace_infos:
+            return
+        dvs = await client.uaclient.read_attributes([i.node_id for i in trace_infos], AttributeIds.Value)
+        for info, dv in zip(trace_infos, dvs, strict=True):
+            self._update_context(info, dv, time.time_ns())
+
+    async def _monitor(self, sub: BatchSubscription, infos: list[NodeInfo]) -> dict[int, NodeInfo]:
+        c = self.cfg
+        handles: dict[int, NodeInfo] = {}
+        requests: list[ua.MonitoredItemCreateRequest] = []
+        for info in infos:
+            handle = adapter.next_client_handle(sub)
+            rv = ua.ReadValueId()
+            rv.NodeId = info.node_id
+            rv.AttributeId = AttributeIds.Value
+            mp = ua.MonitoringParameters()
+            mp.ClientHandle = handle
+            mp.SamplingInterval = info.sampling_interval_ms if info.sampling_interval_ms is not None \
+                else c.sampling_interval_ms
+            mp.QueueSize = c.queue_size
+            mp.DiscardOldest = c.discard_oldest
+            db = info.deadband or c.deadband
+            wants = db.type == "absolute" or (db.type == "percent" and info.eu_range is not None)
+            if wants and info.trace_key is None and info.unit:  # analog values only, never IDs
+                f = ua.DataChangeFilter()
+                f.Trigger = ua.DataChangeTrigger.StatusValueTimestamp
+                f.DeadbandType = 1 if db.type == "absolute" else 2
+                f.DeadbandValue = db.value
+                mp.Filter = f
+            req = ua.MonitoredItemCreateRequest()
+            req.ItemToMonitor = rv
+            req.MonitoringMode = ua.MonitoringMode.Reporting
+            req.RequestedParameters = mp
+            requests.append(req)
+            handles[handle] = info
+        results: list[ua.MonitoredItemCreateResult] = []
+        for i in range(0, len(requests), 1000):
+            params = ua.CreateMonitoredItemsParameters()
+            params.SubscriptionId = sub.subscription_id
+            params.ItemsToCreate = requests[i:i + 1000]
+            params.TimestampsToReturn = ua.TimestampsToReturn.Both
+            results += await asyncio.wait_for(sub.server.create_monitored_items(params), c.request_timeout_s * 4)
+        bad = [(req.ItemToMonitor.NodeId.to_string(), r.StatusCode.name) for req, r in zip(requests, results,
+                                                                                              strict=True)
+               if not r.StatusCode.is_good()]
+        if bad:
+            log.error("OPC UA: %d node(s) could not be monitored (first: %s); they are left out", len(bad), bad[:3])
+            bad_ids = {b[0] for b in bad}
+            handles = {h: i for h, i in handles.items() if i.source not in bad_ids}
+        return handles
+
+    async def _subscribe_events(self, client: Client, sub: BatchSubscription, ns: int) -> None:
+        c = self.cfg
+        try:
+            etype = await client.nodes.base_event_type.get_child(f"{ns}:TraceEventType")
+        except UaError:
+            log.info("OPC UA: server has no TraceEventType; trace events come from MQTT only")
+            return
+        root = await client.nodes.objects.get_child(f"{ns}:{ROOT_NAME}")
+        from asyncua.common.events import get_filter_from_event_type
+
+        evfilter = await get_filter_from_event_type([etype])
+        self._event_fields = [".".join(q.Name for q in sel.BrowsePath) for sel in evfilter.SelectClauses]
+        rv = ua.ReadValueId()
+        rv.NodeId = root.nodeid
+        rv.AttributeId = AttributeIds.EventNotifier
+        mp = ua.MonitoringParameters()
+        mp.ClientHandle = adapter.next_client_handle(sub)
+        mp.QueueSize = 10_000
+        mp.Filter = evfilter
+        req = ua.MonitoredItemCreateRequest()
+        req.ItemToMonitor = rv
+        req.MonitoringMode = ua.MonitoringMode.Reporting
+        req.RequestedParameters = mp
+        params = ua.CreateMonitoredItemsParameters()
+        params.SubscriptionId = sub.subscription_id
+        params.ItemsToCreate = [req]
+        params.TimestampsToReturn = ua.TimestampsToReturn.Both
+        res = await asyncio.wait_for(sub.server.create_monitored_items(params), c.request_timeout_s)
+        if res[0].StatusCode.is_good():
+            adapter.register_event_item(sub, mp.ClientHandle, evfilter, root, res[0].MonitoredItemId)
+        else:
+            log.error("OPC UA: cannot subscribe to trace events: %s", res[0].StatusCode)
+
+    # -- notifications -------------------------------------------------------------------------------------------------
+    def _update_context(self, info: NodeInfo, dv: ua.DataValue, received_ns: int) -> None:
+        assert info.trace_key is not None
+        v = dv.Value.Value if dv.Value is not None else None
+        if info.trace_key == "roll_position_m":
+            val: TraceValue | None = float(v) if isinstance(v, int | float) and not isinstance(v, bool) else None
+        else:
+            val = v if isinstance(v, str) and v else None
+        t_ns = id_time(dv, received_ns, self.cfg.timestamp)
+        if (EARLIEST_NS if t_ns is None else t_ns) <= self._pending_newest.get(info.station, EARLIEST_NS - 1):
+            self._retag = True  # the server delivered this ID after samples of the same instant (rare)
+        self.context.update(info.station, info.trace_key, t_ns, val)
+
+    def _on_batch(self, changes: list[tuple[int, ua.DataValue]], events: list[Any], status_change: bool,
+                  seq: int | None) -> None:
+        now = time.time_ns()
+        self.state.last_keepalive_ns = now
+        if status_change:
+            log.warning("OPC UA: subscription status changed (server side); the watchdog will reconnect if needed")
+        if not changes and not events:
+            self._flush_pending()
+            return
+        self.state.last_data_ns = now
+        handles = self._handles
+        # pass 1: IDs first, so samples of the same instant see them
+        for handle, dv in changes:
+            info = handles.get(handle)
+            if info is not None and info.trace_key is not None:
+                self._update_context(info, dv, now)
+        # pass 2: what the previous publish brought can go now; this publish's samples are held one cycle
+        self._flush_pending()
+        line = self.line
+        out: list[Sample] = []
+        durable, pending_durable = self._durable, self._pending_durable
+        oldest = self._pending_oldest
+        clock = self.cfg.timestamp
+        for handle, dv in changes:
+            info = handles.get(handle)
+            if info is None:
+                continue
+            value, quality, is_array = plain_value(dv)
+            t_ns, timed = sample_time(dv, now, clock)
+            mark = f"{quality}|{value!r}"
+            d = durable.get(info.source)
+            if d is not None and t_ns == d[0] and mark == d[1]:
+                # stored already: the initial value of a new subscription repeats the node's last delivered value,
+                # which may be older than the history can tag. Only the exact repeat of the *last delivered* one:
+                # "older than the newest" cannot be trusted (a creation value stamped with the server's clock may be
+                # hours "newer" than everything the line publishes after it)
+                continue
+            pending_durable[info.source] = [t_ns, mark]  # delivery order: a monitored item's queue is FIFO
+            if timed and (oldest is None or t_ns < oldest):
+                oldest = t_ns
+            out.extend(samples_of(info, line, t_ns, value, quality, is_array, now))
+        self._pending_oldest = oldest
+        self.state.samples += len(out)
+        self.state.events += len(events)
+        tagged = self._tag(out)
+        if self.live_sink is not None and tagged:
+            try:
+                self.live_sink(tagged)
+            except Exception:  # the live path must never cost the store path its data
+                log.exception("OPC UA live sink failed")
+        newest = self._pending_newest
+        for smp in tagged:
+            if smp.time_ns > newest.get(smp.station, -1):
+                newest[smp.station] = smp.time_ns
+        self._pending.extend(tagged)
+        if self._flush_timer is None:
+            # the next publish response normally flushes; when the server has nothing more to say, this does
+            self._flush_timer = asyncio.get_running_loop().call_later(2 * self.cfg.subscription_interval_ms / 1000,
+                                                                      self._flush_pending)
+        self._pending_events.extend(trace_event(self._event_fields, f, self.cfg.endpoint, now) for f in events)
+        if seq is not None:
+            self._pending_seqs.append(seq)
+
+    def _tag(self, samples: list[Sample]) -> list[Sample]:
+        """The samples with the trace IDs current at their source timestamps, as far as the context knows now."""
+        ctx = self.context
+        out: list[Sample] = []
+        cache: dict[tuple[str, int], dict[str, TraceValue]] = {}
+        for s in samples:
+            key = (s.station, s.time_ns)
+            trace = cache.get(key)
+            if trace is None:
+                trace = ctx.at(s.station, s.time_ns)
+                if s.station.startswith("Formation/"):
+                    trace["channel"] = s.station.split("/", 1)[1]
+                cache[key] = trace
+            out.append(Sample(s.time_ns, s.line, s.station, s.signal, s.value, s.unit, s.quality, s.source, trace,
+                              s.received_ns, s.tags))
+        return out
+
+    def _flush_pending(self) -> None:
+        if self._flush_timer is not None:
+            self._flush_timer.cancel()
+            self._flush_timer = None
+        if not self._pending and not self._pending_events and not self._pending_seqs:
+            return
+        pending, self._pending = self._pending, []
+        events, self._pending_events = self._pending_events, []
+        seqs, self._pending_seqs = self._pending_seqs, []
+        # an ID that arrived since they were tagged may belong to their instant: tag them again (rare)
+        out: list[Sample | TraceEvent | Rejected] = list(self._tag(pending) if self._retag else pending)
+        self._retag = False
+        self._pending_newest = {}
+        out.extend(events)
+        sub_id = self._sub_id
+        marks, self._pending_durable = self._pending_durable, {}
+        oldest, self._pending_oldest = self._pending_oldest, None
+        version = self.context.version  # the context these samples were tagged with
+        self._flushes += 1
+        token = self._flushes
+        if seqs and oldest is not None:
+            self._unacked_oldest[token] = oldest
+
+        def ack() -> None:  # runs once the pipeline has the records in its spool
+            self._durable.update(marks)  # the pipeline acknowledges in the order it was handed the batches
+            done = self._unacked_oldest.pop(token, None)
+            if done is not None and (self._acked_oldest is None or done < self._acked_oldest):
+                self._acked_oldest = done
+            if sub_id is not None:
+                acks = [ua.SubscriptionAcknowledgement(SubscriptionId=sub_id, SequenceNumber=n) for n in seqs]
+                if self.state_file is None or version <= self._saved_version:  # nothing to save first
+                    self._acks.extend(acks)
+                else:  # the context that tagged them is not saved yet: a crash now must find it (_write_state)
+                    self._acks_waiting.extend((version, a) for a in acks)
+
+        self.sink(out, ack if seqs else None)
