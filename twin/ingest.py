@@ -491,8 +491,9 @@ class IngestPipeline:
         self.counts["stored"] += batch.lines
         if self._room is not None:
             self._room.set()
-        if self.alarms is not None and self.alarms.is_active("spool_full", "ingest"):
-            self._update_alarms()
+        if self.alarms is not None and (self.alarms.is_active("spool_full", "ingest")
+                                        or self.alarms.is_active("ingest_queue_full", "ingest")):
+            self._update_alarms()  # the condition may be gone with no new records to wake the processor
         for stamp in batch.append_ns:
             src = self._latency_src.pop(stamp, None)
             if src is not None:
