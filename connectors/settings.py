@@ -20,81 +20,125 @@ class _Model(BaseModel):
 
 
 class DeadbandConfig(_Model):
-    type: Literal["none", "absolute", "percent"] = "none"
-    value: float = Field(0.0, ge=0)
+    """A data-change filter the server applies before it queues a value (OPC UA DataChangeFilter)."""
+
+    type: Literal["none", "absolute", "percent"] = Field(
+        default="none", description="none | absolute | percent: percent of the node's EURange, so only for nodes "
+                                    "that have one; applied to analog values only, never to the trace ID variables")
+    value: float = Field(default=0.0, ge=0, description="The deadband: in the node's unit (absolute) or in % "
+                                                        "(percent)")
 
 
 class OpcuaNode(_Model):
     """One explicitly configured node (Telegraf ``[[inputs.opcua_listener.nodes]]``)."""
 
-    name: str  # the signal name in InfluxDB
-    identifier: str  # e.g. "PilotLine.Coating.Cathode.PumpFlowRate" or a full "ns=2;s=..." node id
-    identifier_type: Literal["s", "i", "g", "b"] = "s"
-    namespace: str = ""  # namespace URI (preferred) or index; empty = the group's / the line's namespace
-    station: str = ""  # e.g. "Coating/Cathode"; empty = derived from the identifier
-    unit: str = ""  # empty = the node's EngineeringUnits
-    default_tags: dict[str, str] = {}
-    sampling_interval_ms: float | None = None
-    deadband: DeadbandConfig | None = None
+    name: str = Field(description="The signal name in InfluxDB (required)")
+    identifier: str = Field(description='e.g. "PilotLine.Coating.Cathode.PumpFlowRate", or a full node id '
+                                        '"ns=2;s=..." (required)')
+    identifier_type: Literal["s", "i", "g", "b"] = Field(
+        default="s", description="s (string) | i (numeric) | g (GUID) | b (opaque): how identifier is read")
+    namespace: str = Field(default="", description="Namespace URI (preferred) or index; empty = the group's, else "
+                                                   "opcua.namespace_uri")
+    station: str = Field(default="", description='e.g. "Coating/Cathode"; empty = derived from the identifier')
+    unit: str = Field(default="", description="UCUM unit; empty = the node's EngineeringUnits")
+    default_tags: dict[str, str] = Field(default={}, description="Extra tags on this node's samples")
+    sampling_interval_ms: float | None = Field(default=None, description="null = the group's, else "
+                                                                         "opcua.sampling_interval_ms")
+    deadband: DeadbandConfig | None = Field(default=None, description="null = the group's, else opcua.deadband")
 
 
 class OpcuaNodeGroup(_Model):
-    name: str = ""
-    namespace: str = ""
-    sampling_interval_ms: float | None = None
-    queue_size: int | None = None
-    deadband: DeadbandConfig | None = None
-    default_tags: dict[str, str] = {}
-    nodes: list[OpcuaNode] = []
+    """Nodes sharing a namespace, sampling interval, deadband and tags (Telegraf ``[[inputs.opcua_listener.group]]``)."""
+
+    name: str = Field(default="", description="A name for the group (logs only)")
+    namespace: str = Field(default="", description="Namespace URI or index of the group's nodes; empty = "
+                                                   "opcua.namespace_uri")
+    sampling_interval_ms: float | None = Field(default=None, description="null = opcua.sampling_interval_ms")
+    queue_size: int | None = Field(default=None, description="Not applied yet: every monitored item gets "
+                                                             "opcua.queue_size")
+    deadband: DeadbandConfig | None = Field(default=None, description="null = opcua.deadband")
+    default_tags: dict[str, str] = Field(default={}, description="Extra tags on the group's samples")
+    nodes: list[OpcuaNode] = Field(default=[], description="The group's nodes (the fields of opcua.nodes)")
 
 
 class OpcuaDiscovery(_Model):
     """Subscribe to every AnalogItem under ``browse_path`` (slash separated browse names below Objects)."""
 
-    enabled: bool = True
-    browse_path: str = "PilotLine"
-    trace_variables: bool = True  # follow RollId, RollPosition, SlurryBatchId, CellId ... String variables
+    enabled: bool = Field(default=True, description="Subscribe to every variable below browse_path (AnalogItems "
+                                                    "with their EngineeringUnits as unit and their EURange)")
+    browse_path: str = Field(default="PilotLine", description="Browse names below Objects, separated by /")
+    trace_variables: bool = Field(
+        default=True, description="Follow the stations' ID variables (RollId, RollPosition, SlurryBatchId, CellId "
+                                  "...) as the trace context of the samples")
 
 
 class OpcuaConfig(_Model):
-    enabled: bool = True
-    endpoint: str = "opc.tcp://127.0.0.1:4840"
-    namespace_uri: str = "urn:pilotline:simulator"
-    security_policy: Literal["None", "Basic256Sha256", "Aes128Sha256RsaOaep", "Aes256Sha256RsaPss"] = "None"
-    security_mode: Literal["None", "Sign", "SignAndEncrypt"] = "None"
-    certificate: Path = Path("var/pki/client_cert.der")  # created with the key when absent and security is on
-    private_key: Path = Path("var/pki/client_key.pem")
-    trusted_server_certificates: list[Path] = []
-    auth_method: Literal["anonymous", "username"] = "anonymous"
-    username: str = ""
-    password: str = ""
-    connect_timeout_s: float = Field(5.0, gt=0)
-    request_timeout_s: float = Field(5.0, gt=0)
-    session_timeout_s: float = Field(60.0, gt=0)
-    subscription_interval_ms: float = Field(100.0, gt=0)
-    sampling_interval_ms: float = Field(0.0, ge=0)
-    queue_size: int = Field(1000, ge=0)
-    discard_oldest: bool = True
-    deadband: DeadbandConfig = DeadbandConfig()
-    timestamp: Literal["source", "server", "received"] = "source"
-    default_tags: dict[str, str] = {}
-    nodes: list[OpcuaNode] = []
-    groups: list[OpcuaNodeGroup] = []
-    discovery: OpcuaDiscovery = OpcuaDiscovery()
-    trace_events: bool = True  # subscribe to TraceEventType events on the PilotLine object
-    reconnect_initial_s: float = Field(0.2, gt=0)
-    reconnect_max_s: float = Field(5.0, gt=0)
-    watchdog_interval_s: float = Field(1.0, gt=0)
-    stale_after_s: float = Field(5.0, gt=0)  # no data and no keepalive this long = reconnect
+    enabled: bool = Field(default=True, description="Run the OPC UA connector")
+    endpoint: str = Field(default="opc.tcp://127.0.0.1:4840", description="The server's endpoint URL")
+    namespace_uri: str = Field(
+        default="urn:pilotline:simulator",
+        description="The line's namespace; node ids are re-resolved through it on every (re)connection")
+    security_policy: Literal["None", "Basic256Sha256", "Aes128Sha256RsaOaep", "Aes256Sha256RsaPss"] = Field(
+        default="None", description="None | Basic256Sha256 | Aes128Sha256RsaOaep | Aes256Sha256RsaPss")
+    security_mode: Literal["None", "Sign", "SignAndEncrypt"] = Field(
+        default="None", description="None | Sign | SignAndEncrypt (None only together with security_policy None)")
+    certificate: Path = Field(
+        default=Path("var/pki/client_cert.der"),
+        description="Client certificate; created (self-signed) with the key when absent and security is on")
+    private_key: Path = Field(default=Path("var/pki/client_key.pem"),
+                              description="The client certificate's private key")
+    trusted_server_certificates: list[Path] = Field(
+        default=[], description="DER/PEM files of the server certificates to trust; empty = trust the one presented")
+    auth_method: Literal["anonymous", "username"] = Field(default="anonymous", description="anonymous | username")
+    username: str = Field(default="", description="User name for auth_method username")
+    password: str = Field(default="", description="Password for auth_method username")
+    connect_timeout_s: float = Field(default=5.0, gt=0,
+                                     description="Timeout of connect (and of setting up security), s")
+    request_timeout_s: float = Field(
+        default=5.0, gt=0, description="Timeout of every other OPC UA call, s: a hung server never hangs ingest")
+    session_timeout_s: float = Field(
+        default=60.0, gt=0, description="The server keeps our session (and its subscription's queued values) this "
+                                        "long after a cut or a crash, s")
+    subscription_interval_ms: float = Field(default=100.0, gt=0,
+                                            description="Publishing interval of the subscription, ms")
+    sampling_interval_ms: float = Field(
+        default=0.0, ge=0, description="Sampling interval of every node, ms; 0 = as fast as the server samples")
+    queue_size: int = Field(
+        default=1000, ge=0, description="Monitored-item queue on the server, per node: what survives a disconnect")
+    discard_oldest: bool = Field(
+        default=True, description="When a node's queue is full, the server drops the oldest value (false: the newest)")
+    deadband: DeadbandConfig = Field(default_factory=DeadbandConfig,
+                                     description="Default deadband of the analog nodes")
+    timestamp: Literal["source", "server", "received"] = Field(
+        default="source", description="source | server | received: which time a sample carries (source falls back "
+                                      "to the server's, then to the receive time)")
+    default_tags: dict[str, str] = Field(
+        default={}, description="Extra tags on every OPC UA sample (keep them low-cardinality)")
+    nodes: list[OpcuaNode] = Field(default=[], description="Explicit nodes, in addition to discovery")
+    groups: list[OpcuaNodeGroup] = Field(
+        default=[], description="Node groups sharing namespace, sampling, deadband and tags")
+    discovery: OpcuaDiscovery = Field(default_factory=OpcuaDiscovery, description="Browse-based discovery")
+    trace_events: bool = Field(default=True,
+                               description="Subscribe to TraceEventType events on the line's root object")
+    reconnect_initial_s: float = Field(
+        default=0.2, gt=0, description="First reconnect delay, s; doubled after every failed attempt up to "
+                                       "reconnect_max_s")
+    reconnect_max_s: float = Field(default=5.0, gt=0, description="Longest reconnect delay, s")
+    watchdog_interval_s: float = Field(
+        default=1.0, gt=0, description="How often the session is probed (a ServerStatus read with a timeout) and "
+                                       "the subscription state saved, s")
+    stale_after_s: float = Field(
+        default=5.0, gt=0, description="No publish response (data or keep-alive) for this long = tear down and "
+                                       "reconnect, s")
     trace_history_s: float = Field(
-        120.0, gt=0,
+        default=120.0, gt=0,
         description="How much of the trace-ID history (RollId, RollPosition ...) is kept before the oldest sample "
                     "that can still arrive (held or not yet acknowledged), in seconds of the line's clock: covers "
                     "values that reach us later than others of the same instant (slow sampling). The initial value "
                     "of a node unchanged for longer, re-delivered by a new subscription, is recognised and not "
                     "stored again.")
     trace_history_max_entries: int = Field(
-        100_000, ge=2,
+        default=100_000, ge=2,
         description="Upper bound of the history per station and trace key, whatever the times say (the oldest "
                     "entries go first); the history is saved with the subscription state.")
 
