@@ -1,70 +1,43 @@
-"""Parse and check one trace event (README traceability section, schema pilotline.trace.v1).
+"""Trace events as the genealogy takes them: the contract's one parser, with the genealogy's error type.
 
-The genealogy consumes trace events as plain dicts so that it depends on no other project package; this module is
-the only place that knows their shape. Every rejection names the field and says what was expected, because the reason
-ends up in the quarantine where an engineer reads it.
+``parse_event`` is ``contract.trace.parse_trace_event`` (the parser ingest uses too, so what ingest stores the
+genealogy places, and what one refuses the other refuses with the same reason); ``TraceEvent`` and ``Input`` are the
+contract's records. ``EventError`` is what the genealogy quarantines: a trace event, prediction or audit that cannot
+be placed, its message the quarantine reason an engineer reads. ``parse_time``, ``check_id`` and ``check_number``
+check the genealogy's other inputs (predictions, audits, query parameters).
 """
 
 from __future__ import annotations
 
 import math
 import re
-from collections.abc import Mapping
-from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from typing import Any, Final
 
-SCHEMA: Final = "pilotline.trace.v1"
-ID_PATTERN: Final = re.compile(r"^[A-Z][A-Z0-9]*(-[A-Z0-9]+)+$")
-ID_MAX_LEN: Final = 64
-LINE_PATTERN: Final = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,31}$")
-KEY_PATTERN: Final = re.compile(r"^[A-Za-z][A-Za-z0-9_]{0,63}$")
-KINDS: Final = ("created", "consumed", "processed")
-# README traceability table: the ID prefix each entity type must carry.
-ID_PREFIX_BY_TYPE: Final[dict[str, str]] = {
-    "RawMaterialLot": "LOT-",
-    "SlurryBatch": "SB-",
-    "CoatedRoll": "CR-",
-    "RollSegment": "SEG-",
-    "CalenderedRoll": "CAL-",
-    "SlitCoil": "SC-",
-    "ElectrodeSheet": "ES-",
-    "CellStack": "STK-",
-    "Cell": "CELL-",
-    "FormationRun": "FR-",
-}
-TYPES: Final = tuple(ID_PREFIX_BY_TYPE)
-MAX_TEXT: Final = 128
+from contract.records import ID_MAX_LEN, ID_PATTERN, TraceEvent, is_valid_id
+from contract.records import TraceInput as Input
+from contract.trace import (
+    ID_PREFIX_BY_TYPE,
+    KEY_PATTERN,
+    KINDS,
+    LINE_PATTERN,
+    SCHEMA,
+    TEXT_MAX_LEN,
+    TYPES,
+    TraceEventError,
+    parse_trace_event,
+)
+
+MAX_TEXT: Final = TEXT_MAX_LEN
+
+__all__ = [
+    "ID_MAX_LEN", "ID_PATTERN", "ID_PREFIX_BY_TYPE", "KEY_PATTERN", "KINDS", "LINE_PATTERN", "MAX_TEXT", "SCHEMA",
+    "TYPES", "EventError", "Input", "TraceEvent", "check_id", "check_number", "parse_event", "parse_time",
+]
 
 
 class EventError(ValueError):
     """A trace event (or prediction / audit) that cannot be placed; the message is the quarantine reason."""
-
-
-@dataclass(frozen=True)
-class Input:
-    id: str
-    type: str
-    from_m: float | None = None
-    to_m: float | None = None
-
-
-@dataclass(frozen=True)
-class TraceEvent:
-    seq: int
-    line: str
-    time: datetime
-    kind: str
-    id: str
-    type: str
-    step: str | None
-    station: str | None
-    equipment: str | None
-    start: datetime | None
-    end: datetime | None
-    inputs: tuple[Input, ...] = ()
-    parameters: dict[str, float | str | bool] = field(default_factory=dict)
-    properties: dict[str, float | str | bool] = field(default_factory=dict)
 
 
 def parse_time(value: Any, name: str) -> datetime:
@@ -88,127 +61,27 @@ def parse_time(value: Any, name: str) -> datetime:
 
 
 def check_id(value: Any, name: str) -> str:
-    if not isinstance(value, str) or len(value) > ID_MAX_LEN or not ID_PATTERN.match(value):
+    if not is_valid_id(value):
         raise EventError(
             f"'{name}' must match {ID_PATTERN.pattern} (at most {ID_MAX_LEN} characters), got {value!r}"
         )
     return value
 
 
-def _check_type(value: Any, name: str) -> str:
-    if not isinstance(value, str) or value not in ID_PREFIX_BY_TYPE:
-        raise EventError(f"'{name}' must be one of {', '.join(TYPES)}, got {value!r}")
-    return str(value)
-
-
-def _check_prefix(entity_id: str, entity_type: str, name: str) -> None:
-    prefix = ID_PREFIX_BY_TYPE[entity_type]
-    if not entity_id.startswith(prefix):
-        raise EventError(f"'{name}' {entity_id!r} is a {entity_type}, whose IDs start with {prefix!r}")
-
-
-def _check_text(value: Any, name: str, *, required: bool = False) -> str | None:
-    if value is None:
-        if required:
-            raise EventError(f"'{name}' is required")
-        return None
-    if not isinstance(value, str) or not value.strip() or len(value) > MAX_TEXT or not value.isprintable():
-        raise EventError(f"'{name}' must be a printable string of 1..{MAX_TEXT} characters, got {value!r}")
-    return value
-
-
 def check_number(value: Any, name: str) -> float:
     if isinstance(value, bool) or not isinstance(value, (int, float)):
         raise EventError(f"'{name}' must be a number, got {value!r}")
-    number = float(value)
+    number = float(value) if abs(value) <= 1.7976931348623157e308 else math.inf  # a huge int: no OverflowError
     if not math.isfinite(number):
         raise EventError(f"'{name}' must be finite, got {value!r}")
     return number
 
 
-def _check_values(value: Any, name: str) -> dict[str, float | str | bool]:
-    if value is None:
-        return {}
-    if not isinstance(value, Mapping):
-        raise EventError(f"'{name}' must be an object of name -> number, got {type(value).__name__}")
-    out: dict[str, float | str | bool] = {}
-    for key, item in value.items():
-        if not isinstance(key, str) or not KEY_PATTERN.match(key):
-            raise EventError(f"'{name}' key {key!r} must match {KEY_PATTERN.pattern}")
-        if item is None:
-            continue  # "not available" (the simulator writes non-finite readings as null): nothing to store
-        if isinstance(item, bool):
-            out[key] = item
-        elif isinstance(item, str):
-            out[key] = _check_text(item, f"{name}.{key}") or ""
-        else:
-            out[key] = check_number(item, f"{name}.{key}")
-    return out
-
-
-def _check_inputs(value: Any) -> tuple[Input, ...]:
-    if value is None:
-        return ()
-    if not isinstance(value, list):
-        raise EventError(f"'inputs' must be a list, got {type(value).__name__}")
-    out: list[Input] = []
-    for i, item in enumerate(value):
-        if not isinstance(item, Mapping):
-            raise EventError(f"'inputs[{i}]' must be an object with id and type")
-        input_id = check_id(item.get("id"), f"inputs[{i}].id")
-        input_type = _check_type(item.get("type"), f"inputs[{i}].type")
-        _check_prefix(input_id, input_type, f"inputs[{i}].id")
-        from_m, to_m = item.get("from_m"), item.get("to_m")
-        if (from_m is None) != (to_m is None):
-            raise EventError(f"'inputs[{i}]' gives only one of from_m / to_m; give both or neither")
-        if from_m is not None:
-            from_m = check_number(from_m, f"inputs[{i}].from_m")
-            to_m = check_number(to_m, f"inputs[{i}].to_m")
-            if from_m < 0 or to_m <= from_m:
-                raise EventError(f"'inputs[{i}]' needs 0 <= from_m < to_m, got {from_m}..{to_m}")
-        out.append(Input(input_id, input_type, from_m, to_m))
-    return tuple(out)
-
-
 def parse_event(raw: Any) -> TraceEvent:
-    """Check a trace-event dict against the README contract and return it typed; raise EventError saying why not."""
-    if not isinstance(raw, Mapping):
-        raise EventError(f"a trace event must be a JSON object, got {type(raw).__name__}")
-    if raw.get("schema") != SCHEMA:
-        raise EventError(f"'schema' must be {SCHEMA!r}, got {raw.get('schema')!r}")
-    seq = raw.get("seq")
-    if isinstance(seq, bool) or not isinstance(seq, int) or seq < 1:
-        raise EventError(f"'seq' must be an integer >= 1, got {seq!r}")
-    line = raw.get("line")
-    if not isinstance(line, str) or not LINE_PATTERN.match(line):
-        raise EventError(f"'line' must match {LINE_PATTERN.pattern}, got {line!r}")
-    kind = raw.get("kind")
-    if not isinstance(kind, str) or kind not in KINDS:
-        raise EventError(f"'kind' must be one of {', '.join(KINDS)}, got {kind!r}")
-    entity_id = check_id(raw.get("id"), "id")
-    entity_type = _check_type(raw.get("type"), "type")
-    _check_prefix(entity_id, entity_type, "id")
-    time = parse_time(raw.get("time"), "time")
-    start = parse_time(raw["start"], "start") if raw.get("start") is not None else None
-    end = parse_time(raw["end"], "end") if raw.get("end") is not None else None
-    if start and end and end < start:
-        raise EventError(f"'end' ({raw['end']}) is before 'start' ({raw['start']})")
-    inputs = _check_inputs(raw.get("inputs"))
-    if any(i.id == entity_id for i in inputs) and kind == "created":
-        raise EventError(f"'{entity_id}' cannot be created from itself")
-    return TraceEvent(
-        seq=seq,
-        line=line,
-        time=time,
-        kind=str(kind),
-        id=entity_id,
-        type=entity_type,
-        step=_check_text(raw.get("step"), "step"),
-        station=_check_text(raw.get("station"), "station"),
-        equipment=_check_text(raw.get("equipment"), "equipment"),
-        start=start,
-        end=end,
-        inputs=inputs,
-        parameters=_check_values(raw.get("parameters"), "parameters"),
-        properties=_check_values(raw.get("properties"), "properties"),
-    )
+    """Check a trace event (dict, JSON text, or a record already parsed) and return it typed; raise EventError why not."""
+    if isinstance(raw, TraceEvent):
+        return raw  # parsed by the same parser on the way in (ingest's record): nothing to check twice
+    try:
+        return parse_trace_event(raw)
+    except TraceEventError as exc:
+        raise EventError(exc.reason) from None

@@ -1,4 +1,8 @@
-"""Trace IDs and trace events exactly as the README's traceability contract prescribes (``pilotline.trace.v1``)."""
+"""Trace IDs and trace events exactly as the README's traceability contract prescribes (``pilotline.trace.v1``).
+
+The schema name, the entity types and the kinds come from the contract package (``contract.trace``), the one place
+that states the format (tests/ontology/test_simulator_record.py places every event of a real run through its parser).
+"""
 
 from __future__ import annotations
 
@@ -8,9 +12,9 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone
 from typing import Any
 
-SCHEMA = "pilotline.trace.v1"
-TYPES = ("RawMaterialLot", "SlurryBatch", "CoatedRoll", "RollSegment", "CalenderedRoll", "SlitCoil",
-         "ElectrodeSheet", "CellStack", "Cell", "FormationRun")
+from contract.trace import KINDS, SCHEMA, TYPES
+
+__all__ = ["SCHEMA", "TYPES", "IdCounter", "TraceLog", "inp", "iso", "lane_letter"]
 
 
 def iso(t: datetime) -> str:
@@ -63,7 +67,7 @@ class TraceLog:
         parameters: dict[str, Any] | None = None,
         properties: dict[str, Any] | None = None,
     ) -> dict[str, Any]:
-        assert kind in ("created", "consumed", "processed"), kind
+        assert kind in KINDS, kind
         assert type_ in TYPES, type_
         now = self.clock()
         start = now if start_s is None else now - timedelta(seconds=max(0.0, start_s))

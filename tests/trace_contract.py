@@ -1,5 +1,6 @@
-"""The trace event of the README's traceability contract, verbatim: both parsers of it (connectors.records for ingest,
-ontology.events for the graph) are tested against this one example. Copy it before changing it."""
+"""The trace event of the README's traceability contract, verbatim: the one parser of it (contract.trace) is tested
+against this one example through both of its doors (connectors.records for ingest, ontology.events for the graph) and
+against the JSON Schema (tests/contract). Copy it before changing it."""
 
 from __future__ import annotations
 

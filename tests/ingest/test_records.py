@@ -20,6 +20,7 @@ from connectors.records import (
     iso_to_ns,
     ns_to_iso,
 )
+from contract.trace import ID_PREFIX_BY_TYPE
 from tests.trace_contract import README_TRACE_EVENT
 
 ids = st.from_regex(r"\A[A-Z][A-Z0-9]{0,5}(-[A-Z0-9]{1,6}){1,3}\Z")
@@ -46,16 +47,24 @@ def test_sample_json_round_trip(s: Sample) -> None:
 
 
 @st.composite
+def typed_id(draw: Any) -> tuple[str, str]:
+    """An ID and its type: the contract wants the type's prefix (a CoatedRoll is CR-...)."""
+    entity_type = draw(st.sampled_from(sorted(TRACE_TYPES)))
+    return ID_PREFIX_BY_TYPE[entity_type] + draw(st.from_regex(r"\A[A-Z0-9]{1,6}(-[A-Z0-9]{1,6}){0,2}\Z")), entity_type
+
+
+@st.composite
 def trace_events(draw: Any) -> TraceEvent:
     t = draw(st.integers(0, 2**62)) // 1000 * 1000  # JSON carries microseconds
     inputs = tuple(
-        TraceInput(draw(ids), draw(st.sampled_from(sorted(TRACE_TYPES))),
-                   *( (a, a + b) for a, b in [(draw(st.floats(0, 1e4)), draw(st.floats(0, 1e4)))] ).__next__())
+        TraceInput(*draw(typed_id()),
+                   *( (a, a + b) for a, b in [(draw(st.floats(0, 1e4)), draw(st.floats(1e-3, 1e4)))] ).__next__())
         for _ in range(draw(st.integers(0, 3)))
     )
+    entity_id, entity_type = draw(typed_id().filter(lambda it: all(i.id != it[0] for i in inputs)))  # not from itself
     return TraceEvent(
         seq=draw(st.integers(1, 2**40)), line="PL1", time_ns=t, kind=draw(st.sampled_from(["created", "consumed", "processed"])),
-        id=draw(ids), type=draw(st.sampled_from(sorted(TRACE_TYPES))), step="Coating", station="Coating/Cathode",
+        id=entity_id, type=entity_type, step="Coating", station="Coating/Cathode",
         equipment="SlotDieCoater-C", start_ns=t - 10**9 if t >= 10**9 else None, end_ns=t, inputs=inputs,
         parameters=draw(st.dictionaries(st.sampled_from(["a_m", "b_um"]), st.floats(allow_nan=False, allow_infinity=False))),
         properties={"length_m": 200.0},
