@@ -32,9 +32,9 @@ class DeadbandConfig(_Model):
 class OpcuaNode(_Model):
     """One explicitly configured node (Telegraf ``[[inputs.opcua_listener.nodes]]``)."""
 
-    name: str = Field(description="The signal name in InfluxDB (required)")
+    name: str = Field(description="The signal name in InfluxDB")
     identifier: str = Field(description='e.g. "PilotLine.Coating.Cathode.PumpFlowRate", or a full node id '
-                                        '"ns=2;s=..." (required)')
+                                        '"ns=2;s=..."')
     identifier_type: Literal["s", "i", "g", "b"] = Field(
         default="s", description="s (string) | i (numeric) | g (GUID) | b (opaque): how identifier is read")
     namespace: str = Field(default="", description="Namespace URI (preferred) or index; empty = the group's, else "
@@ -50,7 +50,7 @@ class OpcuaNode(_Model):
 class OpcuaNodeGroup(_Model):
     """Nodes sharing a namespace, sampling interval, deadband and tags (Telegraf ``[[inputs.opcua_listener.group]]``)."""
 
-    name: str = Field(default="", description="A name for the group (logs only)")
+    name: str = Field(default="", description="A label for readers of the file (not used by the connector)")
     namespace: str = Field(default="", description="Namespace URI or index of the group's nodes; empty = "
                                                    "opcua.namespace_uri")
     sampling_interval_ms: float | None = Field(default=None, description="null = opcua.sampling_interval_ms")
