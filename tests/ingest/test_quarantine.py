@@ -66,6 +66,9 @@ def test_far_more_than_max_bytes_stays_within_it_and_keeps_the_newest(tmp_path: 
     assert dropped["entries"] == n - len(kept) and dropped["entries"] > 0
     assert sum(dropped["by_reason"].values()) == dropped["entries"]
     assert dropped["bytes"] > 0
+    usage = q.usage()  # what a status page shows
+    assert usage["bytes"] == bytes_on_disk(tmp_path / "q") <= usage["max_bytes"] == max_bytes
+    assert usage["dropped"] == dropped and usage["files"] >= 2
     q.close()
 
     # a restart keeps the bound, the drop counts and the order
