@@ -91,6 +91,12 @@ def test_ingest_and_genealogy_give_one_answer(name: str, patch: dict[str, Any], 
     except EventError:
         genealogy_parses = False
     assert (record is not None) == genealogy_parses == accepted, (name, record, genealogy_parses)
+    if not accepted:  # and the same reason, word for word, in both quarantines
+        with pytest.raises(RecordError) as by_ingest:
+            TraceEvent.from_json(event)
+        with pytest.raises(EventError) as by_genealogy:
+            parse_event(event)
+        assert str(by_ingest.value) == str(by_genealogy.value), name
     # what the twin hands the genealogy: the record ingest stored, written back to JSON
     payload = record.to_json() if record is not None else event
     assert _genealogy_places(payload, tmp_path / "g") == accepted, name

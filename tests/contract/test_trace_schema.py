@@ -296,7 +296,7 @@ JUNK = st.recursive(
 TOP_FIELDS = list(T.REQUIRED + T.OPTIONAL) + ["extra"]
 
 
-@settings(max_examples=400, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(valid_events(), st.sampled_from(TOP_FIELDS), JUNK, st.booleans())
 def test_junk_in_one_field_gets_the_same_answer(event: dict[str, Any], name: str, junk: Any, remove: bool) -> None:
     if remove:
@@ -306,7 +306,7 @@ def test_junk_in_one_field_gets_the_same_answer(event: dict[str, Any], name: str
     assert_same_answer(event)
 
 
-@settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@settings(max_examples=200, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(valid_events(), inputs(), st.sampled_from(list(T.INPUT_FIELDS) + ["lot"]), JUNK, st.booleans())
 def test_junk_in_an_input_gets_the_same_answer(event: dict[str, Any], used: dict[str, Any], name: str, junk: Any,
                                                remove: bool) -> None:
@@ -318,7 +318,7 @@ def test_junk_in_an_input_gets_the_same_answer(event: dict[str, Any], used: dict
     assert_same_answer(event)
 
 
-@settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@settings(max_examples=200, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(valid_events(), st.sampled_from(["parameters", "properties"]), st.one_of(KEYS, st.text(max_size=70)), JUNK)
 def test_junk_values_get_the_same_answer(event: dict[str, Any], where: str, key: str, junk: Any) -> None:
     event[where] = {**(event.get(where) or {}), key: junk}
@@ -345,7 +345,7 @@ def near_miss(draw: Any, text: str) -> str:
     return text * draw(st.integers(2, 70))
 
 
-@settings(max_examples=800, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@settings(max_examples=400, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(valid_events(), st.sampled_from(STRING_FIELDS), st.data())
 def test_near_misses_in_strings_get_the_same_answer(event: dict[str, Any], name: str, data: Any) -> None:
     """Each pattern's edges: both sides refuse a space, a slash, a newline, a control character, one too many."""

@@ -10,6 +10,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from contract.records import TraceEvent
 from ontology.builder import GraphBuilder, split_key, unit_iri
 from ontology.events import EventError, parse_event
 from tests.trace_contract import README_TRACE_EVENT
@@ -62,6 +63,13 @@ def test_malformed_events_are_refused_with_the_reason(path: tuple[Any, ...], val
     with pytest.raises(EventError, match=None) as info:
         parse_event(with_(path, value))
     assert says in str(info.value), str(info.value)
+
+
+def test_a_record_parsed_on_the_way_in_is_taken_as_it_is() -> None:
+    """Ingest's record went through the same parser: the genealogy takes it typed, or its JSON, to the same event."""
+    record = TraceEvent.from_json(GOOD)
+    assert parse_event(record) is record
+    assert parse_event(record.to_json()) == record == parse_event(GOOD)
 
 
 def test_not_a_dict_is_refused() -> None:
