@@ -30,8 +30,15 @@ from fastapi.params import Depends
 from fastapi.responses import JSONResponse, Response
 
 from ontology.limits import Busy, QueryGate
-from ontology.sandbox import (CursorError, ExportPage, ExportsBusy, QueryFailed, QuerySyntaxError, QueryTimeout,
-                              ReadOnlyError)
+from ontology.sandbox import (
+    CursorError,
+    ExportPage,
+    ExportsBusy,
+    QueryFailed,
+    QuerySyntaxError,
+    QueryTimeout,
+    ReadOnlyError,
+)
 from ontology.store import GenealogyStore, QueryInputError, UnknownIdError
 
 SPARQL_JSON = "application/sparql-results+json"
@@ -197,14 +204,16 @@ def make_router(
         return Response(body, media_type=media, headers=headers)
 
     @router.get("/sparql")
+    # `user` takes its dependency as a default: under `from __future__ import annotations` an Annotated[...] naming
+    # the local user_dep could not be resolved by FastAPI
     async def sparql_get(query: str | None = None, update: str | None = None,
-                         user: Any = Depends(user_dep)) -> Response:
+                         user: Any = Depends(user_dep)) -> Response:  # noqa: B008
         if update is not None:
             return _error(403, "SPARQL updates are refused: this endpoint is read-only")
         return await _sparql(user, query)
 
     @router.post("/sparql")
-    async def sparql_post(request: Request, user: Any = Depends(user_dep)) -> Response:
+    async def sparql_post(request: Request, user: Any = Depends(user_dep)) -> Response:  # noqa: B008
         """SPARQL 1.1 protocol: query via POST body (application/sparql-query) or URL-encoded form; updates: 403."""
         ctype = request.headers.get("content-type", "").split(";")[0].strip().lower()
         cap = max_query_bytes * 3  # a form-encoded query may triple in size
@@ -236,7 +245,7 @@ def make_router(
 
     @router.get("/genealogy/export")
     async def export(request: Request, format: str = "turtle", limit: str | None = None,  # noqa: A002
-                     cursor: str | None = None, user: Any = Depends(user_dep)) -> Response:
+                     cursor: str | None = None, user: Any = Depends(user_dep)) -> Response:  # noqa: B008
         """The whole graph. N-Triples comes in pages of at most `limit` triples: the next page is the same request
         with `cursor=` the X-Next-Cursor header of the previous one (absent on the last page); pages of one export
         read one snapshot, so together they hold every triple exactly once. Other formats: while the graph fits in

@@ -10,7 +10,7 @@ What an outsider can push is bounded: request bodies (``http.max_body_bytes``, 4
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
+from typing import Annotated, Any
 
 from fastapi import Depends, FastAPI, Request
 from fastapi.exceptions import RequestValidationError
@@ -21,6 +21,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from twin.api.deps import ANONYMOUS, viewer
 from twin.api.routes import router
+from twin.auth import Principal
 from twin.context import TwinContext
 from twin.control import ControlError
 
@@ -70,7 +71,7 @@ class BodyLimit:
         await self.app(scope, replay, send)
 
 
-async def query_user(request: Request, principal: Any = Depends(viewer)) -> str:
+async def query_user(request: Request, principal: Annotated[Principal, Depends(viewer)]) -> str:
     """Whom a SPARQL query or export page counts against: the token's name; anonymous viewers by client address."""
     if principal is ANONYMOUS:
         return f"anonymous@{request.client.host if request.client is not None else '?'}"
