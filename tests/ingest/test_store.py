@@ -219,3 +219,25 @@ def test_v2_write_to_a_dead_server_is_retryable() -> None:
         await w.close()
 
     run(go())
+
+
+def test_an_unreadable_stored_trace_event_is_left_out_not_fatal(influxd: Influxd) -> None:
+    """A row an older, laxer version stored (a line with a space and a slash) no longer fails the whole read."""
+    db = new_db()
+    good = TraceEvent.from_json({"schema": "pilotline.trace.v1", "line": "PL1", "time": "2026-11-21T10:00:00Z",
+                                 "seq": 1, "kind": "consumed", "type": "SlurryBatch", "id": "SB-C-000001",
+                                 "step": "Coating", "station": "Coating/Cathode", "inputs": []})
+    old = json.dumps({**good.to_json(), "seq": 2, "line": "PL 1/A"}, separators=(",", ":")).replace('"', '\\"')
+
+    async def go() -> tuple[list[TraceEvent], list[str]]:
+        w = InfluxV1Writer(influxd.url, db)
+        await w.write(encode([good])[0])
+        await w.write(f'trace_events,line=PL1 seq=2i,json="{old}" 1795600000000000000\n'.encode())
+        await w.close()
+        unreadable: list[str] = []
+        async with InfluxQuery(influxd.url, db) as q:
+            return await q.trace_events(unreadable=unreadable), unreadable
+
+    events, unreadable = run(go())
+    assert events == [good]
+    assert len(unreadable) == 1 and "line" in unreadable[0], unreadable

@@ -11,13 +11,16 @@ InfluxDB 2.x / 3.x answer the same statements on their v1-compatible ``/query`` 
 from __future__ import annotations
 
 import json
+import logging
 import re
 from typing import Any
 
 import httpx
 
-from connectors.records import TRACE_KEYS, TraceEvent
+from connectors.records import TRACE_KEYS, RecordError, TraceEvent
 from twin.store.lineproto import TRACE_MEASUREMENT, measurement_of
+
+log = logging.getLogger(__name__)
 
 MEASUREMENT_RE = re.compile(r"^[A-Za-z][A-Za-z0-9_]*$")
 Row = dict[str, Any]
@@ -141,8 +144,12 @@ class InfluxQuery:
         return await self.influxql(q, params)
 
     async def trace_events(self, *, start_ns: int | None = None, end_ns: int | None = None,
-                           trace_id: str | None = None, line: str | None = None) -> list[TraceEvent]:
-        """Stored trace events (oldest first), optionally in a window or of one ID."""
+                           trace_id: str | None = None, line: str | None = None,
+                           unreadable: list[str] | None = None) -> list[TraceEvent]:
+        """Stored trace events (oldest first), optionally in a window or of one ID.
+
+        A row the contract's parser refuses (stored by an older, laxer version, or written by hand) does not make
+        the whole answer fail: it is left out, logged, and its reason appended to ``unreadable`` when given."""
         where: list[str] = []
         params: dict[str, Any] = {}
         if start_ns is not None:
@@ -159,7 +166,16 @@ class InfluxQuery:
             params["line"] = line
         cond = f" WHERE {' AND '.join(where)}" if where else ""
         rows = await self.influxql(f'SELECT "json" FROM "{TRACE_MEASUREMENT}"{cond} ORDER BY time ASC', params)
-        return [TraceEvent.from_json(json.loads(r["json"])) for r in rows]
+        events: list[TraceEvent] = []
+        for r in rows:
+            try:
+                events.append(TraceEvent.from_json(json.loads(r["json"])))
+            except (RecordError, ValueError, TypeError) as exc:
+                reason = f"stored trace event at {r.get('time')} is unreadable: {exc}"
+                log.warning("%s", reason)
+                if unreadable is not None:
+                    unreadable.append(reason)
+        return events
 
     async def count(self, station: str, *, signal: str | None = None) -> int:
         meas, lane = measurement_of(station)
