@@ -5,7 +5,9 @@ must be in InfluxDB exactly once, with the value and the trace IDs the record sa
 
 - OPC UA: a value published before the first value of its node that reached InfluxDB in a run was published before
   any subscription of ours existed (a freshly started server): not counted. Neither are the last
-  ``unpublished_steps`` steps of a run (the server stopped or died before a publish cycle followed them).
+  ``UNPUBLISHED_STEPS`` steps of a run (the server stopped before a publish cycle followed them), nor, in a run ended
+  by SIGKILL, the values after the newest instant InfluxDB holds from that run (one publish response carries every
+  node's changes up to an instant; the rest never left the killed server: ``unsent``).
 - A run ended by SIGKILL: MQTT messages (telemetry, results, trace events) after the last one InfluxDB holds had
   not left the simulator's client (paho queues them; the broker's TCP stream is in order): counted as ``unsent``,
   not lost. A gap *before* the last stored one is loss.
@@ -57,6 +59,7 @@ class Report:
     opcua_duplicated: int = 0
     opcua_wrong_value: int = 0
     opcua_mis_tagged: int = 0
+    opcua_unsent: int = 0  # after the newest instant a SIGKILLed server had published
     mis_tagged_by_key: Counter[str] = field(default_factory=Counter)
     mqtt_checked: int = 0
     mqtt_lost: int = 0
@@ -72,7 +75,7 @@ class Report:
     genealogy_checked: bool = False
     genealogy_incomplete: int = 0
     genealogy_unknown: int = 0
-    ids_reused: int = 0  # IDs a restarted simulator created again (its counters start from 1)
+    ids_reused: int = 0  # (line, ID) created twice (a restarted simulator has its own line ID: should be 0)
     first_stored_median_s: float = 0.0  # line time from a run's start to a node's first stored value (median)
     examples: dict[str, list[Any]] = field(default_factory=lambda: defaultdict(list))
 
@@ -100,7 +103,7 @@ class Report:
              + ("" if self.genealogy_checked else " (genealogy not checked)")),
             (f"  OPC UA: {self.opcua_checked} checked, {self.opcua_lost} lost, {self.opcua_duplicated} duplicated, "
              f"{self.opcua_mis_tagged} mis-tagged {dict(self.mis_tagged_by_key)}, {self.opcua_wrong_value} wrong "
-             "value"),
+             f"value, {self.opcua_unsent} unsent at a simulator kill"),
             (f"  MQTT: {self.mqtt_checked} messages, {self.mqtt_lost} lost, {self.mqtt_duplicated} duplicated, "
              f"{self.mqtt_mis_tagged} mis-tagged, {self.mqtt_unsent} unsent at a simulator kill"),
             (f"  trace events: {self.trace_checked}, {self.trace_lost} lost, {self.trace_duplicated} duplicated, "
@@ -156,6 +159,14 @@ def check_opcua(runs: list[Run], rows: list[dict[str, Any]], report: Report) -> 
             continue
         lo, hi = _run_range(rec)
         tail_from = hi - int(UNPUBLISHED_STEPS * run.tick_s * 1e9)
+        if run.ended == "killed":
+            # one publish response carries every node's changes up to an instant: what came after the newest
+            # instant that reached InfluxDB was still in the killed server
+            recorded = {t for values in rec.opcua.values() for t, _, _ in values}
+            newest = max((t for key in {station_signal(p) for p in rec.opcua} for t in stored[key]
+                          if lo <= t <= hi and t in recorded), default=lo)
+            report.opcua_unsent += sum(1 for values in rec.opcua.values() for t, _, _ in values if t > newest)
+            tail_from = newest
         timelines = {p: IdTimeline(v) for p, v in rec.opcua.items() if p.rsplit(".", 1)[-1] in ID_VARS}
         first_seen: dict[str, int] = {}  # per node: its first value that reached InfluxDB in this run
         for path, values in rec.opcua.items():
@@ -284,53 +295,57 @@ def check_units(rows: list[dict[str, Any]], report: Report) -> None:
         report.example("series with two units", (k, sorted(u)))
 
 
-def expected_ancestors(events: Iterable[dict[str, Any]]) -> tuple[dict[str, set[str]], int]:
-    """Cell ID -> every ID upstream of it (the closure of the ``created`` events' inputs), and how many IDs were
-    created more than once (a restarted simulator starts its counters again: both histories are expected)."""
-    inputs: dict[str, set[str]] = defaultdict(set)
-    created: Counter[str] = Counter()
-    cells: set[str] = set()
+def expected_ancestors(events: Iterable[dict[str, Any]]) -> tuple[dict[tuple[str, str], set[str]], int]:
+    """(line, cell ID) -> every ID upstream of it (the closure of the ``created`` events' inputs on that line), and
+    how many (line, ID) were created more than once (then both histories are expected)."""
+    inputs: dict[tuple[str, str], set[str]] = defaultdict(set)
+    created: Counter[tuple[str, str]] = Counter()
+    cells: set[tuple[str, str]] = set()
     for ev in events:
         if ev.get("kind") != "created":
             continue
-        created[ev["id"]] += 1
-        inputs[ev["id"]].update(i["id"] if isinstance(i, dict) else str(i) for i in ev.get("inputs") or [])
+        key = (str(ev.get("line", "")), ev["id"])
+        created[key] += 1
+        inputs[key].update(i["id"] if isinstance(i, dict) else str(i) for i in ev.get("inputs") or [])
         if ev.get("type") == "Cell":
-            cells.add(ev["id"])
-    out: dict[str, set[str]] = {}
-    for cell in cells:
+            cells.add(key)
+    out: dict[tuple[str, str], set[str]] = {}
+    for line, cell in cells:
         seen: set[str] = set()
-        todo = list(inputs[cell])
+        todo = list(inputs[(line, cell)])
         while todo:
             x = todo.pop()
             if x not in seen:
                 seen.add(x)
-                todo.extend(inputs.get(x, ()))
-        out[cell] = seen
+                todo.extend(inputs.get((line, x), ()))
+        out[(line, cell)] = seen
     return out, sum(1 for n in created.values() if n > 1)
 
 
-def check_genealogy(runs: list[Run], upstream_of: Callable[[str], set[str] | None], report: Report) -> None:
-    """``upstream_of(cell)`` -> the IDs the genealogy has upstream of the cell, or None if it does not know it."""
+Upstream = Callable[[str, str], set[str] | None]
+
+
+def check_genealogy(runs: list[Run], upstream_of: Upstream, report: Report) -> None:
+    """``upstream_of(cell, line)`` -> the IDs the genealogy has upstream of the cell, or None if it does not know
+    it."""
     events = [ev for run in runs for ev in run.record.trace]
     want, reused = expected_ancestors(events)
     report.cells = len(want)
     report.ids_reused = reused
     report.genealogy_checked = True
-    for cell, ancestors in sorted(want.items()):
-        got = upstream_of(cell)
+    for (line, cell), ancestors in sorted(want.items()):
+        got = upstream_of(cell, line)
         if got is None:
             report.genealogy_unknown += 1
-            report.example("cell unknown to the genealogy", cell)
+            report.example("cell unknown to the genealogy", (line, cell))
             continue
         missing = ancestors - got
         if missing:
             report.genealogy_incomplete += 1
-            report.example("incomplete genealogy", (cell, sorted(missing)[:8]))
+            report.example("incomplete genealogy", (line, cell, sorted(missing)[:8]))
 
 
-def check_all(runs: list[Run], rows: list[dict[str, Any]],
-              upstream_of: Callable[[str], set[str] | None] | None = None) -> Report:
+def check_all(runs: list[Run], rows: list[dict[str, Any]], upstream_of: Upstream | None = None) -> Report:
     report = Report()
     check_opcua(runs, rows, report)
     check_mqtt(runs, rows, report)

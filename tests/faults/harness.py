@@ -27,7 +27,7 @@ import httpx
 import yaml
 
 from deploy.localstack import Influxd, Mosquitto, PythonService, Simulator
-from tests.faults.checker import Report, Run, check_all, stored_trace_events
+from tests.faults.checker import Report, Run, Upstream, check_all, stored_trace_events
 from tests.faults.schedule import Fault, Schedule
 from tests.ingest.conftest import (
     FAST_LINE,
@@ -89,9 +89,9 @@ class TwinProcess(PythonService):
         r = httpx.get(f"{self.url}/ready", timeout=10)
         return dict(r.json().get("parts", {}))
 
-    def upstream_of(self, cell: str) -> set[str] | None:
-        r = httpx.get(f"{self.url}/api/cells/{cell}/genealogy", headers={"Authorization": f"Bearer {self.token}"},
-                      timeout=60)
+    def upstream_of(self, cell: str, line: str) -> set[str] | None:
+        r = httpx.get(f"{self.url}/api/cells/{cell}/genealogy", params={"line": line},
+                      headers={"Authorization": f"Bearer {self.token}"}, timeout=60)
         if r.status_code == 404:
             return None
         r.raise_for_status()
@@ -205,9 +205,13 @@ class FaultRun:
 
     # -- processes -----------------------------------------------------------------------------------------------------
     def _sim_args(self, record: Path, start: datetime) -> list[str]:
+        # A restarted simulator starts its ID and seq counters from 1 again, which a real line does not: each
+        # simulator process is a line of its own (PL1, PL1-R2, ...), so every cell ID stays unique and the genealogy
+        # check means something after a restart.
+        line = "PL1" if not self.records else f"PL1-R{len(self.records) + 1}"
         return ["--security", "none", "--speed", str(SPEED), "--tick", str(TICK_S), "--mqtt-url", self.mq.url,
                 "--scenario", str(FAST_LINE), "--seed", str(self.sched.seed % 1000), "--record", str(record),
-                "--start-time", start.strftime("%Y-%m-%dT%H:%M:%S.%fZ")]
+                "--line-id", line, "--start-time", start.strftime("%Y-%m-%dT%H:%M:%S.%fZ")]
 
     def _start_target(self) -> None:
         assert self.sim is not None
@@ -336,7 +340,7 @@ class FaultRun:
         with open(self.tmp / "influx_rows.jsonl", "w") as fh:  # for a post-mortem beside the records
             fh.writelines(json.dumps(r) + "\n" for r in rows)
         runs = [Run(load_record(p), ended, TICK_S) for p, ended in self.records]
-        upstream_of: Callable[[str], set[str] | None]
+        upstream_of: Upstream
         if isinstance(self.twin, TwinProcess):
             upstream_of = self.twin.upstream_of  # the twin's own genealogy, through its API
         else:
@@ -355,7 +359,7 @@ class FaultRun:
         return out[-40:]
 
 
-def genealogy_from_stored(path: Path, events: list[dict[str, Any]]) -> Callable[[str], set[str] | None]:
+def genealogy_from_stored(path: Path, events: list[dict[str, Any]]) -> Upstream:
     """A genealogy built only from the trace events InfluxDB holds (the ingest process has no graph of its own):
     if they are complete, every cell's upstream is."""
     from ontology.store import GenealogyStore, StoreConfig, UnknownIdError
@@ -365,9 +369,9 @@ def genealogy_from_stored(path: Path, events: list[dict[str, Any]]) -> Callable[
         store.add_event(ev)
     assert store.flush(timeout=120), "the checker's genealogy store did not take the stored events"
 
-    def upstream_of(cell: str) -> set[str] | None:
+    def upstream_of(cell: str, line: str) -> set[str] | None:
         try:
-            return {e["id"] for e in store.genealogy(cell)["entities"]}
+            return {e["id"] for e in store.genealogy(cell, line)["entities"]}
         except UnknownIdError:
             return None
 

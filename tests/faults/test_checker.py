@@ -65,7 +65,7 @@ def perfect_rows(rec: Record) -> list[dict[str, Any]]:
 
 def upstream_from(events: list[dict[str, Any]]) -> Any:
     want, _ = expected_ancestors(events)
-    return lambda cell: want.get(cell)
+    return lambda cell, line: want.get((line, cell))
 
 
 def test_a_perfect_store_is_clean_and_every_kind_of_damage_is_counted_as_itself() -> None:
@@ -107,7 +107,7 @@ def test_a_perfect_store_is_clean_and_every_kind_of_damage_is_counted_as_itself(
     trace_lost = check_all([Run(rec)], [x for x in rows if "json" not in x or json.loads(x["json"])["id"] != "CR-C-000001"],
                            upstream_from([e for e in rec.trace if e["id"] != "CR-C-000001"]))
     assert trace_lost.trace_lost == 1 and trace_lost.genealogy_incomplete == 1, trace_lost.summary()
-    unknown = check_all([Run(rec)], rows, lambda cell: None)
+    unknown = check_all([Run(rec)], rows, lambda cell, line: None)
     assert unknown.genealogy_unknown == 1 and not unknown.clean()
 
 
@@ -137,3 +137,11 @@ def test_what_could_never_be_had_is_not_counted_as_lost() -> None:
     assert stopped.mqtt_lost == 2
     gap = [r for r in rows if not (r.get("protocol") == "mqtt" and r["seq"] == 2)]
     assert check_all([Run(rec, ended="killed")], gap).mqtt_lost == 1
+    # OPC UA: the killed server's last 5 instants never published; a hole before the newest stored one is loss
+    end = T0 + 39 * STEP
+    tail = [r for r in rows if not (r.get("_measurement") == "Coating" and r["time"] > end - 5 * STEP)]
+    killed = check_all([Run(rec, ended="killed")], tail)
+    assert (killed.opcua_unsent, killed.opcua_lost) == (5 * 2, 0), killed.summary()
+    assert check_all([Run(rec, ended="stopped")], tail).opcua_lost == 2 * 2  # 2 steps more than the 3 left out
+    hole = [r for r in tail if not (r.get("signal") == "WebSpeed" and r["time"] == T0 + 20 * STEP)]
+    assert check_all([Run(rec, ended="killed")], hole).opcua_lost == 1
