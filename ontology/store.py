@@ -117,7 +117,6 @@ def _held_key(line: str, seq: int) -> str:
 
 IndexRef = tuple[str, "int | str"]  # (type, seq of the creating event | "<seq>-<digest>"; 0 = received lot)
 SEQ_STATE_FILE: Final = "seqs.json"
-_RECENT_OLD_MAX: Final = 10_000
 
 
 class GenealogyStore:
@@ -138,8 +137,11 @@ class GenealogyStore:
         self._index_error: str | None = None
         self._entity_count = 0
         self._seqs: dict[str, LineSeqs] = {}
-        # events judged outside the seq window whose batch may not be written yet: (line, seq) -> [(digest, plain)]
-        self._recent_old: OrderedDict[tuple[str, int], list[tuple[str, bool]]] = OrderedDict()
+        # events judged in batches not written yet (the store cannot answer for them; the window may have moved on):
+        # (line, seq) -> (batch number, [(digest, owns the plain step IRI)]); at most the two batches in flight
+        self._unwritten: dict[tuple[str, int], tuple[int, list[tuple[str, bool]]]] = {}
+        self._batch_no = 0  # placer: the batch being placed
+        self._written_no = 0  # writer: the last batch written
         self._held: dict[str, list[tuple[int, int]]] = {}  # line -> heap of (release at seq, quarantine id)
         self._lines: set[str] = set()
         self._sources: OrderedDict[str, tuple[tuple[Any, ...], tuple[Any, ...]]] = OrderedDict()  # pyoxigraph IRIs
@@ -162,7 +164,7 @@ class GenealogyStore:
         # placing (Python) and writing (Oxigraph, which releases the GIL) overlap: the placer hands each batch to the
         # writer and goes on with the next one; at most one batch waits, so a slow store slows placing down instead
         # of piling triples up in memory
-        self._writes: queue.Queue[tuple[list[Triple], int, dict[str, Any]] | None] = queue.Queue(maxsize=1)
+        self._writes: queue.Queue[tuple[list[Triple], int, dict[str, Any], int] | None] = queue.Queue(maxsize=1)
         self._writer = threading.Thread(target=self._write_loop, name="genealogy-writer", daemon=True)
         self._writer.start()
         self._worker = threading.Thread(target=self._run, name="genealogy-placer", daemon=True)
@@ -486,6 +488,8 @@ class GenealogyStore:
             except queue.Empty:
                 continue
             self._idle.clear()
+            self._batch_no += 1
+            self._forget_written()
             items = [first]
             while len(items) < self.config.batch_size:
                 try:
@@ -505,11 +509,14 @@ class GenealogyStore:
                     released = []
                 for entry in released:
                     self.counters.released += 1
+                    ident = entry.seq_identity()
+                    if ident is not None:  # out of the quarantine, not placed yet: still a judged event
+                        self._remember(ident[0], ident[1], ident[2], None)
                     # an implausible event the line has caught up with is judged as new (its seq was not counted)
                     again = "recheck-" if any(k.partition("\x00")[2].startswith("seq>=") for k in entry.waiting_for) \
                         else "retry-"
                     work.append((again + entry.what, entry.payload))
-            self._writes.put((triples, len(items), self._seq_snapshot()))
+            self._writes.put((triples, len(items), self._seq_snapshot(), self._batch_no))
         self._writes.put(None)
 
     def _write_loop(self) -> None:
@@ -517,8 +524,9 @@ class GenealogyStore:
             job = self._writes.get()
             if job is None:
                 return
-            triples, count, snapshot = job
+            triples, count, snapshot, batch_no = job
             self._write_with_retry(triples)
+            self._written_no = batch_no  # the store answers for that batch's events now
             self._save_seq_state(clean=False, snapshot=snapshot)  # what is written now is counted in seqs.json
             for _ in range(count):
                 self._queue.task_done()  # flush() waits for this: placed *and* written
@@ -585,7 +593,8 @@ class GenealogyStore:
     def _identities_of_old(self, line: str, seq: int) -> list[tuple[str, bool | None]]:
         """(digest or "" if unknown, owns the plain step IRI) of every event with this seq the store has judged before,
         for a seq older than the window: recent ones not written yet, the store's, the quarantine's."""
-        out: list[tuple[str, bool | None]] = list(self._recent_old.get((line, seq), ()))
+        pending = self._unwritten.get((line, seq))
+        out: list[tuple[str, bool | None]] = list(pending[1]) if pending is not None else []
         plain = self.builder._process(line, seq)
         out += [(digest or "", node == plain) for node, digest in self._stored_identities(line, seq)]
         out += [(digest, None) for digest in self.quarantine.digests(line, seq)]
@@ -603,18 +612,20 @@ class GenealogyStore:
         return Seen.SAME if any(d in (digest, "") for d, _ in known) else Seen.REUSED
 
     def _record(self, event: TraceEvent, digest: str, seen: Seen) -> None:
-        seqs = self._line_seqs(event.line)
-        in_window_before = seqs.in_window(event.seq) or event.seq > seqs.highest
-        seqs.add(event.seq, int(digest, 16), new_seq=seen is Seen.NEW)
-        if not in_window_before:
-            self._remember_old(event.line, event.seq, digest, False)
+        self._line_seqs(event.line).add(event.seq, int(digest, 16), new_seq=seen is Seen.NEW)
+        self._remember(event.line, event.seq, digest, None)
 
-    def _remember_old(self, line: str, seq: int, digest: str, plain: bool) -> None:
-        entries = self._recent_old.setdefault((line, seq), [])
-        entries[:] = [e for e in entries if e[0] != digest] + [(digest, plain)]
-        self._recent_old.move_to_end((line, seq))
-        while len(self._recent_old) > _RECENT_OLD_MAX:  # by then written: the store answers for them
-            self._recent_old.popitem(last=False)
+    def _remember(self, line: str, seq: int, digest: str, plain: bool | None) -> None:
+        """Keep a judgement until its batch is written (`plain` None: keep what was known)."""
+        _, entries = self._unwritten.get((line, seq), (0, []))
+        was = next((p for d, p in entries if d == digest), False)
+        entries = [e for e in entries if e[0] != digest] + [(digest, was if plain is None else plain)]
+        self._unwritten[(line, seq)] = (self._batch_no, entries)
+
+    def _forget_written(self) -> None:
+        written = self._written_no
+        if self._unwritten:
+            self._unwritten = {k: v for k, v in self._unwritten.items() if v[0] > written}
 
     def _variant(self, event: TraceEvent, digest: str) -> str | None:
         """None: the event's step is `event/<seq>`; else the digest naming `event/<seq>-<digest>`, because another
@@ -622,11 +633,13 @@ class GenealogyStore:
         seqs = self._line_seqs(event.line)
         first = seqs.first(event.seq)
         if first is not None:
-            return None if first == int(digest, 16) else digest
-        owners = {d for d, plain in self._identities_of_old(event.line, event.seq) if plain}
-        if owners and owners != {digest}:
-            return digest
-        self._remember_old(event.line, event.seq, digest, True)
+            if first != int(digest, 16):
+                return digest
+        else:
+            owners = {d for d, plain in self._identities_of_old(event.line, event.seq) if plain}
+            if owners and owners != {digest}:
+                return digest
+        self._remember(event.line, event.seq, digest, True)
         return None
 
     def _place(self, what: str, payload: Any, out: list[Triple]) -> list[Entry]:
@@ -1150,7 +1163,7 @@ class GenealogyStore:
 
     def seq_tracking_bytes(self) -> int:
         """Memory the seq tracking holds: the per-line windows (fixed) and the recent out-of-window judgements."""
-        return sum(s.memory_bytes() for s in list(self._seqs.values())) + 128 * len(self._recent_old)
+        return sum(s.memory_bytes() for s in list(self._seqs.values())) + 128 * len(self._unwritten)
 
     # ------------------------------------------------------------------ references from samples
     def note_reference(self, line: str, entity_id: str, trace_key: str, source: str) -> bool:
