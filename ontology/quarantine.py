@@ -233,7 +233,7 @@ class UnresolvedReferences:
             self.resolved += 1
             return True
 
-    def keys(self) -> list[str]:
+    def listed(self) -> list[str]:
         with self._lock:
             return list(self._refs)
 

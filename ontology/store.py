@@ -32,9 +32,9 @@ import queue
 import threading
 import time as _time
 from collections import OrderedDict
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Mapping
 from contextlib import nullcontext
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any, ContextManager, Final, Literal as TypingLiteral
@@ -263,7 +263,7 @@ class GenealogyStore:
         if not self._seq_ready.is_set():
             try:
                 self._recount_seqs(self._held_qids)
-            except Exception:  # the store went away (closed) before the count ended
+            except Exception:  # noqa: BLE001 - the store went away (closed) before the count ended
                 if not self._stop.is_set():
                     log.exception("recounting the genealogy's seqs failed; they start from zero")
             self._seq_figures_known()
@@ -351,13 +351,13 @@ class GenealogyStore:
                     ref = row.get("event") or int(row.get("seq", 0) or 0)
                     self._index.setdefault(_key(row["line"], row["id"]), (row["type"], ref))
                     self._lines.add(row["line"])
-        except Exception as exc:  # the store went away (closed): lookups keep going to the store
+        except Exception as exc:  # noqa: BLE001 - the store went away (closed): lookups keep going to the store
             if not self._stop.is_set():
                 log.exception("building the genealogy ID index failed; lookups go to the store")
                 self._index_error = repr(exc)
             return
         self._index_ready.set()
-        for key in self.unresolved.keys():  # samples that named IDs the partial index did not hold yet
+        for key in self.unresolved.listed():  # samples that named IDs the partial index did not hold yet
             if key in self._index:
                 self.unresolved.resolve(key)
 
