@@ -17,7 +17,7 @@ import json
 import logging
 import math
 from collections.abc import Callable
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -32,6 +32,13 @@ from .spec import NAMESPACE_URI, ROOT, UNECE_NAMESPACE, UNITS, NodeSpec, unece_u
 from .users import LineUserManager
 
 log = logging.getLogger("simulator.opcua")
+
+
+def _nid(identifier: int | str, ns: int = 0) -> ua.NodeId:
+    """asyncua annotates NodeId's fields with its wire types (Int32 / String, Int16); at run time it takes the plain
+    ``int`` and ``str`` every example passes, so the one cast is here rather than at each call site."""
+    return ua.NodeId(identifier, ns)  # type: ignore[arg-type]
+
 
 POLICIES = {
     "none": ua.SecurityPolicyType.NoSecurity,
@@ -165,12 +172,12 @@ class LineServer:
                 return
             objects.add(path)
             item = ua.AddNodesItem()
-            item.RequestedNewNodeId = ua.NodeId(path, ns)
+            item.RequestedNewNodeId = _nid(path, ns)
             item.BrowseName = ua.QualifiedName(path.split(".")[-1], ns)
             item.NodeClass = ua.NodeClass.Object
             item.ParentNodeId = parent
-            item.ReferenceTypeId = ua.NodeId(ua.ObjectIds.Organizes if path == ROOT else ua.ObjectIds.HasComponent)
-            item.TypeDefinition = ua.NodeId(ua.ObjectIds.FolderType if path == ROOT else ua.ObjectIds.BaseObjectType)
+            item.ReferenceTypeId = _nid(ua.ObjectIds.Organizes if path == ROOT else ua.ObjectIds.HasComponent)
+            item.TypeDefinition = _nid(ua.ObjectIds.FolderType if path == ROOT else ua.ObjectIds.BaseObjectType)
             attrs = ua.ObjectAttributes()
             attrs.DisplayName = ua.LocalizedText(path.split(".")[-1])
             attrs.Description = ua.LocalizedText(path.replace(".", "/"))
@@ -178,15 +185,15 @@ class LineServer:
             item.NodeAttributes = attrs
             items.append(item)
 
-        obj(ROOT, ua.NodeId(ua.ObjectIds.ObjectsFolder))
+        obj(ROOT, _nid(ua.ObjectIds.ObjectsFolder))
         for spec in self.plant.specs:
             parts = spec.node_id.split(".")
             for i in range(2, len(parts)):
-                obj(".".join(parts[:i]), ua.NodeId(".".join(parts[: i - 1]), ns))
-            nid = ua.NodeId(spec.node_id, ns)
+                obj(".".join(parts[:i]), _nid(".".join(parts[: i - 1]), ns))
+            nid = _nid(spec.node_id, ns)
             self.node_ids[spec.path] = nid
             self.spec_by_nodeid[nid] = spec
-            items.append(self._variable(spec, nid, ua.NodeId(".".join(parts[:-1]), ns)))
+            items.append(self._variable(spec, nid, _nid(".".join(parts[:-1]), ns)))
             if spec.analog:
                 items += self._analog_properties(spec, nid)
         for res in await session.add_nodes(items):
@@ -196,12 +203,12 @@ class LineServer:
             if spec.analog and not spec.writable:
                 await server.write_attribute_value(self.node_ids[spec.path], ua.DataValue(
                     ua.Variant(None, ua.VariantType.Null), StatusCode=status(WAITING_STATUS)))
-        base = server.get_node(ua.NodeId(ua.ObjectIds.BaseEventType))
-        etype = await base.add_object_type(ua.NodeId("TraceEventType", ns), ua.QualifiedName("TraceEventType", ns))
+        base = server.get_node(_nid(ua.ObjectIds.BaseEventType))
+        etype = await base.add_object_type(_nid("TraceEventType", ns), ua.QualifiedName("TraceEventType", ns))
         for name, vtype in TRACE_EVENT_FIELDS:
-            await etype.add_property(ua.NodeId(f"TraceEventType.{name}", ns), ua.QualifiedName(name, ns),
+            await etype.add_property(_nid(f"TraceEventType.{name}", ns), ua.QualifiedName(name, ns),
                                      ua.get_default_value(vtype), varianttype=vtype)
-        self.event_gen = await server.get_event_generator(etype, ua.NodeId(ROOT, ns))
+        self.event_gen = await server.get_event_generator(etype, _nid(ROOT, ns))
 
     def _variable(self, spec: NodeSpec, nid: ua.NodeId, parent: ua.NodeId) -> ua.AddNodesItem:
         item = ua.AddNodesItem()
@@ -209,13 +216,13 @@ class LineServer:
         item.BrowseName = ua.QualifiedName(spec.path.split(".")[-1], self.ns)
         item.NodeClass = ua.NodeClass.Variable
         item.ParentNodeId = parent
-        item.ReferenceTypeId = ua.NodeId(ua.ObjectIds.HasComponent)
-        item.TypeDefinition = ua.NodeId(ua.ObjectIds.AnalogItemType if spec.analog else
+        item.ReferenceTypeId = _nid(ua.ObjectIds.HasComponent)
+        item.TypeDefinition = _nid(ua.ObjectIds.AnalogItemType if spec.analog else
                                         ua.ObjectIds.BaseDataVariableType)
         attrs = ua.VariableAttributes()
         attrs.DisplayName = ua.LocalizedText(spec.path.split(".")[-1])
         attrs.Description = ua.LocalizedText(spec.description)
-        attrs.DataType = ua.NodeId(DATATYPE[spec.kind])
+        attrs.DataType = _nid(DATATYPE[spec.kind])
         if spec.array_length:
             attrs.Value = ua.Variant([0.0] * spec.array_length, ua.VariantType.Double)
             attrs.ValueRank = ua.ValueRank.OneDimension
@@ -223,7 +230,7 @@ class LineServer:
         else:
             attrs.Value = ua.Variant(INITIAL[spec.kind], VARIANT[spec.kind])
             attrs.ValueRank = ua.ValueRank.Scalar
-            attrs.ArrayDimensions = None
+            attrs.ArrayDimensions = None  # type: ignore[assignment]  # a scalar has none; asyncua's hint says list
         access = ua.AccessLevel.CurrentRead.mask | (ua.AccessLevel.CurrentWrite.mask if spec.writable else 0)
         attrs.AccessLevel = access
         attrs.UserAccessLevel = access
@@ -243,15 +250,15 @@ class LineServer:
         for bname, value, dtype in (("EngineeringUnits", eu, ua.ObjectIds.EUInformation),
                                     ("EURange", rng, ua.ObjectIds.Range)):
             item = ua.AddNodesItem()
-            item.RequestedNewNodeId = ua.NodeId(f"{spec.node_id}.{bname}", self.ns)
+            item.RequestedNewNodeId = _nid(f"{spec.node_id}.{bname}", self.ns)
             item.BrowseName = ua.QualifiedName(bname, 0)
             item.NodeClass = ua.NodeClass.Variable
             item.ParentNodeId = nid
-            item.ReferenceTypeId = ua.NodeId(ua.ObjectIds.HasProperty)
-            item.TypeDefinition = ua.NodeId(ua.ObjectIds.PropertyType)
+            item.ReferenceTypeId = _nid(ua.ObjectIds.HasProperty)
+            item.TypeDefinition = _nid(ua.ObjectIds.PropertyType)
             attrs = ua.VariableAttributes()
             attrs.DisplayName = ua.LocalizedText(bname)
-            attrs.DataType = ua.NodeId(dtype)
+            attrs.DataType = _nid(dtype)
             attrs.Value = ua.Variant(value, ua.VariantType.ExtensionObject)
             attrs.ValueRank = ua.ValueRank.Scalar
             attrs.AccessLevel = ua.AccessLevel.CurrentRead.mask
@@ -299,7 +306,7 @@ class LineServer:
         if spec.path == "RemoteSetpointsEnabled":
             self.plant.grant = bool(value)
         else:
-            self.plant.set_setpoint(spec.path, float(value))  # type: ignore[arg-type]
+            self.plant.set_setpoint(spec.path, float(value))
         log.info("write %s = %r by %s", spec.path, value, user.name)
         await self._write(server, spec.path, value, "Good", self.plant.now())
         if self.on_write is not None:
@@ -315,8 +322,8 @@ class LineServer:
             variant = ua.Variant(None, ua.VariantType.Null)
         else:
             variant = ua.Variant(value, VARIANT[spec.kind])
-        dv = ua.DataValue(variant, StatusCode=status(status_name), SourceTimestamp=t,
-                          ServerTimestamp=wall or datetime.now(timezone.utc))
+        dv = ua.DataValue(variant, StatusCode=status(status_name), SourceTimestamp=t,  # type: ignore[arg-type]
+                          ServerTimestamp=wall or datetime.now(UTC))  # type: ignore[arg-type]
         await server.iserver.aspace.write_attribute_value(self.node_ids[path], ua.AttributeIds.Value, dv)
         self.cache[path] = (value, status_name)
 
@@ -325,7 +332,7 @@ class LineServer:
         server = self.server
         if server is None:
             return []
-        wall = datetime.now(timezone.utc)
+        wall = datetime.now(UTC)
         published: list[tuple[str, Any, str]] = []
         cache = self.cache
         for path, (value, st) in values.items():
