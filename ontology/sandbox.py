@@ -55,6 +55,10 @@ log = logging.getLogger(__name__)
 WORKER_NICE = 19
 """Niceness of each query process: under CPU contention a nice-0 service gets ~70x the CPU share of a query (CFS
 weights 1024 vs 15); measured in tests/bench/bench_sparql_stall.py."""
+SNAPSHOT_MAX_AGE_S = 10.0
+"""While the line writes, user queries read a snapshot at most this old. A snapshot is a RocksDB checkpoint: it
+flushes the memtable and syncs files, and at 1 s under live ingest (x60) that I/O doubled the service's /health p50
+(tests/bench/bench_sparql_stall.py); with nothing written since the last one, a snapshot is reused however old."""
 IDLE_WORKERS = 4
 """Query processes kept alive between queries (more are started when more queries run at once, then ended)."""
 
@@ -127,7 +131,8 @@ class Snapshots:
     `version()` changes whenever the store was written (the store's written-triples counter): a snapshot taken at
     version v answers like the store at v."""
 
-    def __init__(self, store: Any, root: Path, version: Callable[[], int], max_age_s: float = 1.0) -> None:
+    def __init__(self, store: Any, root: Path, version: Callable[[], int],
+                 max_age_s: float = SNAPSHOT_MAX_AGE_S) -> None:
         self.store = store
         self.root = root
         self.version = version
@@ -218,8 +223,8 @@ class _Worker:
         env = dict(os.environ, PYTHONPATH=root + os.pathsep + os.environ.get("PYTHONPATH", ""))
         nice = shutil.which("nice")
         prefix = [nice, "-n", str(WORKER_NICE)] if nice else []  # low priority from the interpreter's first byte
-        self.proc = subprocess.Popen([*prefix, sys.executable, "-m", "ontology.queryproc", str(WORKER_NICE)], stdin=subprocess.PIPE,
-                                     stdout=subprocess.PIPE, env=env, cwd=root)
+        self.proc = subprocess.Popen([*prefix, sys.executable, "-m", "ontology.queryproc", str(WORKER_NICE)],
+                                     stdin=subprocess.PIPE, stdout=subprocess.PIPE, env=env, cwd=root)
 
     def ask(self, request: dict[str, Any], wait_s: float, limit_s: float) -> dict[str, Any]:
         assert self.proc.stdin is not None and self.proc.stdout is not None
@@ -249,7 +254,7 @@ class OxigraphSandbox:
     """Query processes over snapshots of a persistent pyoxigraph store; safe to call from many threads at once."""
 
     def __init__(self, store: Any, snapshot_root: Path, version: Callable[[], int],
-                 snapshot_max_age_s: float = 1.0) -> None:
+                 snapshot_max_age_s: float = SNAPSHOT_MAX_AGE_S) -> None:
         self.snapshots = Snapshots(store, snapshot_root, version, snapshot_max_age_s)
         self._lock = threading.Lock()
         self._idle: list[_Worker] = []
@@ -404,12 +409,24 @@ class QueryEngine:
     while nothing is written in between (the Oxigraph sandbox reads a pinned snapshot instead)."""
 
     def __init__(self, graph: Any, ox_store: Any, lock: AbstractContextManager[Any], path: Path | None,
-                 version: Callable[[], int]) -> None:
+                 version: Callable[[], int], snapshot_max_age_s: float = SNAPSHOT_MAX_AGE_S) -> None:
         self.graph = graph
         self.ox = ox_store
         self.lock = lock
-        self.sandbox = (OxigraphSandbox(ox_store, path / "sparql-snapshots", version)
+        self.sandbox = (OxigraphSandbox(ox_store, path / "sparql-snapshots", version, snapshot_max_age_s)
                         if ox_store is not None and path is not None else None)
+
+    @property
+    def snapshot_max_age_s(self) -> float:
+        """How far (s) behind a line that writes user queries may read (a new snapshot costs a memtable flush)."""
+        return self.sandbox.snapshots.max_age_s if self.sandbox is not None else 0.0
+
+    @snapshot_max_age_s.setter
+    def snapshot_max_age_s(self, seconds: float) -> None:
+        if seconds < 0:
+            raise ValueError(f"snapshot_max_age_s must be >= 0, got {seconds}")
+        if self.sandbox is not None:
+            self.sandbox.snapshots.max_age_s = seconds
 
     def run(self, text: str, *, max_results: int, timeout_s: float,
             on_done: Callable[[], None] | None = None) -> Answer:

@@ -285,6 +285,9 @@ class GenealogySettings(_Strict):
     export_cursor_ttl_s: float = Field(600.0, gt=0, le=86_400, description=(
         "An export cursor stays valid this long after its page (its snapshot of the graph is kept on disk until "
         "then); an expired one is answered 410"))
+    sparql_snapshot_max_age_s: float = Field(10.0, ge=0, le=3600, description=(
+        "While the line writes, /api/sparql and export read a snapshot of the graph at most this old (seconds); each "
+        "new snapshot is a RocksDB checkpoint (memtable flush + sync), so 0 = newest data at an I/O cost per query"))
     export_max_open: int = Field(4, ge=1, le=64, description=(
         "Export cursors open at once (each keeps a snapshot of the graph on disk); one more export is answered 429"))
     max_seq_jump: int = Field(1_000_000, ge=0, description=(
