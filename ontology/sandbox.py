@@ -166,7 +166,11 @@ class Snapshots:
             version = self.version()  # read first: the checkpoint holds at least every write counted here
             sid = f"{time.time_ns()}-{next(self._serial)}"
             path = self.root / sid
-            self.store.backup(str(path))
+            try:
+                self.store.backup(str(path))
+            except OSError as exc:  # disk full, store closed
+                shutil.rmtree(path, ignore_errors=True)
+                raise QueryFailed(f"could not take a snapshot of the store: {exc}") from exc
             snap = _Snapshot(sid, path, version, time.monotonic(), refs=1)
             with self._lock:
                 old, self._current = self._current, snap
@@ -282,6 +286,9 @@ class OxigraphSandbox:
         worker = self._take()
         try:
             reply = worker.ask({**request, "path": str(snap.path)}, wait_s, limit_s)
+        except OSError as exc:  # the process died between queries (a broken pipe)
+            worker.kill()
+            raise QueryFailed(f"the query process failed: {exc}") from exc
         except BaseException:
             worker.kill()  # ran out of time or died: the CPU it held is free once this returns
             raise

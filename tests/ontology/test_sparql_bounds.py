@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import json
 import threading
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -201,3 +202,26 @@ def test_small_graph_exports_whole_in_any_format(small_store: GenealogyStore) ->
     assert size == len(small_store)
     ttl = client.get("/api/genealogy/export")
     assert ttl.status_code == 200 and len(Graph().parse(data=ttl.text, format="turtle")) == size
+
+
+def test_a_query_thread_past_its_limit_keeps_its_place_until_it_ends(tmp_path: Path) -> None:
+    """rdflib evaluates in a thread that cannot be killed: past the limit the caller gets 503 at once, but the thread's
+    place stays taken (429 for the next query) until the thread really ends; then it is given back."""
+    from fastapi.testclient import TestClient
+
+    store = GenealogyStore(StoreConfig(path=tmp_path / "g", backend="memory"))
+    try:
+        client = TestClient(_app(store, sparql_timeout_s=0.5, sparql_max_concurrent=1, sparql_max_per_user=1))
+        pairs = "SELECT (COUNT(*) AS ?n) WHERE { ?a ?b ?c . ?d ?e ?f }"  # seconds in rdflib over the vocabulary
+        first = client.get("/api/sparql", params={"query": pairs})
+        assert first.status_code == 503 and "0.5 s" in first.json()["error"]
+        refused = client.get("/api/sparql", params={"query": "ASK { ?s ?p ?o }"})
+        assert refused.status_code == 429 and "1 queries" in refused.json()["error"]
+        for _ in range(600):  # the abandoned thread ends in a few seconds; its place comes back then
+            answer = client.get("/api/sparql", params={"query": "ASK { ?s ?p ?o }"})
+            if answer.status_code != 429:
+                break
+            time.sleep(0.2)
+        assert answer.status_code == 200 and answer.json()["boolean"] is True
+    finally:
+        store.close()
