@@ -125,7 +125,7 @@ def clock_offset(seed: int) -> Schedule:
     database outage and a broker restart. (Ahead of it is the usual case here: the line runs at x120.)"""
     rng = random.Random(seed)
     down, up = _outage(rng, (4, 7), (15, 20))
-    offset = -rng.choice([3 * 86400.0, 7 * 3600.0, 40 * 60.0])
+    offset = -rng.choice([3 * 86400.0, 7 * 3600.0, 40 * 60.0])  # 40 min: the line passes the wall clock mid-run
     return Schedule("clock_offset", seed, run_s=up + 10, clock_offset_s=offset, faults=[
         Fault(down, "db_kill"), Fault(round(rng.uniform(down + 2, up - 2), 1), "broker_restart"),
         Fault(up, "db_start")])
@@ -141,14 +141,16 @@ def disk_full(seed: int) -> Schedule:
 
 
 def worst(seed: int) -> Schedule:
-    """Everything at once, with the full twin (genealogy through its API): the line's clock skewed, a database
-    outage, the twin SIGKILLed in it, a spool of a few frames with when_full=block, and the simulator hung 15 s."""
+    """Everything at once, with the full twin (genealogy through its API): the line's clock 45-75 min behind the
+    wall clock (at x120 it passes the wall clock 23-38 s into the run, among the faults: the server's own wall-clock
+    stamps then fall inside the line's time), a database outage, the twin SIGKILLed in it, a spool of a few frames
+    with when_full=block, and the simulator hung 15 s."""
     rng = random.Random(seed)
     down, up = _outage(rng, (5, 8), (32, 40))
     kill = round(rng.uniform(down + 4, down + 12), 1)
     hang = round(rng.uniform(kill + 4, up - 2), 1)
     return Schedule("worst", seed, run_s=max(up, hang + 15) + 15, spool=dict(SMALL_SPOOL), full_twin=True,
-                    clock_offset_s=-rng.choice([5 * 3600.0, 2 * 3600.0]), faults=[
+                    clock_offset_s=-rng.choice([45, 60, 75]) * 60.0, faults=[
                         Fault(down, "db_kill"), Fault(kill, "twin_kill"), Fault(round(kill + 2.0, 1), "twin_start"),
                         Fault(hang, "sim_hang"), Fault(round(hang + 15.0, 1), "sim_resume"), Fault(up, "db_start")])
 
