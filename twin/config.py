@@ -87,6 +87,10 @@ class SpoolConfig(_Model):
     dir: Path = Path("var/spool")
     fsync: Literal["always", "interval", "never"] = "always"
     fsync_interval_s: float = Field(1.0, gt=0)
+    commit_interval_s: float = Field(0.2, ge=0, le=5, description=(
+        "group commit: the records that arrive from every source within this window are appended as one write with "
+        "one fsync, and acknowledged to their sources after it (so this is also the most an acknowledgement waits "
+        "for its turn); a backlog of 1000 records is appended at once; 0 = append as soon as records arrive"))
     segment_bytes: int = Field(8 * 1024 * 1024, ge=4096, description=(
         "a segment file is closed and a new one opened past this size; capped at max_bytes / 4, and batches are "
         "cut into frames no larger than a segment"))

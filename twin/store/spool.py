@@ -6,8 +6,18 @@ Here a batch is acknowledged to its source (MQTT PUBACK) only after it is in a s
 unconfirmed tail is sent again, which is harmless because InfluxDB overwrites the same series and timestamp.
 
 Layout of ``dir``: ``seg-000000000001.spl`` ... (append-only) and ``cursor.json`` (segment, offset of the first
-unconfirmed frame; replaced atomically). A frame is a 28-byte header ``PLS1 | payload length | crc32 | line count |
-append time ns`` followed by the payload. On start the last segment is scanned and cut at the first torn or
+unconfirmed frame; replaced atomically).
+
+What is fsync'ed (issue 11, cost): appended frames, always before ``append_frames`` returns (with ``fsync=always``;
+the caller appends everything that arrived in its commit window from every source as one call: group commit, one
+fsync for all of them). The cursor is *not* fsync'ed on every confirm, nor even written every time: it is written
+(tmp file + rename) at most every ``cursor_interval_s``, by ``flush_cursor`` when the forwarder goes idle and by
+``close``, and written *and* fsync'ed before a segment file is deleted (so the deletion never outruns it). After a
+power cut an older cursor only sends confirmed frames again (duplicates, which InfluxDB overwrites); a lost
+``cursor.json`` sends the segments still on disk again; neither loses a frame.
+
+A frame is a 28-byte header ``PLS1 | payload length | crc32 | line count | append time ns`` followed by the
+payload. On start the last segment is scanned and cut at the first torn or
 corrupt frame (a crash mid-append); segments entirely before the cursor are deleted.
 
 The budget (``max_bytes``) counts only bytes the database has not confirmed: confirmed frames are the spool's to
@@ -161,6 +171,7 @@ class Spool:
         max_bytes: int = 2 * 1024 * 1024 * 1024,
         when_full: WhenFull = "block",
         min_free_bytes: int = 0,
+        cursor_interval_s: float = 1.0,
     ) -> None:
         if max_bytes <= HEADER.size:
             raise ValueError(f"spool max_bytes={max_bytes} leaves no room for a frame (header {HEADER.size} bytes)")
@@ -183,6 +194,9 @@ class Spool:
         self._cursor = Position(1, 0)
         self._cursor_lines_in_seg = 0  # lines before the cursor inside the cursor's segment
         self._cursor_dirty = False  # the cursor moved but cursor.json could not be written (disk full)
+        self.cursor_interval_s = cursor_interval_s  # write cursor.json at most this often on confirms
+        self._cursor_unsaved = False  # the cursor moved since cursor.json was last written
+        self._cursor_saved_mono = float("-inf")
         self._read_pos = Position(1, 0)
         self.appended_lines = 0
         self.confirmed_lines = 0
@@ -568,7 +582,9 @@ class Spool:
             self._cursor = batch.end
             self._cursor_stamp = 0
             self.confirmed_lines += batch.lines
-            self._save_cursor()
+            self._cursor_unsaved = True
+            if time.monotonic() - self._cursor_saved_mono >= self.cursor_interval_s:
+                self._save_cursor(durable=False)
             self._delete_confirmed_segments()
             active = self._segments[-1]
             if (self._cursor == Position(active.index, active.size) and active.size >= self.segment_bytes // 2
@@ -577,16 +593,31 @@ class Spool:
                 with contextlib.suppress(SpoolDiskError):  # no room for a new file: the next rotation does it
                     self._rotate()
 
-    def _save_cursor(self) -> None:
+    @property
+    def cursor_unsaved(self) -> bool:
+        """The cursor moved since ``cursor.json`` was written: ``flush_cursor`` has something to do."""
+        return self._cursor_unsaved or self._cursor_dirty
+
+    def flush_cursor(self) -> None:
+        """Write ``cursor.json`` now if the cursor moved since (not fsync'ed: see the module doc)."""
+        with self._lock:
+            if self._cursor_unsaved or self._cursor_dirty:
+                self._save_cursor(durable=False)
+
+    def _save_cursor(self, durable: bool = True) -> None:
+        """Replace ``cursor.json``; ``durable``: fsync'ed first (before a segment file goes, when the policy
+        fsyncs at all)."""
         tmp = self.dir / "cursor.json.tmp"
         try:
             with open(tmp, "w") as fh:
                 json.dump({"segment": self._cursor.segment, "offset": self._cursor.offset}, fh)
-                if self.fsync == "always":
+                if durable and self.fsync != "never":
                     fh.flush()
                     os.fsync(fh.fileno())
             os.replace(tmp, self.dir / "cursor.json")
             self._cursor_dirty = False
+            self._cursor_unsaved = False
+            self._cursor_saved_mono = time.monotonic()
         except OSError as exc:  # disk full: the cursor is right in memory; saved at the next confirm
             if not self._cursor_dirty:
                 log.error("spool %s: cannot save the cursor (%s); after a crash now, frames since the last saved "
@@ -597,6 +628,8 @@ class Spool:
 
     def _delete_confirmed_segments(self) -> None:
         moved = False
+        if len(self._segments) > 1 and self._segments[0].index < self._cursor.segment and self._cursor_unsaved:
+            self._save_cursor()  # the saved cursor must point past a file before the file goes
         while len(self._segments) > 1 and self._segments[0].index < self._cursor.segment:
             seg = self._segments.pop(0)
             seg.path.unlink(missing_ok=True)
@@ -655,5 +688,5 @@ class Spool:
                         os.fsync(self._fd)
                 os.close(self._fd)
                 self._fd = None
-            if self._cursor_dirty:
+            if self._cursor_dirty or self._cursor_unsaved:
                 self._save_cursor()
