@@ -32,6 +32,7 @@ QUERY_NAMES: Final = (
     "lookup_entity",
     "entity_count",
     "seq_summary",
+    "seqs",
     "event_identity",
     "genealogy_nodes",
     "genealogy_root_nodes",

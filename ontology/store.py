@@ -154,7 +154,12 @@ class GenealogyStore:
         self._idle = threading.Event()
         self._idle.set()
         self._ensure_vocabulary()
-        self._seq_ready = threading.Event()  # the per-line seq figures are known: placing may start
+        self._seq_ready = threading.Event()  # the per-line seq figures are complete (after a recount: merged)
+        self._recount: list[tuple[str, int]] | None = None  # to recount: the quarantined seqs at start-up
+        self._recount_pinned = threading.Event()  # the recount's query has its snapshot: placing may start
+        self._recount_pinned.set()
+        self._recount_result: dict[str, tuple[int, int]] | None = None  # line -> (highest, distinct) at start-up
+        self._stale_highest: dict[str, int] = {}
         self._load_seq_state()
         self._indexer = threading.Thread(target=self._start_up, name="genealogy-index", daemon=True)
         if self._ox is None and self.config.backend == "memory":
@@ -224,10 +229,11 @@ class GenealogyStore:
 
     def _load_seq_state(self) -> None:
         """Per line: highest seq and how many different seqs were received (placed or quarantined), and the entity
-        count. After a clean stop they are read from seqs.json (instant); otherwise (a crash, or a store from before
-        seqs.json) they are recounted in the background from the store (a scan of every step, ~1 s per 100 000 events)
-        and the quarantine, and placing waits for that (add_event and queries do not). Implausible events held in the
-        quarantine are not counted (the line has not got there); their release heap is rebuilt here."""
+        count. After a clean stop they are read from seqs.json (instant). Otherwise (a crash, or a store from before
+        seqs.json) the seqs of the store as it is now and of the quarantine are recounted in the background while
+        events are placed: until the count is merged, every event is judged by the store (not the window) and the
+        figures of this run are added to the count. Implausible events held in the quarantine are not counted (the
+        line has not got there); their release heap is rebuilt here."""
         path = self._seq_state_path()
         state: dict[str, Any] | None = None
         if path is not None and path.exists():
@@ -248,8 +254,19 @@ class GenealogyStore:
                 seqs.highest, seqs.distinct = int(numbers["highest"]), int(numbers["distinct"])
             self._entity_count = int(state.get("entities", 0))
             self._seq_figures_known()
-        else:
-            self._held_qids = held  # recounted by _start_up
+            return
+        if state is not None and isinstance(state.get("lines"), dict):  # what the last batch before the stop saw
+            self._stale_highest = {line: int(n["highest"]) for line, n in state["lines"].items()}
+        quarantined = [ident[:2] for entry in self.quarantine if entry.qid not in held
+                       and (ident := self._entry_identity(entry)) is not None]
+        if self._ox is None:  # an empty memory graph, or a remote store: counted here, synchronously
+            self._recount_seqs(held)
+            self._seq_figures_known()
+            return
+        rows = self._select("entity_count")
+        self._entity_count = int(rows[0]["n"]) if rows else 0
+        self._recount = quarantined
+        self._recount_pinned.clear()
 
     def _seq_figures_known(self) -> None:
         for line, seqs in self._seqs.items():
@@ -259,18 +276,45 @@ class GenealogyStore:
         self._seq_ready.set()
 
     def _start_up(self) -> None:
-        """Background start-up work: the seq recount after an unclean stop (placing waits for it), then the index."""
-        if not self._seq_ready.is_set():
+        """Background start-up work: the seq recount after an unclean stop, then the index."""
+        if self._recount is not None:
+            quarantined, self._recount = self._recount, None
+            seen: dict[str, set[int]] = {}
             try:
-                self._recount_seqs(self._held_qids)
+                # a SELECT without aggregates is evaluated lazily over the store as it is at this call (pyoxigraph's
+                # results stay in the thread that asked); placing waits for this call only, so nothing this run places
+                # is among the rows
+                try:
+                    rows = self._ox.query(load("seqs"))
+                finally:
+                    self._recount_pinned.set()
+                for n, row in enumerate(rows):
+                    seen.setdefault(row[0].value, set()).add(int(row[1].value))
+                    if n % 10_000 == 0 and self._stop.is_set():
+                        return
             except Exception:  # noqa: BLE001 - the store went away (closed) before the count ended
                 if not self._stop.is_set():
-                    log.exception("recounting the genealogy's seqs failed; they start from zero")
-            self._seq_figures_known()
+                    log.exception("recounting the genealogy's seqs failed; the figures count this run only")
+            for line, seq in quarantined:
+                seen.setdefault(line, set()).add(seq)
+            self._recount_result = {line: (max(seqs), len(seqs)) for line, seqs in seen.items() if seqs}
+            del seen
         self._build_index()
 
+    def _merge_recount(self) -> None:
+        """Placer thread: add the start-up count to what this run counted (disjoint: an event of this run was judged
+        new only if the store and the quarantine had no event with its seq)."""
+        result = self._recount_result
+        if result is None or self._seq_ready.is_set():
+            return
+        for line, (highest, distinct) in result.items():
+            seqs = self._line_seqs(line)
+            seqs.highest = max(seqs.highest, highest)
+            seqs.distinct += distinct
+        self._seq_figures_known()
+
     def seq_state(self) -> str:
-        return "ready" if self._seq_ready.is_set() else "recounting after an unclean stop (events wait to be placed)"
+        return "ready" if self._seq_ready.is_set() else "recounting after an unclean stop (figures of this run only)"
 
     def wait_seq_state(self, timeout: float | None = None) -> bool:
         """Wait until the per-line seq figures are known (after an unclean stop they are recounted first)."""
@@ -400,7 +444,7 @@ class GenealogyStore:
         self._writer.join(timeout=60.0)
         if self._indexer.is_alive():
             self._indexer.join(timeout=60.0)  # it stops within 10 000 rows; it must let go of the store first
-        if not self._worker.is_alive() and not self._writer.is_alive():
+        if not self._worker.is_alive() and not self._writer.is_alive() and self._seq_ready.is_set():
             self._save_seq_state(clean=True)
         self.queries.close()
         # the engine holds the pyoxigraph store: let go of it too, or RocksDB's lock outlives close() (a restart in
@@ -479,10 +523,9 @@ class GenealogyStore:
 
     # ------------------------------------------------------------------ worker
     def _run(self) -> None:
-        while not self._seq_ready.wait(0.1):  # judging seqs needs the line's figures (a recount after a crash)
-            if self._stop.is_set() and not self._indexer.is_alive():
-                break
+        self._recount_pinned.wait()  # set at once, or within a millisecond of start-up after an unclean stop
         while not (self._stop.is_set() and self._queue.empty()):
+            self._merge_recount()
             try:
                 first = self._queue.get(timeout=0.1)
             except queue.Empty:
@@ -602,7 +645,8 @@ class GenealogyStore:
 
     def _judge(self, event: TraceEvent, digest: str) -> Seen:
         seqs = self._line_seqs(event.line)
-        seen = seqs.check(event.seq, int(digest, 16))
+        # while the start-up recount runs, the window knows only this run: the store judges every event
+        seen = seqs.check(event.seq, int(digest, 16)) if self._seq_ready.is_set() else Seen.UNKNOWN
         if seen is not Seen.UNKNOWN:
             return seen
         known = self._identities_of_old(event.line, event.seq)
@@ -631,7 +675,7 @@ class GenealogyStore:
         """None: the event's step is `event/<seq>`; else the digest naming `event/<seq>-<digest>`, because another
         event took the plain name first (the first seen within the window; the one placed with it, beyond)."""
         seqs = self._line_seqs(event.line)
-        first = seqs.first(event.seq)
+        first = seqs.first(event.seq) if self._seq_ready.is_set() else None
         if first is not None:
             if first != int(digest, 16):
                 return digest
@@ -686,12 +730,16 @@ class GenealogyStore:
         if mode != "retry":
             seqs = self._line_seqs(line)
             jump = self.config.max_seq_jump
-            if jump and event.seq - seqs.highest > jump:
+            reference: int | None = seqs.highest
+            if not self._seq_ready.is_set():  # recounting: the figures of the last batch before the stop, if any
+                stale = self._stale_highest.get(line)
+                reference = max(seqs.highest, stale) if stale is not None else None
+            if jump and reference is not None and event.seq - reference > jump:
                 self.counters.implausible_seq += 1
                 at = event.seq - jump
                 entry = self.quarantine.add(
-                    f"implausible seq: {event.seq} is {event.seq - seqs.highest} ahead of the highest seq seen on "
-                    f"line {line} ({seqs.highest}; max_seq_jump {jump}); held here, placed when the line reaches seq "
+                    f"implausible seq: {event.seq} is {event.seq - reference} ahead of the highest seq seen on "
+                    f"line {line} ({reference}; max_seq_jump {jump}); held here, placed when the line reaches seq "
                     f"{at}", _plain(raw), waiting_for=[_held_key(line, at)])
                 self.counters.quarantined += 1
                 heapq.heappush(self._held.setdefault(line, []), (at, entry.qid))

@@ -1,5 +1,6 @@
 """Genealogy placement under a hostile delivery (hypothesis, stateful): the valid stream of a small plant arrives in
-random order, with replays, with well-formed forged events that reuse the line's seqs, and with restarts of the store.
+random order, with replays, with well-formed forged events that reuse the line's seqs, and with restarts of the store
+(clean, and as after a crash: the seq figures are then recounted in the background while events are placed).
 
 Whatever the interleaving, once every valid event has arrived the real entities in the graph are exactly those of the
 valid stream, every cell's upstream tree is the generator's, nothing real is left in the quarantine, every replay was
@@ -85,6 +86,15 @@ class Placement(RuleBasedStateMachine):
         assert self.store.flush(timeout=120)
         self.duplicates_before += self.store.status()["duplicates"]
         self.store.close()
+        self.store = GenealogyStore(self.config)
+
+    @rule()
+    def crash_restart(self) -> None:
+        """As after a crash: seqs.json not marked clean, so the next start recounts in the background while placing."""
+        assert self.store.flush(timeout=120)
+        self.duplicates_before += self.store.status()["duplicates"]
+        self.store.close()
+        (self.dir / "g" / "seqs.json").write_text('{"clean": false}')
         self.store = GenealogyStore(self.config)
 
     @invariant()
