@@ -131,6 +131,13 @@ def clock_offset(seed: int) -> Schedule:
         Fault(up, "db_start")])
 
 
+def clock_passes_wall(seed: int) -> Schedule:
+    """No fault but the clock: the line starts 30-50 min behind the wall clock and passes it mid-run (at x120). The
+    server stamps the values it creates with its own wall clock, so those stamps land inside the line's time."""
+    rng = random.Random(seed)
+    return Schedule("clock_passes_wall", seed, run_s=40.0, clock_offset_s=-rng.choice([30, 40, 50]) * 60.0)
+
+
 def disk_full(seed: int) -> Schedule:
     """The spool on a 4 MiB tmpfs and a database outage long enough to fill it: ENOSPC must hold back like a full
     budget (when_full=block), not lose data."""
@@ -155,5 +162,5 @@ def worst(seed: int) -> Schedule:
                         Fault(hang, "sim_hang"), Fault(round(hang + 15.0, 1), "sim_resume"), Fault(up, "db_start")])
 
 
-LONG = [db_and_broker, server_hung, server_killed, twin_killed_in_outage, small_spool_block, clock_offset, disk_full,
-        worst]
+LONG = [db_and_broker, server_hung, server_killed, twin_killed_in_outage, small_spool_block, clock_offset,
+        clock_passes_wall, disk_full, worst]
