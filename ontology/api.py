@@ -110,6 +110,7 @@ def make_router(
     export_cursor_ttl_s: float = 600.0,
     export_max_open: int = 4,
     sparql_snapshot_max_age_s: float | None = None,
+    sparql_max_memory_mb: int | None = None,
 ) -> APIRouter:
     """Routes over `store`; `dependencies` (e.g. the twin's auth) apply to every route.
 
@@ -117,13 +118,16 @@ def make_router(
     address when None. At most `sparql_max_concurrent` SPARQL queries and export pages run at once, at most
     `sparql_max_per_user` for one user. An export page holds at most `export_max_triples` triples; its cursor stays
     valid `export_cursor_ttl_s` seconds after each page, and at most `export_max_open` cursors are open at once.
-    `sparql_snapshot_max_age_s` (None: the store's default, 10 s): how far behind a writing line queries may read."""
+    `sparql_snapshot_max_age_s` (None: the store's default, 10 s): how far behind a writing line queries may read.
+    `sparql_max_memory_mb` (None: the store's default, 1024): the heap one query process may take."""
     router = APIRouter(prefix=prefix, dependencies=list(dependencies), tags=["genealogy"])
     gate = QueryGate(sparql_max_concurrent, sparql_max_per_user)
     pool = ThreadPoolExecutor(max_workers=sparql_max_concurrent, thread_name_prefix="sparql-wait")
     user_dep = user_of or _client_of
     if sparql_snapshot_max_age_s is not None:
         store.queries.snapshot_max_age_s = sparql_snapshot_max_age_s
+    if sparql_max_memory_mb is not None:
+        store.queries.max_memory_mb = sparql_max_memory_mb
 
     async def _off_loop(user: Any, job: Callable[[Callable[[], None]], Any]) -> Any:
         """`job(on_done)` in the pool once admitted (Busy if not); the place is given back by on_done, called by

@@ -113,6 +113,11 @@ def _serve() -> None:
         import os
 
         os.nice(max(0, int(sys.argv[1]) - os.nice(0)))
+    if len(sys.argv) > 2:  # the heap this process may take: a runaway query ends this process, not the service
+        import resource
+
+        limit = int(sys.argv[2]) * 1024 * 1024
+        resource.setrlimit(resource.RLIMIT_DATA, (limit, limit))
     opened: tuple[str, Any] | None = None
     for raw in sys.stdin:
         request = json.loads(raw)

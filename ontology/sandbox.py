@@ -61,6 +61,9 @@ flushes the memtable and syncs files, and at 1 s under live ingest (x60) that I/
 (tests/bench/bench_sparql_stall.py); with nothing written since the last one, a snapshot is reused however old."""
 IDLE_WORKERS = 4
 """Query processes kept alive between queries (more are started when more queries run at once, then ended)."""
+MAX_MEMORY_MB = 1024
+"""Heap one query process may take (RLIMIT_DATA): an ORDER BY over a cross product grows until its time limit
+otherwise, and the machine's memory is the service's too."""
 
 
 class ReadOnlyError(PermissionError):
@@ -69,6 +72,11 @@ class ReadOnlyError(PermissionError):
 
 class QueryTimeout(TimeoutError):
     """The query ran past its time limit and was stopped."""
+
+
+class QueryOverMemory(QueryTimeout):
+    """The query took more memory than its process may (``max_memory_mb``) and was stopped: like a timeout, a limit
+    the query reached, not a fault of the service."""
 
 
 class QuerySyntaxError(ValueError):
@@ -222,12 +230,14 @@ class Snapshots:
 # query processes
 
 class _Worker:
-    def __init__(self) -> None:
+    def __init__(self, max_memory_mb: int = MAX_MEMORY_MB) -> None:
+        self.max_memory_mb = max_memory_mb
         root = str(Path(__file__).resolve().parent.parent)
         env = dict(os.environ, PYTHONPATH=root + os.pathsep + os.environ.get("PYTHONPATH", ""))
         nice = shutil.which("nice")
         prefix = [nice, "-n", str(WORKER_NICE)] if nice else []  # low priority from the interpreter's first byte
-        self.proc = subprocess.Popen([*prefix, sys.executable, "-m", "ontology.queryproc", str(WORKER_NICE)],
+        self.proc = subprocess.Popen([*prefix, sys.executable, "-m", "ontology.queryproc", str(WORKER_NICE),
+                                      str(max_memory_mb)],
                                      stdin=subprocess.PIPE, stdout=subprocess.PIPE, env=env, cwd=root)
 
     def ask(self, request: dict[str, Any], wait_s: float, limit_s: float) -> dict[str, Any]:
@@ -239,7 +249,10 @@ class _Worker:
             raise QueryTimeout(f"query stopped after {limit_s:g} s (the limit); narrow it or add LIMIT")
         line = self.proc.stdout.readline()
         if not line:
-            raise QueryFailed("the query process ended without an answer (out of memory?)")
+            if self.proc.wait(timeout=10) < 0:  # killed by a signal: the allocator's abort at the heap cap
+                raise QueryOverMemory(f"the query needed more than its {self.max_memory_mb} MiB of memory and was "
+                                      "stopped; narrow it or add LIMIT")
+            raise QueryFailed(f"the query process ended without an answer (exit {self.proc.returncode})")
         return json.loads(line)  # type: ignore[no-any-return]
 
     def alive(self) -> bool:
@@ -263,6 +276,7 @@ class OxigraphSandbox:
         self._lock = threading.Lock()
         self._idle: list[_Worker] = []
         self._closed = False
+        self.max_memory_mb = MAX_MEMORY_MB
 
     def _take(self) -> _Worker:
         with self._lock:
@@ -273,7 +287,7 @@ class OxigraphSandbox:
                 if worker.alive():
                     return worker
                 worker.kill()
-        return _Worker()
+        return _Worker(self.max_memory_mb)
 
     def _give_back(self, worker: _Worker) -> None:
         with self._lock:
@@ -286,6 +300,9 @@ class OxigraphSandbox:
         worker = self._take()
         try:
             reply = worker.ask({**request, "path": str(snap.path)}, wait_s, limit_s)
+        except QueryTimeout:  # a limit reached (TimeoutError is an OSError: not a broken pipe)
+            worker.kill()
+            raise
         except OSError as exc:  # the process died between queries (a broken pipe)
             worker.kill()
             raise QueryFailed(f"the query process failed: {exc}") from exc
@@ -434,6 +451,18 @@ class QueryEngine:
             raise ValueError(f"snapshot_max_age_s must be >= 0, got {seconds}")
         if self.sandbox is not None:
             self.sandbox.snapshots.max_age_s = seconds
+
+    @property
+    def max_memory_mb(self) -> int:
+        """The heap (MiB) one query process may take: past it the process ends and its query fails, alone."""
+        return self.sandbox.max_memory_mb if self.sandbox is not None else MAX_MEMORY_MB
+
+    @max_memory_mb.setter
+    def max_memory_mb(self, mib: int) -> None:
+        if mib < 256:  # a query process needs about 200 MiB of address space to open a RocksDB snapshot at all
+            raise ValueError(f"max_memory_mb must be >= 256, got {mib}")
+        if self.sandbox is not None:
+            self.sandbox.max_memory_mb = mib
 
     def run(self, text: str, *, max_results: int, timeout_s: float,
             on_done: Callable[[], None] | None = None) -> Answer:

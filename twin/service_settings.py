@@ -288,6 +288,9 @@ class GenealogySettings(_Strict):
     sparql_snapshot_max_age_s: float = Field(10.0, ge=0, le=3600, description=(
         "While the line writes, /api/sparql and export read a snapshot of the graph at most this old (seconds); each "
         "new snapshot is a RocksDB checkpoint (memtable flush + sync), so 0 = newest data at an I/O cost per query"))
+    sparql_max_memory_mb: int = Field(1024, ge=256, le=65_536, description=(
+        "Memory (MiB of heap: RLIMIT_DATA) one query process may take; a query past it ends its process and is "
+        "answered 503 'out of memory', the service is untouched"))
     export_max_open: int = Field(4, ge=1, le=64, description=(
         "Export cursors open at once (each keeps a snapshot of the graph on disk); one more export is answered 429"))
     max_seq_jump: int = Field(1_000_000, ge=0, description=(

@@ -225,3 +225,21 @@ def test_a_query_thread_past_its_limit_keeps_its_place_until_it_ends(tmp_path: P
         assert answer.status_code == 200 and answer.json()["boolean"] is True
     finally:
         store.close()
+
+
+def test_a_query_past_its_memory_cap_fails_alone(small_store: GenealogyStore) -> None:
+    """Bound every resource an outsider can push: an ORDER BY over a cross product materialises every row before it
+    sorts; under the query process's heap cap it ends that process (503), the next query is answered as usual."""
+    hungry = "SELECT * WHERE { ?a ?b ?c . ?d ?e ?f . ?g ?h ?i } ORDER BY ?c ?f ?i"
+    server = Server(_app(small_store, sparql_timeout_s=60.0, sparql_max_memory_mb=256))
+    try:
+        with httpx.Client(base_url=server.url, timeout=120) as client:
+            refused = client.get("/api/sparql", params={"query": hungry})
+            after = client.get("/api/sparql", params={"query": COUNT})
+            health = client.get("/health")
+    finally:
+        server.stop()
+    assert refused.status_code == 503, refused.text
+    assert "memory" in refused.text, refused.text
+    assert after.status_code == 200 and int(after.json()["results"]["bindings"][0]["n"]["value"]) > 0
+    assert health.status_code == 200

@@ -138,7 +138,8 @@ def create_app(ctx: TwinContext) -> FastAPI:
                                        sparql_max_per_user=g.sparql_max_per_user,
                                        export_max_triples=g.export_max_triples,
                                        export_cursor_ttl_s=g.export_cursor_ttl_s, export_max_open=g.export_max_open,
-                                       sparql_snapshot_max_age_s=g.sparql_snapshot_max_age_s),
+                                       sparql_snapshot_max_age_s=g.sparql_snapshot_max_age_s,
+                                       sparql_max_memory_mb=g.sparql_max_memory_mb),
                            tags=["genealogy"])
     app.include_router(router)
     if ctx.settings.dashboard.enabled and DASHBOARD_DIR.is_dir():
