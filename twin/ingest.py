@@ -172,7 +172,9 @@ class IngestPipeline:
         keeps them) because ``ingest.queue_max`` records are waiting already; see the module doc."""
         queue_max = self.cfg.ingest.queue_max
         with self._inbox_lock:
-            over = self._inbox_records + len(records) - queue_max
+            # an empty queue takes any one batch: one larger than queue_max (an OPC UA publish after a pause carries
+            # every value the server queued meanwhile) could otherwise never be taken, and its source would wait forever
+            over = self._inbox_records + len(records) - queue_max if self._inbox_records else 0
             if over > 0 and not windowed:
                 over -= self._shed_unackable(over)
             if over > 0 and ack is not None and not windowed:
@@ -191,11 +193,11 @@ class IngestPipeline:
     def _mqtt_sink(self, records: Sequence[Record | Rejected], ack: Ack | None) -> None:
         self.submit(records, ack, windowed=True)
 
-    def _opcua_sink(self, records: Sequence[Record | Rejected], ack: Ack | None) -> None:
-        self.submit(records, ack)
+    def _opcua_sink(self, records: Sequence[Record | Rejected], ack: Ack | None) -> bool:
+        return self.submit(records, ack)  # False: held back; the connector pauses and republishes them
 
-    def _opcua_sink_live(self, records: Sequence[Record | Rejected], ack: Ack | None) -> None:
-        self.submit(records, ack, samples_dispatched=True)
+    def _opcua_sink_live(self, records: Sequence[Record | Rejected], ack: Ack | None) -> bool:
+        return self.submit(records, ack, samples_dispatched=True)
 
     @property
     def accepting(self) -> bool:
@@ -290,7 +292,8 @@ class IngestPipeline:
             self.opcua = OpcuaConnector(
                 self.cfg.opcua, self.cfg.line.id,
                 self._opcua_sink_live if live else self._opcua_sink,
-                state_file=self.spool.dir / "opcua-subscription.json", live_sink=self.submit_live if live else None)
+                state_file=self.spool.dir / "opcua-subscription.json", live_sink=self.submit_live if live else None,
+                ready=lambda: self.accepting)
             await self.opcua.start()
 
     async def stop(self, drain_timeout_s: float = 5.0) -> None:

@@ -134,7 +134,8 @@ async def discover(cfg: OpcuaConfig, client: Client, ns: int) -> list[NodeInfo]:
         parent, path = queue.pop(0)
         refs = await parent.get_references(refs=ObjectIds.HierarchicalReferences,
                                            direction=ua.BrowseDirection.Forward,
-                                           nodeclassmask=cast(ua.NodeClass, ua.NodeClass.Object | ua.NodeClass.Variable))
+                                           nodeclassmask=cast(ua.NodeClass,
+                                                              ua.NodeClass.Object | ua.NodeClass.Variable))
         for ref in refs:
             if ref.ReferenceTypeId == node_id(ObjectIds.HasProperty, 0):
                 continue  # EngineeringUnits, EURange ...: metadata, not signals

@@ -38,6 +38,7 @@ import contextlib
 import json
 import logging
 import time
+from collections import deque
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -48,7 +49,14 @@ from asyncua.client.client import Client
 from asyncua.client.ua_session import UaSession
 from asyncua.ua.attribute_ids import AttributeIds
 from asyncua.ua.object_ids import ObjectIds
-from asyncua.ua.uaerrors import BadNoSubscription, BadTimeout, UaError, UaStructParsingError
+from asyncua.ua.uaerrors import (
+    BadMessageNotAvailable,
+    BadNoSubscription,
+    BadSubscriptionIdInvalid,
+    BadTimeout,
+    UaError,
+    UaStructParsingError,
+)
 
 from connectors.backoff import Backoff
 from connectors.opcua import asyncua_adapter as adapter
@@ -63,12 +71,28 @@ from connectors.settings import OpcuaConfig
 log = logging.getLogger("connectors.opcua")  # the name it logged under as one module
 
 Ack = Callable[[], None]
-Sink = Callable[[Sequence[Sample | TraceEvent | Rejected], Ack | None], None]
+#: ``sink(records, ack)``: returns False when it did not take the records (the pipeline's queue is full: ``ack`` will
+#: not run); anything else (True, None) means taken. See "Backpressure" in the module doc.
+Sink = Callable[[Sequence[Sample | TraceEvent | Rejected], Ack | None], bool | None]
 LiveSink = Callable[[Sequence[Sample]], None]
+#: Whether the sink has room again (``IngestPipeline.accepting``); polled, with backoff, while the connector pauses.
+Ready = Callable[[], bool]
+
+ROOM_POLL_INITIAL_S = 0.05  # first wait for the sink's room; doubled up to ROOM_POLL_MAX_S while it has none
+ROOM_POLL_MAX_S = 1.0
 
 
 class OpcuaError(Exception):
     """A connector-level failure with advice; the supervisor logs it and reconnects."""
+
+
+@dataclass
+class _Handover:
+    """Records of one flush, tagged, with the ack that acknowledges their sequence numbers once they are durable."""
+
+    records: list[Sample | TraceEvent | Rejected]
+    ack: Ack | None
+    seqs: list[int]
 
 
 @dataclass
@@ -85,15 +109,29 @@ class OpcuaState:
     samples: int = 0
     events: int = 0
     namespace_index: int | None = None
+    paused: bool = False  # no Publish requests: the sink has no room (backpressure)
+    pauses: int = 0
+    held_back: int = 0  # messages the sink refused (left unacknowledged on the server, republished later)
+    republished: int = 0
+    lost_at_source: int = 0  # unacknowledged messages the server no longer had (BadMessageNotAvailable): alarm-worthy
 
 
 class OpcuaConnector:
     def __init__(self, cfg: OpcuaConfig, line: str, sink: Sink, state_file: Path | None = None,
-                 live_sink: LiveSink | None = None) -> None:
+                 live_sink: LiveSink | None = None, ready: Ready | None = None) -> None:
         self.cfg = cfg
         self.line = line
         self.sink = sink
         self.live_sink = live_sink
+        self.ready = ready
+        # backpressure (module doc): sequence numbers the server keeps for us, to republish in order, each with
+        # whether its samples went to the live sink already; handovers of republished messages the sink refused
+        # (the server may have dropped them on Republish: kept here, offered again first)
+        self._held: list[tuple[int, bool]] = []
+        self._held_oldest: int | None = None  # oldest timed sample of the held messages: the trim horizon keeps it
+        self._kept: deque[_Handover] = deque()
+        self._replaying: bool | None = None  # during a Republish: whether the live sink had that message already
+        self._sub: BatchSubscription | None = None
         self.state_file = state_file
         self._acks: list[ua.SubscriptionAcknowledgement] = []
         self._pending_seqs: list[int] = []
@@ -125,6 +163,7 @@ class OpcuaConnector:
         # newest source time of the held samples per station: an ID update at or before it makes their tags stale
         self._pending_newest: dict[str, int] = {}
         self._retag = False
+        self._pending_replayed = False  # the held message came from a Republish (see _hand_over)
         self._flush_timer: asyncio.TimerHandle | None = None
         self._connected_evt = asyncio.Event()
         if self._saved:
@@ -179,7 +218,10 @@ class OpcuaConnector:
         return {
             "state": s.state, "connected": s.connected, "endpoint": self.cfg.endpoint, "reconnects": s.reconnects,
             "connects": s.connects, "last_data_ns": s.last_data_ns, "last_keepalive_ns": s.last_keepalive_ns,
-            "last_error": s.last_error, "nodes": s.nodes, "resumed": s.resumed, "samples": s.samples, "events": s.events,
+            "last_error": s.last_error, "nodes": s.nodes, "resumed": s.resumed, "samples": s.samples,
+            "events": s.events,
+            "paused": s.paused, "pauses": s.pauses, "held_back": s.held_back, "held_messages": len(self._held),
+            "kept_messages": len(self._kept), "republished": s.republished, "lost_at_source": s.lost_at_source,
         }
 
     # -- supervision ---------------------------------------------------------------------------------------------------
@@ -243,6 +285,7 @@ class OpcuaConnector:
         if sub is None:
             sub = await self._new_subscription(client, ns, server_start)
         self._sub_id = sub.subscription_id
+        self._sub = sub
         self.state.nodes = len(self._handles)
         self.state.connected = True
         self.state.state = "connected"
@@ -273,6 +316,10 @@ class OpcuaConnector:
         self._acks.clear()  # of a subscription that is gone: nothing will be republished from it
         self._acks_waiting.clear()
         self._unacked_oldest.clear()
+        if self._held:  # held back, never stored, and their subscription is gone
+            self._count_lost([n for n, _ in self._held], self._sub_id, "their subscription is gone")
+            self._held.clear()
+            self._held_oldest = None
         self._handles = await self._monitor(sub, infos)
         if c.trace_events:
             await self._subscribe_events(client, sub, ns)
@@ -321,20 +368,30 @@ class OpcuaConnector:
                 self._event_fields = [".".join(q.Name for q in sel.BrowsePath) for sel in evfilter.SelectClauses]
                 adapter.register_event_item(sub, int(saved["event_handle"]), evfilter)
         self._unacked_oldest.clear()  # what was handed over before is tagged already; republished copies count anew
-        backlog = sorted(int(n) for n in (results[0].AvailableSequenceNumbers or []))
-        for seq in backlog:  # received by the dead session but never acknowledged: maybe never spooled
-            msg = await asyncio.wait_for(session.republish(sub_id, seq), c.request_timeout_s)
-            if msg.NotificationData:
-                sub.process_message(msg)
+        # received by the dead session (or held back) but never acknowledged: maybe never spooled. The publish loop
+        # republishes them in order, as the sink has room, before it asks for anything new (_catch_up); those the
+        # sink refused after a Republish are in memory (_kept) and not asked for again
+        kept = {n for h in self._kept for n in h.seqs}
+        live_seen = {n for n, seen in self._held if seen}
+        backlog = sorted(int(n) for n in (results[0].AvailableSequenceNumbers or []) if int(n) not in kept)
+        gone = sorted({n for n, _ in self._held} - set(backlog))
+        if gone:
+            self._count_lost(gone, sub_id, "the server no longer lists them after the takeover")
+        self._held = [(n, n in live_seen) for n in backlog]
+        self._sub = sub
         adapter.attach_subscription(session, sub)
         self.state.resumed += 1
-        log.info("OPC UA %s: took over subscription %s (%d nodes, %d unacknowledged messages republished)",
+        log.info("OPC UA %s: took over subscription %s (%d nodes, %d unacknowledged messages to republish)",
                  c.endpoint, sub_id, len(handles), len(backlog))
         return sub
 
     async def _publish_loop(self, session: UaSession) -> None:
-        """asyncua's loop acknowledges a message as soon as the callback returns; ours sends only durable acks."""
+        """asyncua's loop acknowledges a message as soon as the callback returns; ours sends only durable acks, and
+        no Publish request at all while the sink has no room or has not yet taken what it refused (``_catch_up``)."""
         while adapter.session_open(session):
+            if self._held or self._kept or not self._has_room():
+                await self._catch_up(session)
+                continue
             acks, self._acks = self._acks, []
             try:
                 response = await session.publish(acks)
@@ -360,6 +417,119 @@ class OpcuaConnector:
                     await callback(response.Parameters)
                 except Exception:
                     log.exception("OPC UA notification handling failed")
+
+    # -- backpressure --------------------------------------------------------------------------------------------------
+    def _has_room(self) -> bool:
+        return self.ready is None or self.ready()
+
+    async def _catch_up(self, session: UaSession) -> None:
+        """No Publish request until the sink has room and has taken, in order, what it refused: first the handovers
+        kept in memory, then every held sequence number, republished one by one.
+
+        The server meanwhile keeps new values in the monitored items' queues (``queue_size`` per node) and the
+        unacknowledged messages in its retransmission queue; the subscription lives ``RequestedLifetimeCount``
+        publishing intervals (3 x ``session_timeout_s``) without a Publish request. The room is polled with backoff
+        (``ROOM_POLL_INITIAL_S`` doubling to ``ROOM_POLL_MAX_S``): no busy loop, no task per message."""
+        poll = Backoff(ROOM_POLL_INITIAL_S, ROOM_POLL_MAX_S)
+        started = time.monotonic()
+        self.state.paused = True
+        self.state.pauses += 1
+        log.warning("OPC UA %s: ingest has no room; no Publish requests until it has (%d messages held back on the "
+                    "server, %d in memory)", self.cfg.endpoint, len(self._held), len(self._kept))
+        try:
+            while adapter.session_open(session) and not self._stop.is_set():
+                if not self._has_room():
+                    await self._wait(poll.next_delay())
+                    continue
+                if self._kept:
+                    head = self._kept[0]
+                    if self.sink(head.records, head.ack) is False:
+                        await self._wait(poll.next_delay())
+                        continue
+                    self._kept.popleft()
+                elif self._held:
+                    seq, live_seen = self._held[0]
+                    if not await self._republish(session, seq, live_seen):
+                        await self._wait(poll.next_delay())
+                        continue
+                else:
+                    return
+                poll.reset()
+        finally:
+            self.state.paused = False
+            if self._sub is not None:
+                self._sub.last_publish_at = time.monotonic()  # the watchdog counts staleness from the resume
+            log.info("OPC UA %s: publishing again after %.1f s (%d republished, %d lost at the source so far)",
+                     self.cfg.endpoint, time.monotonic() - started, self.state.republished, self.state.lost_at_source)
+
+    async def _wait(self, delay_s: float) -> None:
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(self._stop.wait(), delay_s)
+
+    async def _republish(self, session: UaSession, seq: int, live_seen: bool) -> bool:
+        """Republish the held message ``seq`` and hand it on like a publish response (the hold cycle included).
+
+        Returns False when the request failed and should be tried again (the message stays first in ``_held``).
+        A message the server no longer has (``BadMessageNotAvailable``; asyncua's server answers an empty message)
+        is lost at the source: counted in ``lost_at_source`` and logged as an error, never skipped silently."""
+        sub, sub_id = self._sub, self._sub_id
+        if sub is None or sub_id is None:
+            return False
+        try:
+            msg: ua.NotificationMessage | None = await asyncio.wait_for(session.republish(sub_id, seq),
+                                                                        self.cfg.request_timeout_s)
+        except BadMessageNotAvailable:
+            msg = None
+        except BadSubscriptionIdInvalid:
+            gone = [n for n, _ in self._held]
+            self._held.clear()
+            self._held_oldest = None
+            self._count_lost(gone, sub_id, "their subscription is gone (BadSubscriptionIdInvalid)")
+            return True
+        except (TimeoutError, UaError, OSError, ConnectionError) as exc:
+            log.info("OPC UA: Republish of message %d failed (%s: %s); trying again", seq, type(exc).__name__, exc)
+            return False
+        self._held.pop(0)
+        if not self._held:
+            self._held_oldest = None  # the last one is in the hold cycle now: _pending_oldest covers it
+        if msg is None or not msg.NotificationData:
+            self._count_lost([seq], sub_id, "the server no longer has them (BadMessageNotAvailable)")
+            return True
+        self.state.republished += 1
+        self._replaying = live_seen
+        try:
+            sub.process_message(msg)
+        finally:
+            self._replaying = None
+        return True
+
+    def _count_lost(self, seqs: list[int], sub_id: int | None, why: str) -> None:
+        self.state.lost_at_source += len(seqs)
+        log.error("OPC UA %s: %d unacknowledged message(s) of subscription %s (sequence numbers %s) cannot be read "
+                  "again: %s. Their values are LOST AT THE SOURCE (connector status: lost_at_source=%d); the "
+                  "server's retransmission queue or the subscription's lifetime was shorter than the outage",
+                  self.cfg.endpoint, len(seqs), sub_id, _ranges(seqs), why, self.state.lost_at_source)
+
+    def _hand_over(self, handover: _Handover, replayed: bool, oldest_token: int) -> None:
+        """Give the sink a flush's records, in order after anything it refused; keep or hold what it refuses.
+
+        Refused (or queued behind a refusal): a message the server still keeps (first delivery) is dropped here and
+        its sequence numbers held for Republish; a republished one is kept in memory (a server may drop a message
+        once it was republished: asyncua's does)."""
+        behind = bool(self._kept) or (bool(self._held) and not replayed)
+        if not handover.seqs:
+            self.sink(handover.records, handover.ack)  # nothing can bring these back: no ordering to keep
+            return
+        if not behind and self.sink(handover.records, handover.ack) is not False:
+            return
+        if replayed:
+            self._kept.append(handover)
+            return
+        self.state.held_back += 1
+        self._held.extend((n, True) for n in handover.seqs)
+        oldest = self._unacked_oldest.pop(oldest_token, None)
+        if oldest is not None and (self._held_oldest is None or oldest < self._held_oldest):
+            self._held_oldest = oldest
 
     # -- state file ----------------------------------------------------------------------------------------------------
     def _load_state(self) -> dict[str, Any] | None:
@@ -423,7 +593,7 @@ class OpcuaConnector:
 
     def _trim_context(self) -> None:
         """Cut the ID history before the oldest sample that can still arrive, less ``opcua.trace_history_s``."""
-        held = [] if self._pending_oldest is None else [self._pending_oldest]
+        held = [t for t in (self._pending_oldest, self._held_oldest) if t is not None]
         horizon = min([*self._unacked_oldest.values(), *held], default=self._acked_oldest)
         if horizon is not None:
             self.context.trim(horizon - int(self.cfg.trace_history_s * 1e9), self.cfg.trace_history_max_entries)
@@ -451,7 +621,7 @@ class OpcuaConnector:
             except (TimeoutError, UaError, OSError, ConnectionError) as exc:
                 raise OpcuaError(f"watchdog read of ServerStatus failed: {type(exc).__name__}: {exc}") from None
             last_pub = sub.last_publish_at or last_ok
-            if time.monotonic() - last_pub > c.stale_after_s:
+            if not self.state.paused and time.monotonic() - last_pub > c.stale_after_s:
                 raise OpcuaError(f"no publish response (data or keep-alive) for {c.stale_after_s} s: "
                                  "subscription is dead")
 
@@ -598,10 +768,12 @@ class OpcuaConnector:
                 oldest = t_ns
             out.extend(samples_of(info, line, t_ns, value, quality, is_array, now))
         self._pending_oldest = oldest
-        self.state.samples += len(out)
-        self.state.events += len(events)
+        first_time = self._replaying is not True  # a republished held-back message was counted and shown once
+        if first_time:
+            self.state.samples += len(out)
+            self.state.events += len(events)
         tagged = self._tag(out)
-        if self.live_sink is not None and tagged:
+        if self.live_sink is not None and tagged and first_time:
             try:
                 self.live_sink(tagged)
             except Exception:  # the live path must never cost the store path its data
@@ -618,6 +790,7 @@ class OpcuaConnector:
         self._pending_events.extend(trace_event(self._event_fields, f, self.cfg.endpoint, now) for f in events)
         if seq is not None:
             self._pending_seqs.append(seq)
+        self._pending_replayed = self._replaying is not None
 
     def _tag(self, samples: list[Sample]) -> list[Sample]:
         """The samples with the trace IDs current at their source timestamps, as far as the context knows now."""
@@ -671,4 +844,16 @@ class OpcuaConnector:
                 else:  # the context that tagged them is not saved yet: a crash now must find it (_write_state)
                     self._acks_waiting.extend((version, a) for a in acks)
 
-        self.sink(out, ack if seqs else None)
+        replayed, self._pending_replayed = self._pending_replayed, False
+        self._hand_over(_Handover(out, ack if seqs else None, seqs), replayed, token)
+
+
+def _ranges(seqs: list[int]) -> str:
+    """``[3, 4, 5, 9]`` -> ``"3-5, 9"`` (a long outage can hold back hundreds of messages)."""
+    out: list[str] = []
+    for n in sorted(seqs):
+        if out and n == int(out[-1].rsplit("-", 1)[-1]) + 1:
+            out[-1] = f"{out[-1].split('-')[0]}-{n}"
+        else:
+            out.append(str(n))
+    return ", ".join(out)
