@@ -36,6 +36,7 @@ from asyncua.common.node import Node
 from asyncua.common.subscription import Subscription, SubscriptionItemData
 from asyncua.ua.attribute_ids import AttributeIds
 from asyncua.ua.object_ids import ObjectIds
+from asyncua.ua.uaerrors import BadMessageNotAvailable
 
 from connectors.settings import OpcuaConfig
 
@@ -182,6 +183,23 @@ def subscription_callback(session: UaSession, subscription_id: int) -> Callable[
     Private: ``UaSession._subscription_callbacks`` (2.1.0), filled by ``create_subscription``. Why: the replaced
     publish loop (``replace_publish_loop``) dispatches the responses itself."""
     return session._subscription_callbacks.get(subscription_id)
+
+
+async def republish(session: UaSession, subscription_id: int, seq: int,
+                    timeout_s: float) -> ua.NotificationMessage | None:
+    """The message ``seq`` again from the server's retransmission queue, or None when the server no longer has it.
+
+    Public ``UaSession.republish`` (2.1.0), but two server behaviours the connector relies on are read here: a
+    conforming server answers ``BadMessageNotAvailable`` for a message it no longer has, asyncua's server (the
+    simulator's) an empty ``NotificationMessage``; both are None. asyncua's server also removes a message from its
+    queue once republished (Part 4 5.13.6 keeps it until acknowledged), so the connector keeps a republished message
+    it could not hand on in memory rather than asking for it twice. Other failures (timeouts, a gone subscription)
+    are raised."""
+    try:
+        msg = await asyncio.wait_for(session.republish(subscription_id, seq), timeout_s)
+    except BadMessageNotAvailable:
+        return None
+    return msg if msg.NotificationData else None
 
 
 def attach_subscription(session: UaSession, sub: Subscription) -> None:

@@ -50,7 +50,6 @@ from asyncua.client.ua_session import UaSession
 from asyncua.ua.attribute_ids import AttributeIds
 from asyncua.ua.object_ids import ObjectIds
 from asyncua.ua.uaerrors import (
-    BadMessageNotAvailable,
     BadNoSubscription,
     BadSubscriptionIdInvalid,
     BadTimeout,
@@ -476,10 +475,7 @@ class OpcuaConnector:
         if sub is None or sub_id is None:
             return False
         try:
-            msg: ua.NotificationMessage | None = await asyncio.wait_for(session.republish(sub_id, seq),
-                                                                        self.cfg.request_timeout_s)
-        except BadMessageNotAvailable:
-            msg = None
+            msg = await adapter.republish(session, sub_id, seq, self.cfg.request_timeout_s)
         except BadSubscriptionIdInvalid:
             gone = [n for n, _ in self._held]
             self._held.clear()
@@ -492,7 +488,7 @@ class OpcuaConnector:
         self._held.pop(0)
         if not self._held:
             self._held_oldest = None  # the last one is in the hold cycle now: _pending_oldest covers it
-        if msg is None or not msg.NotificationData:
+        if msg is None:
             self._count_lost([seq], sub_id, "the server no longer has them (BadMessageNotAvailable)")
             return True
         self.state.republished += 1

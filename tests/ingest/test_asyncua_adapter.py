@@ -21,8 +21,8 @@ from connectors.opcua.browse import ROOT_NAME, catalogue
 from connectors.settings import OpcuaConfig
 from tests.ingest.conftest import FAST_LINE
 
-UPGRADE = ("read every 'Private:' in connectors/opcua/asyncua_adapter.py against the installed asyncua, fix what moved, "
-           "then set CHECKED_ASYNCUA_VERSION")
+UPGRADE = ("read every 'Private:' in connectors/opcua/asyncua_adapter.py against the installed asyncua, fix what "
+           "moved, then set CHECKED_ASYNCUA_VERSION")
 
 
 def test_asyncua_is_the_version_the_adapter_was_checked_against() -> None:
@@ -192,6 +192,15 @@ async def test_each_internal_against_the_simulator(tmp_path: Path, simulator_fac
         sub2.process_message(msg)
         assert second.seqs() == [delivered[0]] and second.got[0][0], (
             "a republished message does not come through BatchSubscription.process_message whole")
+
+        # republish: a message the server has comes back whole; one it does not have is None (never an exception
+        # the connector would take for a failed request, never an empty message taken for data)
+        if len(delivered) > 1:
+            again = await adapter.republish(session2, sub.subscription_id, delivered[1], 5)
+            assert again is not None and int(again.SequenceNumber) == delivered[1], (
+                "adapter.republish does not return a message the server still has")
+        assert await adapter.republish(session2, sub.subscription_id, max(delivered) + 10**6, 5) is None, (
+            "adapter.republish: a message the server never had is not None (lost_at_source would miss it); " + UPGRADE)
 
         # ... and attach_subscription routes its new publish responses to the new BatchSubscription
         adapter.attach_subscription(session2, sub2)
