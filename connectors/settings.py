@@ -54,8 +54,8 @@ class OpcuaNodeGroup(_Model):
     namespace: str = Field(default="", description="Namespace URI or index of the group's nodes; empty = "
                                                    "opcua.namespace_uri")
     sampling_interval_ms: float | None = Field(default=None, description="null = opcua.sampling_interval_ms")
-    queue_size: int | None = Field(default=None, description="Not applied yet: every monitored item gets "
-                                                             "opcua.queue_size")
+    queue_size: int | None = Field(default=None, ge=0, description="Monitored-item queue of the group's nodes on "
+                                                                   "the server; null = opcua.queue_size")
     deadband: DeadbandConfig | None = Field(default=None, description="null = opcua.deadband")
     default_tags: dict[str, str] = Field(default={}, description="Extra tags on the group's samples")
     nodes: list[OpcuaNode] = Field(default=[], description="The group's nodes (the fields of opcua.nodes)")

@@ -31,7 +31,8 @@ TRACE_VARIABLES: dict[str, str] = {
 }
 
 UnitAndRange = tuple[str, tuple[float, float] | None]
-ConfiguredNode = tuple[str, dict[str, str], float | None, DeadbandConfig | None, OpcuaNode]
+#: (group namespace, group tags, group sampling interval ms, group deadband, group queue size, node)
+ConfiguredNode = tuple[str, dict[str, str], float | None, DeadbandConfig | None, int | None, OpcuaNode]
 
 
 @dataclass(frozen=True)
@@ -46,6 +47,7 @@ class NodeInfo:
     sampling_interval_ms: float | None = None
     deadband: DeadbandConfig | None = None
     eu_range: tuple[float, float] | None = None
+    queue_size: int | None = None  # the monitored item's queue; None = opcua.queue_size
 
 
 def station_and_signal(path: Sequence[str]) -> tuple[str, str]:
@@ -66,8 +68,8 @@ async def catalogue(cfg: OpcuaConfig, client: Client, ns: int) -> list[NodeInfo]
     if cfg.discovery.enabled:
         for info in await discover(cfg, client, ns):
             infos[info.source] = info
-    for group_ns, group_tags, group_si, group_db, node in configured_nodes(cfg):
-        info = await explicit_node(cfg, client, ns, group_ns, group_tags, group_si, group_db, node)
+    for group_ns, group_tags, group_si, group_db, group_qs, node in configured_nodes(cfg):
+        info = await explicit_node(cfg, client, ns, group_ns, group_tags, group_si, group_db, node, group_qs)
         infos[info.source] = info
     return list(infos.values())
 
@@ -75,15 +77,16 @@ async def catalogue(cfg: OpcuaConfig, client: Client, ns: int) -> list[NodeInfo]
 def configured_nodes(cfg: OpcuaConfig) -> list[ConfiguredNode]:
     out: list[ConfiguredNode] = []
     for n in cfg.nodes:
-        out.append(("", {}, None, None, n))
+        out.append(("", {}, None, None, None, n))
     for g in cfg.groups:
         for n in g.nodes:
-            out.append((g.namespace, g.default_tags, g.sampling_interval_ms, g.deadband, n))
+            out.append((g.namespace, g.default_tags, g.sampling_interval_ms, g.deadband, g.queue_size, n))
     return out
 
 
 async def explicit_node(cfg: OpcuaConfig, client: Client, ns: int, group_ns: str, group_tags: dict[str, str],
-                        group_si: float | None, group_db: DeadbandConfig | None, n: OpcuaNode) -> NodeInfo:
+                        group_si: float | None, group_db: DeadbandConfig | None, n: OpcuaNode,
+                        group_qs: int | None = None) -> NodeInfo:
     ns_text = n.namespace or group_ns
     if n.identifier.startswith("ns="):
         nid = ua.NodeId.from_string(n.identifier)
@@ -104,7 +107,7 @@ async def explicit_node(cfg: OpcuaConfig, client: Client, ns: int, group_ns: str
     station = n.station or (station_and_signal(path[1:-1] + [n.name])[0] if len(path) > 2 else "Line")
     tags = {**cfg.default_tags, **group_tags, **n.default_tags}
     return NodeInfo(nid, nid.to_string(), station, n.name, unit, None, tuple(sorted(tags.items())),
-                    n.sampling_interval_ms or group_si, n.deadband or group_db, eu_range)
+                    n.sampling_interval_ms or group_si, n.deadband or group_db, eu_range, group_qs)
 
 
 async def unit_and_range(node: Node) -> UnitAndRange:

@@ -157,6 +157,8 @@ class OpcuaConnector:
         self._stop = asyncio.Event()
         self._client: Client | None = None
         self._handles: dict[int, NodeInfo] = {}
+        #: per node source: the monitored-item queue size the server granted (RevisedQueueSize), what survives a cut
+        self.queue_sizes: dict[str, int] = {}
         self._event_fields: list[str] = []
         self._pending: list[Sample] = []
         # newest source time of the held samples per station: an ID update at or before it makes their tags stale
@@ -644,7 +646,7 @@ class OpcuaConnector:
             mp.ClientHandle = handle
             mp.SamplingInterval = info.sampling_interval_ms if info.sampling_interval_ms is not None \
                 else c.sampling_interval_ms
-            mp.QueueSize = c.queue_size
+            mp.QueueSize = c.queue_size if info.queue_size is None else info.queue_size
             mp.DiscardOldest = c.discard_oldest
             db = info.deadband or c.deadband
             wants = db.type == "absolute" or (db.type == "percent" and info.eu_range is not None)
@@ -670,6 +672,16 @@ class OpcuaConnector:
         bad = [(req.ItemToMonitor.NodeId.to_string(), r.StatusCode.name) for req, r in zip(requests, results,
                                                                                               strict=True)
                if not r.StatusCode.is_good()]
+        short: list[tuple[str, int, int]] = []
+        for req, r in zip(requests, results, strict=True):
+            if r.StatusCode.is_good():
+                source, asked = req.ItemToMonitor.NodeId.to_string(), int(req.RequestedParameters.QueueSize)
+                self.queue_sizes[source] = int(r.RevisedQueueSize)
+                if int(r.RevisedQueueSize) < asked:
+                    short.append((source, asked, int(r.RevisedQueueSize)))
+        if short:
+            log.warning("OPC UA: the server granted %d node(s) a smaller queue than asked (first: %s asked %d, got "
+                        "%d): fewer values survive a cut or a pause", len(short), *short[0])
         if bad:
             log.error("OPC UA: %d node(s) could not be monitored (first: %s); they are left out", len(bad), bad[:3])
             bad_ids = {b[0] for b in bad}
