@@ -465,8 +465,9 @@ class GenealogyStore:
         self.close()
 
     # ------------------------------------------------------------------ ingest API (never blocks)
-    def add_event(self, event: Mapping[str, Any]) -> None:
-        """Queue one trace event (README schema) and return at once; problems end up in the quarantine."""
+    def add_event(self, event: Mapping[str, Any] | TraceEvent) -> None:
+        """Queue one trace event (the contract's record, or its JSON) and return at once; problems end up in the
+        quarantine."""
         self._enqueue("event", event)
 
     def add_prediction(self, entity_id: str, model_name: str, model_version: str, outputs: Mapping[str, float],
@@ -517,8 +518,8 @@ class GenealogyStore:
         try:
             self._queue.put_nowait((what, payload))
         except queue.Full:
-            self.quarantine.add(f"backlog full ({self.config.queue_max} items waiting): kept here, not placed", payload,
-                                what=what)
+            self.quarantine.add(f"backlog full ({self.config.queue_max} items waiting): kept here, not placed",
+                                _plain(payload), what=what)
             self.counters.quarantined += 1
 
     # ------------------------------------------------------------------ worker
@@ -1318,7 +1319,10 @@ def _digest(*parts: str) -> str:
 
 
 def _plain(payload: Any) -> Any:
-    """Something JSON can hold, whatever the caller sent (the quarantine keeps it verbatim where possible)."""
+    """Something JSON can hold, whatever the caller sent (the quarantine keeps it verbatim where possible; a parsed
+    trace event as its JSON, so that a release parses it again like any received event)."""
+    if isinstance(payload, TraceEvent):
+        return payload.to_json()
     try:
         json.dumps(payload, allow_nan=True)
         return payload

@@ -23,6 +23,7 @@ from typing import Any
 
 import numpy as np
 
+from contract.records import TraceEvent, TraceInput
 from models.cell_format import REFERENCE_POUCH
 from twin.plant_model import PlantModel, RegistryModel
 from twin.service_settings import PredictSettings
@@ -45,17 +46,17 @@ class Lineage:
     """Parents of every ID seen in trace events (bounded), to walk a cell back to its coated rolls."""
 
     def __init__(self, keep: int = 200_000) -> None:
-        self.parents: OrderedDict[str, list[dict[str, Any]]] = OrderedDict()
+        self.parents: OrderedDict[str, tuple[TraceInput, ...]] = OrderedDict()
         self.params: dict[str, dict[str, float]] = {}
         self.keep = keep
 
-    def add(self, ev: Mapping[str, Any]) -> None:
-        if ev.get("kind") != "created":
+    def add(self, ev: TraceEvent) -> None:
+        if ev.kind != "created":
             return
-        self.parents[str(ev["id"])] = [dict(i) for i in ev.get("inputs", [])]
-        if ev.get("parameters"):
-            self.params[str(ev["id"])] = {k: float(v) for k, v in ev["parameters"].items()
-                                          if isinstance(v, (int, float)) and not isinstance(v, bool)}
+        self.parents[ev.id] = ev.inputs
+        if ev.parameters:
+            self.params[ev.id] = {k: float(v) for k, v in ev.parameters.items()
+                                  if isinstance(v, (int, float)) and not isinstance(v, bool)}
         while len(self.parents) > self.keep:
             old, _ = self.parents.popitem(last=False)
             self.params.pop(old, None)
@@ -70,12 +71,10 @@ class Lineage:
                 return
             if d == 0:
                 return
-            for p in self.parents.get(eid, []):
-                pid = str(p.get("id", ""))
-                if pid.startswith(("LOT-", "SB-")):
+            for p in self.parents.get(eid, ()):
+                if p.id.startswith(("LOT-", "SB-")):
                     continue
-                pa, pb = p.get("from_m"), p.get("to_m")
-                walk(pid, pa if pa is not None else a, pb if pb is not None else b, d - 1)
+                walk(p.id, p.from_m if p.from_m is not None else a, p.to_m if p.to_m is not None else b, d - 1)
 
         walk(entity, None, None, depth)
         return out
@@ -99,29 +98,29 @@ class Predictor:
         self._recipes: dict[str, dict[str, float]] = {}
 
     # -- events -------------------------------------------------------------------------------------------------------
-    def on_event(self, ev: Mapping[str, Any]) -> list[Prediction]:
-        """Feed every trace event (as the JSON dict); returns the predictions it produced."""
+    def on_event(self, ev: TraceEvent) -> list[Prediction]:
+        """Feed every trace event; returns the predictions it produced."""
         self.lineage.add(ev)
-        if ev.get("kind") != "created" or not self.settings.enabled:
+        if ev.kind != "created" or not self.settings.enabled:
             return []
         try:
-            if ev.get("type") == "RollSegment":
+            if ev.type == "RollSegment":
                 return [self._segment(ev)]
-            if ev.get("type") == "Cell":
+            if ev.type == "Cell":
                 return self._cell(ev)
         except Exception:  # noqa: BLE001 - a prediction failure must not stop the twin; counted and logged
             self.counts["errors"] += 1
-            log.exception("prediction for %s failed", ev.get("id"))
+            log.exception("prediction for %s failed", ev.id)
         return []
 
     def _lane(self, entity: str) -> tuple[str, str]:
         return ("Cathode", "cathode") if "-C-" in entity else ("Anode", "anode")
 
-    def _segment(self, ev: Mapping[str, Any]) -> Prediction:
-        seg = str(ev["id"])
+    def _segment(self, ev: TraceEvent) -> Prediction:
+        seg = ev.id
         lane, electrode = self._lane(seg)
-        src = (ev.get("inputs") or [{}])[0]
-        roll, a, b = str(src.get("id", "")), src.get("from_m"), src.get("to_m")
+        src = ev.inputs[0] if ev.inputs else None
+        roll, a, b = (src.id, src.from_m, src.to_m) if src is not None else ("", None, None)
         roll_params = self.lineage.params.get(roll, {})
         inputs: dict[str, float] = {k: roll_params[k] for k in ROLL_PARAMS if k in roll_params}
         domain = self.model.domain(electrode)
@@ -137,7 +136,7 @@ class Predictor:
                         v = min(max(v, rng[0]), rng[1])
                 inputs[name] = v
         pred = self._structure(seg, "RollSegment", electrode, inputs)
-        measured = (ev.get("properties") or {}).get("mass_loading_mg_cm2_mean")
+        measured = ev.properties.get("mass_loading_mg_cm2_mean")
         if isinstance(measured, (int, float)) and math.isfinite(measured):
             pred["measured"] = {"drying.dry_mass_loading_mg_cm2": float(measured)}
         if roll and a is not None and b is not None:
@@ -182,8 +181,8 @@ class Predictor:
         return {**preds[0], "outputs": mean, "segments": [p["subject"] for p in preds],
                 "in_domain": all(p["in_domain"] for p in preds)}
 
-    def _cell(self, ev: Mapping[str, Any]) -> list[Prediction]:
-        cell = str(ev["id"])
+    def _cell(self, ev: TraceEvent) -> list[Prediction]:
+        cell = ev.id
         cathode = self._electrode_structure(cell, "CR-C-")
         anode = self._electrode_structure(cell, "CR-A-")
         if cathode is None:

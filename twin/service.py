@@ -187,13 +187,12 @@ class TwinService:
                             roll if isinstance(roll, str) else None,
                             float(pos) if isinstance(pos, (int, float)) else None)
             else:
-                ev = r.to_json()
                 if self.genealogy is not None:
                     try:
-                        self.genealogy.add_event(ev)
+                        self.genealogy.add_event(r)  # typed end to end: the contract's record, parsed once
                     except Exception:  # noqa: BLE001 - the graph quarantines what it cannot take
-                        log.exception("genealogy rejected trace event %s", ev.get("seq"))
-                self.predictor.on_event(ev)
+                        log.exception("genealogy rejected trace event %s", r.seq)
+                self.predictor.on_event(r)
         self._wake_recommender()
 
     def _latest_value(self, key: str) -> float | None:

@@ -74,8 +74,8 @@ async def _latency(tmp: Path, influxd: Any, simulator_factory: Any, speed: float
     cfg.service.control.mode = "advisory"
     cfg.service.control.interval_s = 5.0
     svc = TwinService(cfg, mqtt=False)
-    events: list[dict[str, Any]] = []
-    svc.pipeline.subscribe(lambda recs: events.extend(r.to_json() for r in recs if isinstance(r, TraceEvent)))
+    events: list[TraceEvent] = []
+    svc.pipeline.subscribe(lambda recs: events.extend(r for r in recs if isinstance(r, TraceEvent)))
     compute_ms: list[float] = []
     evaluate = svc.controller.evaluate
 
@@ -134,7 +134,7 @@ def _rate(fn: Any, rows_per_call: int, seconds: float = 1.0) -> float:
     return n / (time.perf_counter() - t0)
 
 
-def _predictions_per_s(events: list[dict[str, Any]]) -> dict[str, Any]:
+def _predictions_per_s(events: list[TraceEvent]) -> dict[str, Any]:
     out: dict[str, Any] = {}
     models: list[Any] = [PhysicsModel()]
     try:
@@ -143,8 +143,8 @@ def _predictions_per_s(events: list[dict[str, Any]]) -> dict[str, Any]:
         models.append(RegistryModel(ModelRegistry.load(), "structure"))
     except (ImportError, FileNotFoundError, KeyError) as exc:
         out["onnx"] = f"not measured: {exc}"
-    segs = [e for e in events if e.get("type") == "RollSegment" and e.get("kind") == "created"]
-    rolls = [e for e in events if e.get("type") == "CoatedRoll" and e.get("kind") == "created"]
+    segs = [e for e in events if e.type == "RollSegment" and e.kind == "created"]
+    rolls = [e for e in events if e.type == "CoatedRoll" and e.kind == "created"]
     out["segment_events_replayed"] = len(segs)
     rng = np.random.default_rng(0)
     rows = {"pump_flow_rate_cm3_h": rng.uniform(640, 750, 1000), "web_speed_m_min": rng.uniform(0.9, 1.1, 1000),
@@ -165,7 +165,7 @@ def _predictions_per_s(events: list[dict[str, Any]]) -> dict[str, Any]:
 
 async def test_bench_twin(tmp_path: Path, influxd: Any, simulator_factory: Any) -> None:
     runs = []
-    events: list[dict[str, Any]] = []
+    events: list[TraceEvent] = []
     plan = [  # speed, publishing interval, only the cathode loop's nodes, live path, seconds measured
         (1.0, 100.0, False, True, 90.0), (1.0, 100.0, False, False, 90.0), (1.0, 20.0, True, True, 90.0),
         (60.0, 100.0, False, True, 30.0), (60.0, 100.0, False, False, 30.0), (60.0, 20.0, True, True, 30.0)]

@@ -7,15 +7,23 @@ from typing import Any
 
 import pytest
 
+from contract.records import TraceEvent
+from contract.trace import ID_PREFIX_BY_TYPE
 from models.cell_format import REFERENCE_POUCH
 from twin.plant_model import PhysicsModel, RegistryModel
 from twin.predict import Predictor, prediction_lines
 from twin.service_settings import PredictSettings
 
 
-def _events() -> list[dict[str, Any]]:
-    def ev(type_: str, id_: str, inputs: list[dict[str, Any]], **kw: Any) -> dict[str, Any]:
-        return {"kind": "created", "type": type_, "id": id_, "inputs": inputs, **kw}
+def _events() -> list[TraceEvent]:
+    seq = iter(range(1, 1000))
+
+    def ev(type_: str, id_: str, inputs: list[dict[str, Any]], **kw: Any) -> TraceEvent:
+        typed = [{"type": next(t for t, pre in ID_PREFIX_BY_TYPE.items() if i["id"].startswith(pre)), **i}
+                 for i in inputs]
+        return TraceEvent.from_json({"schema": "pilotline.trace.v1", "seq": next(seq), "line": "PL1",
+                                     "time": "2026-11-21T10:00:00Z", "kind": "created", "type": type_, "id": id_,
+                                     "step": type_, "station": "Line", "inputs": typed, **kw})
 
     return [
         ev("CoatedRoll", "CR-C-000001", [{"id": "SB-C-000001", "from_m": 0, "to_m": 20}],
