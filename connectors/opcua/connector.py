@@ -113,6 +113,8 @@ class OpcuaState:
     held_back: int = 0  # messages the sink refused (left unacknowledged on the server, republished later)
     republished: int = 0
     lost_at_source: int = 0  # unacknowledged messages the server no longer had (BadMessageNotAvailable): alarm-worthy
+    state_writes: int = 0  # subscription state file writes, and their bytes
+    state_bytes: int = 0
 
 
 class OpcuaConnector:
@@ -143,6 +145,9 @@ class OpcuaConnector:
         # acknowledgements wait until the context that tagged their samples is saved: (context version, ack)
         self._acks_waiting: list[tuple[int, ua.SubscriptionAcknowledgement]] = []
         self._saved_version = -1
+        # what the state file holds: (context version, durable marks version); the watchdog writes only on a change
+        self._durable_version = 0
+        self._written: tuple[int, int] | None = None
         # the trim horizon: oldest timed sample of each handed-over, unacknowledged batch, and of those acknowledged
         # since the last trim (a min over many batches: one batch of oddly stamped values cannot move it far)
         self._unacked_oldest: dict[int, int] = {}
@@ -223,6 +228,7 @@ class OpcuaConnector:
             "events": s.events,
             "paused": s.paused, "pauses": s.pauses, "held_back": s.held_back, "held_messages": len(self._held),
             "kept_messages": len(self._kept), "republished": s.republished, "lost_at_source": s.lost_at_source,
+            "state_writes": s.state_writes, "state_bytes": s.state_bytes,
         }
 
     # -- supervision ---------------------------------------------------------------------------------------------------
@@ -281,6 +287,7 @@ class OpcuaConnector:
             # a new server run may have a new clock: IDs and durable marks of the old one must not apply to it
             self.context.clear()
             self._durable.clear()
+            self._durable_version += 1
             self._ctx_server = server_start
         sub = await self._try_transfer(client, server_start) if resumed else None
         if sub is None:
@@ -389,7 +396,7 @@ class OpcuaConnector:
     async def _publish_loop(self, session: UaSession) -> None:
         """asyncua's loop acknowledges a message as soon as the callback returns; ours sends only durable acks, and
         no Publish request at all while the sink has no room or has not yet taken what it refused (``_catch_up``)."""
-        while adapter.session_open(session):
+        while adapter.session_open(session) and not self._stop.is_set():  # _catch_up returns at once on a stop
             if self._held or self._kept or not self._has_room():
                 await self._catch_up(session)
                 continue
@@ -552,19 +559,23 @@ class OpcuaConnector:
     def _write_state(self) -> None:
         """Save the subscription, the trace context and the durable marks; then the acknowledgements of the samples
         that this context tagged may go to the server."""
+        key = (self.context.version, self._durable_version)
         saved = self._state_to_save()
-        if saved is not None:
-            self._dump_state(saved)
-        self._release_acks(self.context.version)  # saved or not: holding them back would only grow the server's queue
+        if saved is not None and self._dump_state(saved):
+            self._written = key
+        self._release_acks(key[0])  # saved or not: holding them back would only grow the server's queue
 
     async def _write_state_async(self) -> None:
         """``_write_state`` with the JSON encoding and the file write in a thread: a long history costs the event
-        loop (and the live path) only the snapshot."""
-        version = self.context.version
-        saved = self._state_to_save()
-        if saved is not None:
-            await asyncio.to_thread(self._dump_state, saved)
-        self._release_acks(version)
+        loop (and the live path) only the snapshot. Only when the context or the durable marks changed since the
+        last write (issue 11: the file was rewritten every watchdog tick, also while nothing arrived): the file on
+        disk covers the current context version then, so the acknowledgements waiting for it may go."""
+        key = (self.context.version, self._durable_version)
+        if key != self._written:
+            saved = self._state_to_save()
+            if saved is not None and await asyncio.to_thread(self._dump_state, saved):
+                self._written = key
+        self._release_acks(key[0])
 
     def _state_to_save(self) -> dict[str, Any] | None:
         if self.state_file is None or self._saved is None:
@@ -572,15 +583,20 @@ class OpcuaConnector:
         self._saved = {**self._saved, "context": self.context.snapshot(), "durable": dict(self._durable)}
         return self._saved
 
-    def _dump_state(self, saved: dict[str, Any]) -> None:
+    def _dump_state(self, saved: dict[str, Any]) -> bool:
         assert self.state_file is not None
         tmp = self.state_file.with_suffix(".tmp")
         try:
             self.state_file.parent.mkdir(parents=True, exist_ok=True)
-            tmp.write_text(json.dumps(saved))
+            text = json.dumps(saved)
+            tmp.write_text(text)
             tmp.replace(self.state_file)
         except OSError as exc:
             log.warning("OPC UA: cannot save subscription state to %s: %s", self.state_file, exc)
+            return False
+        self.state.state_writes += 1
+        self.state.state_bytes += len(text)
+        return True
 
     def _release_acks(self, saved_version: int) -> None:
         self._saved_version = max(self._saved_version, saved_version)
@@ -842,6 +858,8 @@ class OpcuaConnector:
 
         def ack() -> None:  # runs once the pipeline has the records in its spool
             self._durable.update(marks)  # the pipeline acknowledges in the order it was handed the batches
+            if marks:
+                self._durable_version += 1
             done = self._unacked_oldest.pop(token, None)
             if done is not None and (self._acked_oldest is None or done < self._acked_oldest):
                 self._acked_oldest = done
