@@ -113,3 +113,51 @@ def test_records_held_back_at_a_full_queue_are_republished_and_stored_once(tmp_p
     assert report.opcua_wrong_value == 0 and report.opcua_mis_tagged == 0, report.summary()
     assert opcua["pauses"] >= 1, opcua
     assert opcua["lost_at_source"] == 0, opcua
+
+
+async def test_held_messages_the_server_dropped_are_counted_and_logged(tmp_path: Path, simulator_factory: Any,
+                                                                     caplog: Any) -> None:
+    """A pause longer than the subscription's lifetime: the server deletes the subscription with the messages held
+    back on it. They are lost at the source, and that is counted (``lost_at_source``) and logged as an error, never
+    skipped silently; the connector then carries on with a new subscription."""
+    import logging
+
+    from connectors.opcua import Ack, OpcuaConnector
+    from connectors.settings import OpcuaConfig
+
+    sim = await asyncio.to_thread(simulator_factory, ["--security", "none", "--speed", "40", "--tick", "1",
+                                                      "--scenario", str(FAST_LINE)])
+    room = [True]
+    taken = [0]
+
+    def sink(records: Any, ack: Ack | None) -> bool:
+        if not room[0]:
+            return False
+        taken[0] += 1
+        if ack is not None:
+            ack()
+        return True
+
+    # session_timeout_s 1: the subscription lives 30 publishing intervals (3 s) without a Publish request
+    cfg = OpcuaConfig(endpoint=sim.endpoint, session_timeout_s=1.0, watchdog_interval_s=0.3, stale_after_s=2.0,
+                      request_timeout_s=2.0, reconnect_initial_s=0.2, reconnect_max_s=1.0, trace_events=False)
+    c = OpcuaConnector(cfg, "PL1", sink, state_file=tmp_path / "opcua-subscription.json", ready=lambda: room[0])
+    caplog.set_level(logging.ERROR, logger="connectors.opcua")
+    await c.start()
+    try:
+        assert await c.wait_connected(30), c.status()
+        await until(lambda: taken[0] > 5, 20, "data before the pause")
+        room[0] = False
+        await until(lambda: c.status()["held_back"] > 0 and c.status()["paused"], 20, "a message held back")
+        await asyncio.sleep(6.0)  # twice the subscription's lifetime
+        room[0] = True
+        await until(lambda: c.status()["lost_at_source"] > 0, 30, "the lost messages counted")
+        resumed_at = taken[0]
+        await until(lambda: taken[0] > resumed_at + 5 and c.status()["connected"], 60, "data flows again")
+        st = c.status()
+    finally:
+        await c.stop()
+        await asyncio.to_thread(sim.stop)
+    assert st["held_messages"] == 0 and st["kept_messages"] == 0, st
+    errors = [r.getMessage() for r in caplog.records if r.levelno >= logging.ERROR]
+    assert any("LOST AT THE SOURCE" in m for m in errors), errors
