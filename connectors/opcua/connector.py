@@ -21,6 +21,15 @@ start time, or subscription expired) is a fresh subscription created. Values cha
 all are lost only beyond the monitored items' queue (``opcua.queue_size`` per node) or the subscription lifetime.
 Every use of asyncua internals this needs is in ``asyncua_adapter.py``.
 
+Backpressure: the sink returns False when it did not take a publish's records (the pipeline holds
+``ingest.queue_max`` records: the database is down and the spool full). That message is then not acknowledged and
+its records are dropped here (the server keeps it for Republish); the publish loop sends no Publish request while
+``ready()`` says the sink has no room (polled with backoff), so the server keeps new values in the monitored items'
+queues meanwhile, and before it resumes it republishes the held messages in order. A republished message the sink
+refuses again is kept in memory (asyncua's server drops a message once republished). A held message the server no
+longer has (``BadMessageNotAvailable``; a pause longer than the subscription's lifetime) is lost at the source:
+counted in ``lost_at_source`` in the status and logged as an error. A pause does not count as a stale session.
+
 Trace context (``trace.py``, which also says which clock an ID goes by): a sample gets the IDs that were current at
 its *source timestamp*. Samples are held for one publish cycle (at most twice the publishing interval) before they go
 to the store, so an ID change that the server delivers in the next publish response (same source instant) still
