@@ -273,6 +273,7 @@ class OpcuaConnector:
         """Drop the connection but not the server-side session: its subscription can then be transferred."""
         client, self._client = self._client, None
         self._handles = {}
+        self._sub = None  # a held message is republished only on the subscription's next session
         if client is None:
             return
         await adapter.drop_connection(client)
@@ -328,15 +329,15 @@ class OpcuaConnector:
             RequestedLifetimeCount=max(3 * keepalive, int(3 * c.session_timeout_s * 1000 / interval)),
             RequestedMaxKeepAliveCount=keepalive, MaxNotificationsPerPublish=0, PublishingEnabled=True, Priority=0,
         )
+        if self._held:  # held back, never stored, and their subscription is gone (before init starts the loop)
+            self._count_lost([n for n, _ in self._held], self._sub_id, "their subscription is gone")
+            self._held.clear()
+            self._held_oldest = None
         sub = BatchSubscription(client.uaclient.session, params, self._on_batch)
         await asyncio.wait_for(sub.init(), c.request_timeout_s)
         self._acks.clear()  # of a subscription that is gone: nothing will be republished from it
         self._acks_waiting.clear()
         self._unacked_oldest.clear()
-        if self._held:  # held back, never stored, and their subscription is gone
-            self._count_lost([n for n, _ in self._held], self._sub_id, "their subscription is gone")
-            self._held.clear()
-            self._held_oldest = None
         self._handles = await self._monitor(sub, infos)
         if c.trace_events:
             await self._subscribe_events(client, sub, ns)
