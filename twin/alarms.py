@@ -20,6 +20,8 @@ KINDS = (
     "connector_down", "control_fallback", "write_refused", "spc_out_of_control",
     # ingest (twin/ingest.py): the spool's budget or filesystem refuses frames; the in-memory queue sheds records
     "spool_full", "ingest_queue_full",
+    # ingest: messages held back at an OPC UA server under backpressure that the server no longer had
+    "data_lost_at_source",
     # genealogy (twin/service.py): many IDs named by samples stay unknown to the genealogy
     "unresolved_reference",
 )

@@ -152,6 +152,7 @@ class IngestPipeline:
         self.started_ns = 0
         self._room: asyncio.Event | None = None  # set when the forwarder confirmed something: a held frame may fit
         self._queue_alarm_seen = 0  # dropped + held back when the queue alarm was last looked at
+        self._lost_alarm_seen = 0  # the OPC UA connector's lost_at_source when last looked at
 
     # -- wiring ------------------------------------------------------------------------------------------------------
     def subscribe(self, callback: Subscriber) -> Callable[[], None]:
@@ -464,7 +465,8 @@ class IngestPipeline:
         return stamp
 
     def _update_alarms(self) -> None:
-        """Raise / clear ``spool_full`` and ``ingest_queue_full`` (only with an AlarmManager attached)."""
+        """Raise / clear ``spool_full`` and ``ingest_queue_full``, raise ``data_lost_at_source`` (only with an
+        AlarmManager attached)."""
         alarms = self.alarms
         if alarms is None:
             return
@@ -487,6 +489,13 @@ class IngestPipeline:
         elif self._inbox_records < self.cfg.ingest.queue_max // 2 and alarms.is_active("ingest_queue_full", "ingest"):
             alarms.clear("ingest_queue_full", "ingest")
         self._queue_alarm_seen = shed
+        lost = self.opcua.state.lost_at_source if self.opcua is not None else 0
+        if lost > self._lost_alarm_seen:  # not cleared by itself: lost data needs a person to look at it
+            alarms.raise_("data_lost_at_source", "opcua",
+                          f"{lost} OPC UA notification messages were held back and the server no longer had them: "
+                          "their values are lost (the pause outlived the server's queues or the subscription)",
+                          "critical", lost_messages=lost)
+        self._lost_alarm_seen = lost
 
     async def _dispatch(self, records: list[Record]) -> None:
         for cb in list(self._subscribers):

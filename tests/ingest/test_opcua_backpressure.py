@@ -161,3 +161,31 @@ async def test_held_messages_the_server_dropped_are_counted_and_logged(tmp_path:
     assert st["held_messages"] == 0 and st["kept_messages"] == 0, st
     errors = [r.getMessage() for r in caplog.records if r.levelno >= logging.ERROR]
     assert any("LOST AT THE SOURCE" in m for m in errors), errors
+
+
+def test_messages_lost_at_the_source_raise_an_alarm(tmp_path: Path) -> None:
+    """The connector's lost_at_source reaches the twin's alarms (critical, not cleared by itself): a count in a status
+    nobody reads is data lost silently. The pipeline is wired as the service wires it; the count is set the way the
+    connector sets it when a Republish finds nothing (its own test above drives that against the simulator)."""
+    from twin.alarms import AlarmManager
+    from twin.config import Config
+    from twin.ingest import IngestPipeline
+
+    cfg = Config.model_validate({"line": {"id": "PL1"}, "spool": {"dir": str(tmp_path / "spool")},
+                                 "quarantine": {"dir": str(tmp_path / "quarantine")},
+                                 "opcua": {"endpoint": "opc.tcp://127.0.0.1:1/"}, "mqtt": {"enabled": False}})
+    alarms = AlarmManager()
+    pipe = IngestPipeline(cfg, alarms=alarms)
+    from connectors.opcua import OpcuaConnector
+
+    pipe.opcua = OpcuaConnector(cfg.opcua, "PL1", lambda records, ack: True)
+    pipe._update_alarms()  # noqa: SLF001 - the processor's own call, here without records flowing
+    assert not alarms.is_active("data_lost_at_source", "opcua")
+    pipe.opcua.state.lost_at_source = 3
+    pipe._update_alarms()  # noqa: SLF001
+    assert alarms.is_active("data_lost_at_source", "opcua")
+    alarm = next(a for a in alarms.list() if a.kind == "data_lost_at_source")
+    assert alarm.severity == "critical" and "3 OPC UA notification messages" in alarm.message
+    pipe._update_alarms()  # noqa: SLF001 - nothing new lost: still raised, not cleared by itself
+    assert alarms.is_active("data_lost_at_source", "opcua")
+    pipe.spool.close()
