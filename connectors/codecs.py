@@ -1,6 +1,6 @@
 """MQTT payloads to records: cycler telemetry / results JSON and trace events (``pilotline.trace.v1``).
 
-Topic scheme (README, simulator section): ``pilotline/<line>/formation/<channel>/telemetry|result`` and
+Topic scheme (docs/simulator.md): ``pilotline/<line>/formation/<channel>/telemetry|result`` and
 ``pilotline/<line>/trace``. A cycler message is one JSON object:
 
     {"seq": 17, "time": "2026-11-21T10:00:00.000000Z", "channel": "CH-01", "cell_id": "CELL-000001",

@@ -178,7 +178,7 @@ class MqttConfig(_Model):
     max_inflight: int = Field(100, ge=1)
     reconnect_min_s: float = Field(0.2, gt=0)
     reconnect_max_s: float = Field(5.0, gt=0)
-    sparkplug: bool = False  # spBv1.0/# decoding: not available (no maintained library we pin); see README
+    sparkplug: bool = False  # spBv1.0/# decoding: not available (no maintained library we pin); see docs/ingest.md
 
     @field_validator("qos", mode="before")
     @classmethod

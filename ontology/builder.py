@@ -34,7 +34,7 @@ Term = Union[ox.NamedNode, ox.BlankNode, ox.Literal]
 Triple = tuple[ox.NamedNode | ox.BlankNode, ox.NamedNode, Term]
 
 _STAT_SET: Final = frozenset(iris.STATISTICS)
-# Steps implied by the type when an event names none (README: lots are "received", formation runs come from Formation).
+# Steps implied by the type when an event names none (docs/traceability.md: lots are "received", formation runs come from Formation).
 _DEFAULT_STEP: Final = {"RawMaterialLot": "Receiving", "FormationRun": "Formation"}
 
 _XSD = "http://www.w3.org/2001/XMLSchema#"
@@ -524,7 +524,7 @@ def event_ref(seq: int, variant: str | None) -> int | str:
 
 
 def polarity_of(entity_id: str) -> str | None:
-    """`ES-C-000001` -> positive, `CR-A-000002` -> negative (README ID patterns); None when the ID has no code."""
+    """`ES-C-000001` -> positive, `CR-A-000002` -> negative (docs/traceability.md ID patterns); None when the ID has no code."""
     parts = entity_id.split("-")
     if len(parts) >= 3:
         return iris.POLARITY_BY_CODE.get(parts[1])

@@ -41,7 +41,7 @@ class EventError(ValueError):
 
 
 def parse_time(value: Any, name: str) -> datetime:
-    """ISO 8601 with a zone (Z or +hh:mm) -> aware UTC datetime; naive times are refused (README: UTC everywhere)."""
+    """ISO 8601 with a zone (Z or +hh:mm) -> aware UTC datetime; naive times are refused (docs/traceability.md: UTC everywhere)."""
     if not isinstance(value, str) or not value:
         raise EventError(f"'{name}' must be an ISO 8601 UTC time string like 2026-11-21T10:00:00Z, got {value!r}")
     text = value.strip()

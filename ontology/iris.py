@@ -130,7 +130,7 @@ QUANTITY_BY_STEM: Final[tuple[tuple[str, str], ...]] = (
     ("duration", str(EMMO.EMMO_0adabf6f_7404_44cb_9f65_32d83d8101a3)),  # Duration
 )
 
-# Project classes per trace-event `type` (README traceability section) and per `step`.
+# Project classes per trace-event `type` (docs/traceability.md) and per `step`.
 ENTITY_CLASSES: Final[dict[str, str]] = {
     "RawMaterialLot": "RawMaterialLot",
     "SlurryBatch": "SlurryBatch",
@@ -159,7 +159,7 @@ STEP_CLASSES: Final[dict[str, str]] = {
     "Filling": "Filling",
     "Formation": "Formation",
 }
-# The sub-step of Assembly a created entity implies (README table: cutting, stacking, packaging).
+# The sub-step of Assembly a created entity implies (docs/traceability.md table: cutting, stacking, packaging).
 ASSEMBLY_SUBSTEP_BY_OUTPUT: Final[dict[str, str]] = {
     "ElectrodeSheet": "SheetCutting",
     "CellStack": "Stacking",
@@ -177,5 +177,5 @@ EQUIPMENT_CLASS_BY_STEP: Final[dict[str, str]] = {
     "Formation": "Cycler",
 }
 
-# Positive (cathode, `-C-` in the ID) vs negative (anode, `-A-`) electrode material, from the README ID patterns.
+# Positive (cathode, `-C-` in the ID) vs negative (anode, `-A-`) electrode material, from the ID patterns of docs/traceability.md.
 POLARITY_BY_CODE: Final[dict[str, str]] = {"C": "positive", "A": "negative"}

@@ -1,7 +1,7 @@
 """``python -m simulator`` (console script ``pilotline-sim``): the bundled pilot line.
 
 Subcommands besides the default run: ``hash-password`` (print a PBKDF2 hash for a users file) and ``nodes``
-(print the address space; ``--markdown`` gives the README table).
+(print the address space; ``--markdown`` gives the table of docs/simulator.md).
 """
 
 from __future__ import annotations

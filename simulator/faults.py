@@ -1,4 +1,4 @@
-"""Instrument faults as a downstream consumer sees them (README, "Faults").
+"""Instrument faults as a downstream consumer sees them (docs/simulator.md, "Faults").
 
 - dropout: the value is withheld, status ``BadNoCommunication`` (OPC UA value null) for the duration;
 - stuck: the last good value is repeated with status ``Good`` (only a flat line gives it away);

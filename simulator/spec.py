@@ -1,8 +1,8 @@
 """The address space as data: every node's browse path, type, unit, EURange and writability.
 
 One list drives three things so they cannot drift apart: the OPC UA server builds its nodes from it, the plant's
-outputs are checked against it, and the README table is generated from it (``python -m simulator nodes --markdown``;
-a test compares the README with that output).
+outputs are checked against it, and the docs/simulator.md table is generated from it (``python -m simulator nodes --markdown``;
+a test compares docs/simulator.md with that output).
 
 Paths are dotted below ``PilotLine`` (``Coating.Cathode.PumpFlowRate``); the OPC UA NodeId is
 ``ns=<idx>;s=PilotLine.<path>`` and the browse path ``PilotLine/<path with />``.
@@ -203,7 +203,7 @@ def specs_by_path(specs: list[NodeSpec]) -> dict[str, NodeSpec]:
 
 
 def markdown_table(channels: int = 16) -> str:
-    """The README's address-space table (per-channel rows shown once for ``CH-<NN>``)."""
+    """The address-space table of docs/simulator.md (per-channel rows shown once for ``CH-<NN>``)."""
     rows = ["| browse path below `PilotLine/` | NodeId (`ns=2;s=...`) | type | unit (UNECE) | EURange | writable "
             "| meaning |", "|---|---|---|---|---|---|---|"]
     seen_channel = False

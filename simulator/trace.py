@@ -1,4 +1,4 @@
-"""Trace IDs and trace events exactly as the README's traceability contract prescribes (``pilotline.trace.v1``).
+"""Trace IDs and trace events exactly as the traceability contract (docs/traceability.md, contract/) prescribes (``pilotline.trace.v1``).
 
 The schema name, the entity types and the kinds come from the contract package (``contract.trace``), the one place
 that states the format (tests/ontology/test_simulator_record.py places every event of a real run through its parser).
@@ -24,7 +24,7 @@ def iso(t: datetime) -> str:
 
 @dataclass
 class IdCounter:
-    """Numbers per prefix, from 1; the formats are the README's ID patterns."""
+    """Numbers per prefix, from 1; the formats are the ID patterns of docs/traceability.md."""
 
     counts: dict[str, int] = field(default_factory=dict)
 

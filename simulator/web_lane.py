@@ -136,7 +136,7 @@ def _interp(x: float, xs: list[float], ys: list[float]) -> float:
 
 @dataclass
 class Coil:
-    """A slit coil; positions are coated-roll positions (calender elongation neglected, README)."""
+    """A slit coil; positions are coated-roll positions (calender elongation neglected, docs/simulator.md)."""
 
     id: str
     lane: str

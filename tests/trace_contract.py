@@ -1,4 +1,4 @@
-"""The trace event of the README's traceability contract, verbatim: the one parser of it (contract.trace) is tested
+"""The trace event of the traceability contract (docs/traceability.md), verbatim: the one parser of it (contract.trace) is tested
 against this one example through both of its doors (connectors.records for ingest, ontology.events for the graph) and
 against the JSON Schema (tests/contract). Copy it before changing it."""
 

@@ -1,4 +1,4 @@
-"""A synthetic plant history of trace events that follows README's traceability schema exactly.
+"""A synthetic plant history of trace events that follows the traceability schema of docs/traceability.md exactly.
 
 Used by the genealogy tests (until and beside a real simulator recording) and by tests/bench/bench_genealogy.py.
 It keeps its own record of what went into what (`Truth`) so tests can compare the graph's answers with it.

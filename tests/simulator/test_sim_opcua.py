@@ -316,14 +316,13 @@ async def test_trace_events_arrive_as_opc_ua_events(simulator_factory: Any, tmp_
 
 
 def test_readme_client_example_runs(simulator_factory: Any, tmp_path: Path) -> None:
-    """The README's Python example, run as written against a default-security simulator (no --users)."""
+    """The Python example of docs/simulator.md, run as written against a default-security simulator (no --users)."""
     import re
     import subprocess
     import sys
 
-    readme = (Path(__file__).resolve().parents[2] / "README.md").read_text(encoding="utf-8")
-    section = readme[readme.index("<!-- SECTION:simulator -->"):readme.index("<!-- /SECTION:simulator -->")]
-    code = re.search(r"```python\n(.*?)```", section, re.S)
+    readme = (Path(__file__).resolve().parents[2] / "docs" / "simulator.md").read_text(encoding="utf-8")
+    code = re.search(r"```python\n(.*?)```", readme, re.S)
     assert code is not None
     sim = simulator_factory(args=["--security", "sign,sign-encrypt", "--speed", "60"])
     script = code.group(1).replace('print(asyncio.run(main()))',

@@ -1,4 +1,4 @@
-"""Samples and trace events as InfluxDB line protocol: the schema lives here and in the README, nowhere else.
+"""Samples and trace events as InfluxDB line protocol: the schema lives here and in docs/ingest.md, nowhere else.
 
 Schema (DESIGN.md section 4: measurement per station, low-cardinality tags, unbounded IDs in fields):
 
