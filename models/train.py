@@ -127,7 +127,7 @@ def fit_and_export(name: str, description: str, specs: Sequence[doe.InputSpec], 
             stale.unlink()
     order = {o: i for i, o in enumerate(out_names)}
     outputs_card.sort(key=lambda c: order[c["name"]])
-    now = dt.datetime.now(dt.timezone.utc)
+    now = dt.datetime.now(dt.UTC)
     card = {
         "name": name,
         "version": f"{name}-{dataset['hash'][:10]}-{now:%Y%m%d}",

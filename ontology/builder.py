@@ -18,7 +18,7 @@ import json
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from datetime import datetime
-from functools import lru_cache
+from functools import cache, lru_cache
 from importlib import resources
 from typing import Any, Final, Union
 from urllib.parse import quote
@@ -68,7 +68,7 @@ P: Final = _OxNamespace(str(PL))
 E: Final = _OxNamespace(str(EMMO))
 
 
-@lru_cache(maxsize=None)
+@cache
 def node(iri: str) -> ox.NamedNode:
     """A constant IRI (class, unit, quantity kind) as a pyoxigraph term, created once."""
     return ox.NamedNode(iri)
@@ -82,7 +82,7 @@ def vocabulary() -> Graph:
     return graph
 
 
-@lru_cache(maxsize=None)
+@cache
 def types_of(cls: URIRef) -> tuple[URIRef, ...]:
     """The class and all its superclasses known to the vocabulary (project classes plus their external parents)."""
     graph = vocabulary()
@@ -98,7 +98,7 @@ def types_of(cls: URIRef) -> tuple[URIRef, ...]:
     return tuple(seen)
 
 
-@lru_cache(maxsize=None)
+@cache
 def _types(name: str) -> tuple[ox.NamedNode, ...]:
     """types_of(pl:name) as pyoxigraph terms."""
     return tuple(ox.NamedNode(str(t)) for t in types_of(PL[name]))
@@ -481,7 +481,7 @@ class GraphBuilder:
         return out
 
 
-@lru_cache(maxsize=None)
+@cache
 def _step_classes(step: str, kind: str, entity_type: str) -> tuple[ox.NamedNode, ...]:
     """The classes of a step's process node (sorted by IRI, as before), worked out once per combination."""
     step_cls = iris.STEP_CLASSES.get(step, "ProcessStep")

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import math
 import re
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from typing import Any, Final
 
 from contract.records import ID_MAX_LEN, ID_PATTERN, TraceEvent, is_valid_id
@@ -57,7 +57,7 @@ def parse_time(value: Any, name: str) -> datetime:
         raise EventError(f"'{name}' is not an ISO 8601 time: {value!r}") from None
     if parsed.tzinfo is None:
         raise EventError(f"'{name}' has no time zone; send UTC with a trailing Z: {value!r}")
-    return parsed.astimezone(timezone.utc)
+    return parsed.astimezone(UTC)
 
 
 def check_id(value: Any, name: str) -> str:

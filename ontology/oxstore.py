@@ -12,8 +12,8 @@ from __future__ import annotations
 
 import re
 from collections.abc import Mapping
-from datetime import datetime, timezone
-from functools import lru_cache
+from datetime import UTC, datetime
+from functools import cache, lru_cache
 from typing import Any
 
 import pyoxigraph as ox
@@ -69,7 +69,7 @@ _XSD = "http://www.w3.org/2001/XMLSchema#"
 _STRING, _DOUBLE, _INTEGER, _BOOLEAN = (ox.NamedNode(_XSD + t) for t in ("string", "double", "integer", "boolean"))
 
 
-@lru_cache(maxsize=None)
+@cache
 def _split(name: str) -> tuple[str, str] | None:
     text = load(name)
     match = _WHERE.search(text)
@@ -96,7 +96,7 @@ def literal_python(lit: Literal) -> Any:
     """What the genealogy answers hold for a literal: rdflib's Python value, dates as ISO 8601 UTC with Z."""
     py = lit.toPython()
     if isinstance(py, datetime):
-        return py.astimezone(timezone.utc).isoformat().replace("+00:00", "Z") if py.tzinfo else py.isoformat()
+        return py.astimezone(UTC).isoformat().replace("+00:00", "Z") if py.tzinfo else py.isoformat()
     if isinstance(py, Literal):
         return str(py)
     return py

@@ -13,7 +13,7 @@ import json
 import threading
 from collections.abc import Iterator
 from dataclasses import asdict, dataclass, field
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -25,7 +25,7 @@ class Entry:
     payload: Any
     what: str = "event"  # event | prediction | audit
     waiting_for: list[str] = field(default_factory=list)  # "line\x00id" keys whose creation would release it
-    received_at: str = field(default_factory=lambda: datetime.now(timezone.utc).isoformat())
+    received_at: str = field(default_factory=lambda: datetime.now(UTC).isoformat())
     identity: str | None = None  # "line\x00seq\x00digest" of a trace event (see identity()); None if it had none
 
     def seq_identity(self) -> tuple[str, int, str] | None:
@@ -203,7 +203,7 @@ class UnresolvedReferences:
         self._dropped_recent: set[str] = set()
 
     def note(self, key: str, line: str, entity_id: str, trace_key: str, source: str, now_mono: float) -> None:
-        stamp = datetime.now(timezone.utc).isoformat()
+        stamp = datetime.now(UTC).isoformat()
         with self._lock:
             self.samples += 1
             ref = self._refs.get(key)

@@ -7,7 +7,7 @@ so a crafted ID cannot change a query's meaning.
 
 from __future__ import annotations
 
-from functools import lru_cache
+from functools import cache
 from importlib import resources
 from typing import Final
 
@@ -39,7 +39,7 @@ QUERY_NAMES: Final = (
 )
 
 
-@lru_cache(maxsize=None)
+@cache
 def load(name: str) -> str:
     if name not in QUERY_NAMES:
         raise KeyError(f"no query named {name!r}; known: {', '.join(QUERY_NAMES)}")

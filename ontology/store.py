@@ -35,16 +35,16 @@ from collections import OrderedDict
 from collections.abc import Callable, Mapping
 from contextlib import nullcontext
 from dataclasses import dataclass
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any, ContextManager, Final, Literal as TypingLiteral
+from typing import Any, ContextManager, Final
+from typing import Literal as TypingLiteral
 
 from rdflib import XSD, Graph, Literal, URIRef
 from rdflib.graph import DATASET_DEFAULT_GRAPH_ID
 
 from ontology import iris
-from ontology.builder import (GraphBuilder, Triple, event_digest, event_ref, to_ox, to_rdflib,
-                              vocabulary_triples)
+from ontology.builder import GraphBuilder, Triple, event_digest, event_ref, to_ox, to_rdflib, vocabulary_triples
 from ontology.events import ID_PATTERN, EventError, TraceEvent, check_id, check_number, parse_event, parse_time
 from ontology.iris import PL
 from ontology.oxstore import inline_values, literal_python, ox_select
@@ -1278,17 +1278,17 @@ def _py(term: Any) -> Any:
 
 def _aware(value: Any) -> datetime:
     if isinstance(value, datetime):
-        return value if value.tzinfo else value.replace(tzinfo=timezone.utc)
+        return value if value.tzinfo else value.replace(tzinfo=UTC)
     return parse_time(str(value), "time")
 
 
 def _as_time(value: datetime | str | None, name: str) -> datetime:
     if value is None:
-        return datetime.now(timezone.utc)
+        return datetime.now(UTC)
     if isinstance(value, datetime):
         if value.tzinfo is None:
             raise EventError(f"'{name}' must be timezone-aware (UTC)")
-        return value.astimezone(timezone.utc)
+        return value.astimezone(UTC)
     return parse_time(value, name)
 
 

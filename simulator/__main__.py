@@ -13,7 +13,7 @@ import logging
 import re
 import sys
 from collections.abc import Callable
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 
 from .opcua_server import POLICIES
@@ -60,7 +60,7 @@ def _time(text: str) -> datetime:
         t = datetime.fromisoformat(text.replace("Z", "+00:00"))
     except ValueError as exc:
         raise argparse.ArgumentTypeError(f"--start-time must be ISO 8601, e.g. 2026-01-01T00:00:00Z: {exc}") from exc
-    return t if t.tzinfo else t.replace(tzinfo=timezone.utc)
+    return t if t.tzinfo else t.replace(tzinfo=UTC)
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -12,7 +12,7 @@ import logging
 import signal
 import time
 from dataclasses import dataclass
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -53,7 +53,7 @@ class Runner:
         # is full (coated, dried, calendered) when pacing begins instead of filling for half an hour of wall time
         self.pace_from: datetime | None = opts.start_time
         self.warmed_up = False
-        start = (opts.start_time or datetime.now(timezone.utc)) - timedelta(seconds=opts.warmup_s)
+        start = (opts.start_time or datetime.now(UTC)) - timedelta(seconds=opts.warmup_s)
         self.plant = Plant(scenario, opts.seed, opts.line_id, start, opts.profile_points, opts.profile_array)
         self.recorder = Recorder(opts.record) if opts.record else None
         self.server = LineServer(self.plant, opts.host, opts.port, opts.data_dir, list(opts.security), users,
@@ -99,7 +99,7 @@ class Runner:
                     # the warm-up's last step may be up to a tick ahead of the wall clock: wait that out, so a
                     # value's SourceTimestamp is when it is published (at --speed 1)
                     ahead_s = 0.0 if self.pace_from is not None else max(
-                        0.0, (self.plant.now() - datetime.now(timezone.utc)).total_seconds() / self.opts.speed)
+                        0.0, (self.plant.now() - datetime.now(UTC)).total_seconds() / self.opts.speed)
                     wall0, paced_steps, anchored = time.monotonic() + ahead_s, 0, True
                 paced_steps += 1
                 delay = wall0 + paced_steps * period - time.monotonic()
@@ -120,7 +120,7 @@ class Runner:
         warm-up runs, so at --speed 1 the simulated clock then keeps step with it)."""
         if self.opts.warmup_s <= 0 or self.warmed_up:
             return False
-        until = self.pace_from or datetime.now(timezone.utc)
+        until = self.pace_from or datetime.now(UTC)
         self.warmed_up = self.plant.now() >= until  # once over, it stays over (a late step does not restart it)
         return not self.warmed_up
 

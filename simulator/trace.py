@@ -9,7 +9,7 @@ from __future__ import annotations
 import math
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from contract.trace import KINDS, SCHEMA, TYPES
@@ -19,7 +19,7 @@ __all__ = ["SCHEMA", "TYPES", "IdCounter", "TraceLog", "inp", "iso", "lane_lette
 
 def iso(t: datetime) -> str:
     """UTC with microseconds and a Z, as in the contract's example."""
-    return t.astimezone(timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+    return t.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
 
 
 @dataclass

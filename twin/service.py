@@ -32,8 +32,8 @@ from twin.config import Config
 from twin.context import TwinContext
 from twin.control import Controller
 from twin.ingest import IngestPipeline, cancel_tasks
-from twin.logs import setup_logging
 from twin.live import LiveState
+from twin.logs import setup_logging
 from twin.metrics import Metrics
 from twin.plant_model import PhysicsModel, PlantModel, RegistryModel
 from twin.predict import Prediction, Predictor, prediction_lines

@@ -28,7 +28,7 @@ for extra in (REPO, REPO / "tests" / "ontology"):
     if str(extra) not in sys.path:
         sys.path.insert(0, str(extra))
 
-from synthetic import PlantHistory, iso, T0  # noqa: E402
+from synthetic import T0, PlantHistory, iso  # noqa: E402
 
 from ontology.store import GenealogyStore, StoreConfig  # noqa: E402
 

@@ -30,7 +30,7 @@ from typing import Any
 import httpx
 
 from deploy.localstack import Influxd, Simulator
-from tests.ingest.conftest import IngestProcess, ingest_config, influx_rows
+from tests.ingest.conftest import IngestProcess, influx_rows, ingest_config
 
 SIM_ARGS = ["--security", "none", "--speed", "60", "--tick", "5", "--profile-points", "1000", "--profile-array"]
 WARMUP_S, WINDOW_S = 5.0, 15.0

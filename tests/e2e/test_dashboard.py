@@ -11,12 +11,12 @@ import subprocess
 import sys
 import time
 import urllib.request
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
 import pytest
 import yaml
-from concurrent.futures import ThreadPoolExecutor
 from asyncua import Client, ua
 
 from deploy.localstack import REPO, Twin, free_port

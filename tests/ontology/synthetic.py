@@ -11,10 +11,10 @@ from __future__ import annotations
 import random
 from collections.abc import Iterator
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
-T0 = datetime(2026, 11, 21, 6, 0, tzinfo=timezone.utc)
+T0 = datetime(2026, 11, 21, 6, 0, tzinfo=UTC)
 
 
 def iso(t: datetime) -> str:

@@ -12,15 +12,14 @@ from urllib.parse import quote
 
 import httpx
 import pytest
-from tests.ontology.conftest import load
 from fastapi import Depends, FastAPI, Header, HTTPException
 from fastapi.testclient import TestClient
 from rdflib import Graph
-from tests.ontology.synthetic import PlantHistory
 
 from ontology.__main__ import build_app
 from ontology.api import make_router
-from ontology.store import GenealogyStore, StoreConfig
+from ontology.store import GenealogyStore
+from tests.ontology.synthetic import PlantHistory
 
 REPO = Path(__file__).resolve().parents[2]
 PL = "PREFIX pl: <https://pilotline.example.org/vocab#> "

@@ -11,11 +11,11 @@ from pathlib import Path
 from typing import Any
 
 from rdflib import URIRef
-from tests.ontology.conftest import load
-from tests.ontology.synthetic import PlantHistory
 
 from ontology.iris import PL
 from ontology.store import GenealogyStore, StoreConfig
+from tests.ontology.conftest import load
+from tests.ontology.synthetic import PlantHistory
 
 
 def real_ids(events: list[dict[str, Any]]) -> set[str]:

@@ -6,7 +6,7 @@ values only as escaped terms, and the bulk-load write path must store the same g
 
 from __future__ import annotations
 
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 
 import pyoxigraph as ox
@@ -14,17 +14,17 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from rdflib import XSD, Literal, URIRef
-from tests.ontology.conftest import load
-from tests.ontology.synthetic import PlantHistory
 
 from ontology.builder import to_ox, to_rdflib
 from ontology.iris import PL
 from ontology.oxstore import ox_select, ox_values_block, py_value
 from ontology.store import GenealogyStore, StoreConfig, _py
+from tests.ontology.conftest import load
+from tests.ontology.synthetic import PlantHistory
 
 finite = st.floats(allow_nan=False, allow_infinity=False)
 times = st.datetimes(min_value=datetime(1990, 1, 1), max_value=datetime(2100, 1, 1),
-                     timezones=st.just(timezone.utc))
+                     timezones=st.just(UTC))
 
 
 @settings(max_examples=300, deadline=None)

@@ -7,12 +7,12 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from tests.ontology.conftest import load
 from hypothesis import given, settings
 from hypothesis import strategies as st
-from tests.ontology.synthetic import PlantHistory
 
 from ontology.store import GenealogyStore, QueryInputError, StoreConfig, UnknownIdError
+from tests.ontology.conftest import load
+from tests.ontology.synthetic import PlantHistory
 
 
 def cells_of(history: PlantHistory) -> list[str]:

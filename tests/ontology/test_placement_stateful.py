@@ -19,10 +19,10 @@ from typing import Any
 from hypothesis import HealthCheck, settings
 from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, invariant, precondition, rule
-from tests.ontology.synthetic import PlantHistory
-from tests.ontology.test_event_identity import real_ids, stored_ids
 
 from ontology.store import GenealogyStore, StoreConfig
+from tests.ontology.synthetic import PlantHistory
+from tests.ontology.test_event_identity import real_ids, stored_ids
 
 HISTORY = PlantHistory(cells=3, roll_length_m=5.0, segment_m=5.0, seed=12)
 EVENTS: list[dict[str, Any]] = list(HISTORY.events())

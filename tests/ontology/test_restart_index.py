@@ -11,10 +11,9 @@ from __future__ import annotations
 import threading
 from pathlib import Path
 
+from ontology.store import GenealogyStore, StoreConfig
 from tests.ontology.conftest import load
 from tests.ontology.synthetic import PlantHistory
-
-from ontology.store import GenealogyStore, StoreConfig
 
 
 class GatedStore(GenealogyStore):

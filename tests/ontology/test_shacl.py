@@ -5,13 +5,13 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-from tests.ontology.conftest import load
 from rdflib import XSD, Graph, Literal, URIRef
-from tests.ontology.synthetic import PlantHistory
 
 from ontology.iris import PL
 from ontology.shapes import validate
 from ontology.store import GenealogyStore, StoreConfig
+from tests.ontology.conftest import load
+from tests.ontology.synthetic import PlantHistory
 
 BASE = "https://pilotline.example.org/id/PL1/"
 

@@ -13,11 +13,11 @@ from typing import Any
 
 import pytest
 import yaml
-from tests.ontology.conftest import load
 
 from ontology.__main__ import trace_events
 from ontology.shapes import validate
 from ontology.store import GenealogyStore, StoreConfig
+from tests.ontology.conftest import load
 
 REPO = Path(__file__).resolve().parents[2]
 QUIET = {"noise_scale": 0.0, "batch_variation": 0.0,

@@ -14,11 +14,11 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from tests.ontology.conftest import load
-from tests.ontology.synthetic import PlantHistory
 
 from deploy.localstack import LOOPBACK, ManagedProcess
 from ontology.store import GenealogyStore, StoreConfig
+from tests.ontology.conftest import load
+from tests.ontology.synthetic import PlantHistory
 
 
 def oxigraph_binary() -> str | None:

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import json
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -13,7 +13,7 @@ from simulator.plant import Plant
 from simulator.scenario import parse_scenario
 from simulator.spec import NAMESPACE_URI
 
-START = datetime(2026, 1, 1, tzinfo=timezone.utc)
+START = datetime(2026, 1, 1, tzinfo=UTC)
 START_ISO = "2026-01-01T00:00:00Z"
 
 QUIET_LINE: dict[str, Any] = {

@@ -14,6 +14,7 @@ from typing import Any
 
 import paho.mqtt.client as mqtt
 import pytest
+
 from tests.simulator.sim_helpers import START, START_ISO, quiet, read_record, write_scenario
 
 REPO = Path(__file__).resolve().parents[2]

@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import math
 import time
-from datetime import timedelta
+from datetime import UTC, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -14,10 +14,10 @@ from asyncua import Client, ua
 from asyncua.crypto.cert_gen import setup_self_signed_certificate
 from asyncua.crypto.security_policies import SecurityPolicyBasic256Sha256
 from cryptography.x509.oid import ExtendedKeyUsageOID
-from tests.simulator.sim_helpers import ns_index, quiet, read_record, write_scenario
 
 from simulator.spec import UNECE_NAMESPACE, line_specs, unece_unit_id
 from simulator.users import make_hash
+from tests.simulator.sim_helpers import ns_index, quiet, read_record, write_scenario
 
 pytestmark = pytest.mark.timeout(120)
 
@@ -337,7 +337,7 @@ async def test_warmup_fills_the_line_then_keeps_step_with_the_wall_clock(simulat
     """--warmup 1800 at --speed 1 (drift scenario: 20 m rolls): soon after the start the calendered density reads
     Good (the first roll has been coated, dried and calendered in simulated time), and from then on the simulated
     clock is the wall clock (within a few ticks), not half an hour behind or running ahead."""
-    from datetime import datetime, timezone
+    from datetime import datetime
 
     drift = Path(__file__).resolve().parents[2] / "simulator" / "scenarios" / "drift.yaml"
     sim = simulator_factory(args=["--security", "none", "--speed", "1", "--warmup", "1800", "--scenario", str(drift)])
@@ -346,7 +346,7 @@ async def test_warmup_fills_the_line_then_keeps_step_with_the_wall_clock(simulat
         await wait_good(client, ns, "Calendering.Cathode.CoatingDensity", timeout_s=60)
         await wait_good(client, ns, "Drying.Cathode.MassLoading", timeout_s=5)
         await asyncio.sleep(2.0)
-        lag_s = (datetime.now(timezone.utc) - await sim_time(client, ns)).total_seconds()
+        lag_s = (datetime.now(UTC) - await sim_time(client, ns)).total_seconds()
         # a value is published when its simulated time comes, and stays until the next tick
         assert -0.3 <= lag_s <= 1.5, f"simulated clock {lag_s:+.2f} s behind the wall clock after the warm-up"
         t1 = await sim_time(client, ns)

@@ -10,11 +10,10 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 import models.process_chain as pc
-from tests.simulator.sim_helpers import START, plant, quiet, run
-
 from simulator.plant import Plant
 from simulator.scenario import load_scenario
 from simulator.web_lane import BETA_GAUGE_M, WET_CALIPER_M
+from tests.simulator.sim_helpers import START, plant, quiet, run
 
 # Seed 001 Appendix Table A1 (ProZell cathode): the gauges at nominal setpoints must agree within 1 %.
 TABLE_A1 = {

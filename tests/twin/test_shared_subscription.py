@@ -13,8 +13,8 @@ import time
 import uuid
 
 import paho.mqtt.client as mqtt
-from paho.mqtt.properties import Properties
 from paho.mqtt.packettypes import PacketTypes
+from paho.mqtt.properties import Properties
 
 N_MESSAGES = 2000
 

@@ -55,9 +55,9 @@ import struct
 import threading
 import time
 import zlib
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from collections.abc import Sequence
 from typing import Final, Literal
 
 log = logging.getLogger(__name__)
