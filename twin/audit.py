@@ -16,6 +16,8 @@ from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
+from twin.store.lineproto import string_field, tag_value
+
 log = logging.getLogger("twin.audit")
 
 ACTIONS = ("proposed", "approved", "rejected", "expired", "write", "write_refused", "mode", "fallback")
@@ -78,28 +80,22 @@ class AuditLog:
 def audit_line_protocol(entry: AuditEntry, line: str) -> str:
     """One InfluxDB line for an audit entry (measurement ``twin_audit``; unbounded ids go into fields)."""
 
-    def tag(v: str) -> str:
-        return v.replace("\\", "\\\\").replace(",", "\\,").replace("=", "\\=").replace(" ", "\\ ")
-
-    def sval(v: str) -> str:
-        return '"' + v.replace("\\", "\\\\").replace('"', '\\"').replace("\n", " ") + '"'
-
-    tags = f"twin_audit,line={tag(line)},action={tag(entry.action)}"
+    tags = f"twin_audit,line={tag_value(line)},action={tag_value(entry.action)}"
     if entry.loop:
-        tags += f",loop={tag(entry.loop)}"
-    fields = [f"audit_id={entry.id}i", f"who={sval(entry.who)}", f"why={sval(entry.why)}"]
+        tags += f",loop={tag_value(entry.loop)}"
+    fields = [f"audit_id={entry.id}i", f"who={string_field(entry.who)}", f"why={string_field(entry.why)}"]
     if entry.recommendation_id is not None:
         fields.append(f"recommendation_id={entry.recommendation_id}i")
     if entry.target is not None:
-        fields.append(f"target={sval(str(entry.target))}")
+        fields.append(f"target={string_field(str(entry.target))}")
     for name in ("before", "after"):
         v = getattr(entry, name)
         if isinstance(v, (int, float)) and not isinstance(v, bool):
             fields.append(f"{name}={float(v)!r}")
         elif v is not None:
-            fields.append(f"{name}_text={sval(str(v))}")
+            fields.append(f"{name}_text={string_field(str(v))}")
     if entry.model_version:
-        fields.append(f"model_version={sval(entry.model_version)}")
+        fields.append(f"model_version={string_field(entry.model_version)}")
     return f"{tags} {','.join(fields)} {entry.time_ns}"
 
 

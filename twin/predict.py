@@ -27,6 +27,7 @@ from contract.records import TraceEvent, TraceInput
 from models.cell_format import REFERENCE_POUCH
 from twin.plant_model import PlantModel, RegistryModel
 from twin.service_settings import PredictSettings
+from twin.store.lineproto import string_field, tag_value
 
 log = logging.getLogger("twin.predict")
 
@@ -273,20 +274,17 @@ def prediction_lines(pred: Prediction) -> str:
     Tags: line, kind, subject_type, output, model (bounded); fields: value, std, in_domain, subject (unbounded id).
     """
 
-    def tag(v: str) -> str:
-        return v.replace("\\", "\\\\").replace(",", "\\,").replace("=", "\\=").replace(" ", "\\ ")
-
     lines = []
     for i, (name, value) in enumerate(sorted(pred["outputs"].items())):
         if not isinstance(value, (int, float)) or not math.isfinite(value):
             continue
         sd = pred.get("std", {}).get(name)
         fields = [f"value={float(value)!r}", f"in_domain={'true' if pred['in_domain'] else 'false'}",
-                  f'subject="{pred["subject"]}"']
+                  f"subject={string_field(pred['subject'])}"]
         if isinstance(sd, (int, float)) and math.isfinite(sd):
             fields.append(f"std={float(sd)!r}")
-        tags = (f"twin_predictions,line={tag(pred['line'])},kind={tag(pred['kind'])},"
-                f"subject_type={tag(pred['subject_type'])},output={tag(name)},model={tag(pred['model_version'])}")
+        tags = (f"twin_predictions,line={tag_value(pred['line'])},kind={tag_value(pred['kind'])},"
+                f"subject_type={tag_value(pred['subject_type'])},output={tag_value(name)},model={tag_value(pred['model_version'])}")
         # distinct timestamps per subject so two subjects predicted in the same ns never overwrite each other
         lines.append(f"{tags} {','.join(fields)} {pred['time_ns'] + i}")
     return "\n".join(lines)

@@ -241,3 +241,28 @@ def test_an_unreadable_stored_trace_event_is_left_out_not_fatal(influxd: Influxd
     events, unreadable = run(go())
     assert events == [good]
     assert len(unreadable) == 1 and "line" in unreadable[0], unreadable
+
+
+def test_audit_lines_keep_awkward_text(influxd: Influxd) -> None:
+    """The twin's own lines use the store's one escaping: quotes, backslashes, commas and spaces in an audit's reason
+    and a space in a loop name (a tag) reach InfluxDB as written, in one point; a line break, which line protocol has
+    no way to carry in a value, is kept as the two characters backslash-n (the audit writer used to drop it)."""
+    from twin.audit import AuditEntry, audit_line_protocol
+
+    db = new_db()
+    why = 'operator said "hold", path C:\\line 2,\nnext shift'
+    entry = AuditEntry(id=7, time_ns=1_795_600_000_000_000_000, action="rejected", who="olga", why=why,
+                       loop="cathode coating", target="Coating/Cathode/PumpFlowRate", before=696.0, after="n/a")
+
+    async def go() -> list[dict[str, Any]]:
+        w = InfluxV1Writer(influxd.url, db)
+        await w.write((audit_line_protocol(entry, "PL1") + "\n").encode())
+        await w.close()
+        async with InfluxQuery(influxd.url, db) as q:
+            return await q.influxql('SELECT * FROM "twin_audit"')
+
+    rows = run(go())
+    assert len(rows) == 1
+    row = rows[0]
+    assert row["why"] == why.replace("\n", "\\n") and row["loop"] == "cathode coating" and row["after_text"] == "n/a"
+    assert row["before"] == 696.0 and row["who"] == "olga"

@@ -35,11 +35,13 @@ _TAG_ESC: Final = str.maketrans({",": r"\,", " ": r"\ ", "=": r"\=", "\\": "\\\\
 _STR_ESC: Final = str.maketrans({'"': r"\"", "\\": "\\\\", "\n": r"\n"})
 
 
-def _tag(s: str) -> str:
+def tag_value(s: str) -> str:
+    """A tag key or value escaped for line protocol (the one escaping every writer of the twin uses)."""
     return s.translate(_TAG_ESC)
 
 
-def _str_field(s: str) -> str:
+def string_field(s: str) -> str:
+    """A string field value, quoted and escaped for line protocol."""
     return '"' + s.translate(_STR_ESC) + '"'
 
 
@@ -73,7 +75,7 @@ def _prefix(s: Sample, trace: object) -> str:
         v = t.get(k)
         if isinstance(v, str) and v:
             tags[k] = v
-    tag_text = ",".join(f"{_tag(k)}={_tag(tags[k])}" for k in sorted(tags) if tags[k])
+    tag_text = ",".join(f"{tag_value(k)}={tag_value(tags[k])}" for k in sorted(tags) if tags[k])
     prefix = f"{meas.translate(_MEAS_ESC)},{tag_text}"
     if len(_PREFIX_CACHE) > 200_000:
         _PREFIX_CACHE.clear()
@@ -86,13 +88,13 @@ def sample_line(s: Sample) -> str:
     trace = s.trace
     v = s.value
     if v.__class__ is float:
-        fields = f"value={v!r}" if math.isfinite(v) else "bad=true"  # type: ignore[arg-type]
+        fields = f"value={v!r}" if math.isfinite(v) else "bad=true"
     elif isinstance(v, bool):
         fields = f"value_bool={'true' if v else 'false'}"
     elif isinstance(v, int | float):
         fields = f"value={float(v)!r}" if math.isfinite(v) else "bad=true"
     else:
-        fields = f"value_str={_str_field(str(v))}"
+        fields = f"value_str={string_field(str(v))}"
     if trace:
         extra: list[str] = []
         pos = trace.get("roll_position_m")
@@ -104,7 +106,7 @@ def sample_line(s: Sample) -> str:
         for k in STRING_FIELD_TRACE_KEYS:
             sv = trace.get(k)
             if isinstance(sv, str) and sv:
-                extra.append(f"{k}={_str_field(sv)}")
+                extra.append(f"{k}={string_field(sv)}")
         if extra:
             fields = fields + "," + ",".join(extra)
     return f"{_prefix(s, trace)} {fields} {s.time_ns}"
@@ -116,10 +118,10 @@ def trace_event_timestamp(e: TraceEvent) -> int:
 
 def trace_event_line(e: TraceEvent) -> str:
     tags = {"line": e.line, "kind": e.kind, "type": e.type, "step": e.step}
-    tag_text = ",".join(f"{k}={_tag(v)}" for k, v in sorted(tags.items()) if v)
+    tag_text = ",".join(f"{k}={tag_value(v)}" for k, v in sorted(tags.items()) if v)
     payload = json.dumps(e.to_json(), separators=(",", ":"), sort_keys=True)
-    fields = (f"id={_str_field(e.id)},seq={e.seq}i,station={_str_field(e.station)},time_ns={e.time_ns}i,"
-              f"json={_str_field(payload)}")
+    fields = (f"id={string_field(e.id)},seq={e.seq}i,station={string_field(e.station)},time_ns={e.time_ns}i,"
+              f"json={string_field(payload)}")
     return f"{TRACE_MEASUREMENT},{tag_text} {fields} {trace_event_timestamp(e)}"
 
 
