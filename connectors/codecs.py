@@ -31,7 +31,8 @@ from connectors.records import (
     _ns_from_json,
 )
 
-TOPIC_RE: Final = re.compile(r"^pilotline/(?P<line>[^/]+)/(?:formation/(?P<channel>[^/]+)/(?P<kind>telemetry|result)|(?P<trace>trace))$")
+TOPIC_RE: Final = re.compile(r"^pilotline/(?P<line>[^/]+)/"
+                              r"(?:formation/(?P<channel>[^/]+)/(?P<kind>telemetry|result)|(?P<trace>trace))$")
 
 SUFFIX_UNITS: Final[tuple[tuple[str, str], ...]] = (
     ("_mAh", "mA.h"), ("_Ah", "A.h"), ("_mWh", "mW.h"), ("_Wh", "W.h"), ("_mOhm", "mOhm"), ("_Ohm", "Ohm"),
@@ -73,7 +74,8 @@ def decode_json(raw: bytes) -> Any:
 
 def decode_cycler(topic: str, line: str, channel: str, kind: str, raw: bytes,
                   received_ns: int) -> list[Sample] | Rejected:
-    """A telemetry / result message to samples of station ``Formation/<channel>`` (measurement Formation, lane = channel)."""
+    """A telemetry / result message to samples of station ``Formation/<channel>`` (measurement Formation,
+    lane = channel)."""
     try:
         d = decode_json(raw)
     except RecordError as exc:

@@ -48,7 +48,8 @@ class OpcuaNode(_Model):
 
 
 class OpcuaNodeGroup(_Model):
-    """Nodes sharing a namespace, sampling interval, deadband and tags (Telegraf ``[[inputs.opcua_listener.group]]``)."""
+    """Nodes sharing a namespace, sampling interval, deadband and tags
+    (Telegraf ``[[inputs.opcua_listener.group]]``)."""
 
     name: str = Field(default="", description="A label for readers of the file (not used by the connector)")
     namespace: str = Field(default="", description="Namespace URI or index of the group's nodes; empty = "

@@ -435,7 +435,8 @@ def main() -> int:
             if twin is not None:
                 print(f"  Twin           {twin.url}   dashboard: {twin.url}/   API docs: {twin.url}/docs")
                 print(f"                 engineer token (paste it into the dashboard): {token}")
-                print(f"                 (kept in {var / 'twin' / 'engineer-token'}; more: python -m twin token create)")
+                print(f"                 (kept in {var / 'twin' / 'engineer-token'}; "
+                      "more: python -m twin token create)")
             print("Ctrl-C stops everything.", flush=True)
             while not stop:
                 for s in services:

@@ -75,7 +75,8 @@ def chain_without_closure(p: Mapping[str, FloatArray]) -> dict[str, FloatArray]:
         "calendered_porosity": eps_cal, "calendered_thickness_um": h_cal,
         "calendered_density_g_cm3": pc.coating_density_g_cm3(m_dry, h_cal),
         "active_volume_fraction": pc.solid_volume_fraction(eps_cal, p["w_active"], p["rho_active_g_cm3"], v_s),
-        "conductive_volume_fraction": pc.solid_volume_fraction(eps_cal, p["w_conductive"], p["rho_conductive_g_cm3"], v_s),
+        "conductive_volume_fraction": pc.solid_volume_fraction(eps_cal, p["w_conductive"], p["rho_conductive_g_cm3"],
+                                                               v_s),
         "binder_volume_fraction": pc.solid_volume_fraction(eps_cal, p["w_binder"], p["rho_binder_g_cm3"], v_s),
     }
 
@@ -105,7 +106,7 @@ def sobol_indices(reg: ModelRegistry, model: str, outputs: Sequence[str], n: int
                   seed: int = 3) -> dict[str, Any]:
     """First-order and total Sobol indices on the surrogate, inputs uniform over the card's design space."""
     names, lo, hi = _bounds(reg.card(model))
-    dists = [stats.uniform(loc=a, scale=b - a) for a, b in zip(lo, hi)]
+    dists = [stats.uniform(loc=a, scale=b - a) for a, b in zip(lo, hi, strict=True)]
 
     def f(x: FloatArray) -> FloatArray:
         res = reg.predict(model, {k: x[i] for i, k in enumerate(names)})
@@ -113,8 +114,8 @@ def sobol_indices(reg: ModelRegistry, model: str, outputs: Sequence[str], n: int
 
     r = stats.sobol_indices(func=f, n=n, dists=dists, rng=np.random.default_rng(seed))
     first, total = np.atleast_2d(r.first_order), np.atleast_2d(r.total_order)  # 1-D when there is one output
-    return {o: {"first_order": dict(zip(names, map(float, first[j]))),
-                "total_order": dict(zip(names, map(float, total[j])))} for j, o in enumerate(outputs)}
+    return {o: {"first_order": dict(zip(names, map(float, first[j]), strict=True)),
+                "total_order": dict(zip(names, map(float, total[j]), strict=True))} for j, o in enumerate(outputs)}
 
 
 NOMINAL_OPERATION = {"c_rate": 1.0, "cell_yield": 0.90, "oee": 0.75, "dew_point_C": -40.0}
@@ -180,7 +181,7 @@ def pareto_front(reg: ModelRegistry, n_levels: int = 6, n_life_levels: int = 5, 
             y = _predict_design(reg, x[None], names, fixed)
             points.append({"eps_specific_energy_Wh_kg": float(eps_e), "eps_cycles_to_80": float(eps_l),
                            **{k: float(v[0]) for k, v in y.items()},
-                           "setpoints": dict(zip(names, map(float, x))), "refined": refined})
+                           "setpoints": dict(zip(names, map(float, x), strict=True)), "refined": refined})
 
     def dominates(q: dict[str, Any], p: dict[str, Any]) -> bool:
         better_eq = (q["cost_usd_per_kWh"] <= p["cost_usd_per_kWh"]
@@ -220,7 +221,7 @@ def inverse_design(reg: ModelRegistry, target: Mapping[str, float], electrode: s
     unknown = [k for k in target if k not in {o["name"] for o in card["outputs"]}]
     if unknown:
         raise KeyError(f"unknown target output(s) {unknown}; choose from the structure card's outputs")
-    centre = {k: 0.5 * (a + b) for k, a, b in zip(names, lo, hi)}
+    centre = {k: 0.5 * (a + b) for k, a, b in zip(names, lo, hi, strict=True)}
     base = {**centre, **(fixed or {})}
     free = [f"{electrode}_{s}" for s in SETPOINTS]
     idx = [names.index(f) for f in free]

@@ -96,8 +96,10 @@ def lithium_balance(
     structure: Mapping[str, float], materials: ActiveMaterials, fmt: PouchFormat = REFERENCE_POUCH
 ) -> dict[str, float]:
     """Initial concentrations and nominal capacity from both electrodes' lithium-site inventories."""
-    q_p = structure["cathode_active_volume_fraction"] * structure["cathode_thickness_um"] * 1e-6 * materials.c_max_positive_mol_m3
-    q_n = structure["anode_active_volume_fraction"] * structure["anode_thickness_um"] * 1e-6 * materials.c_max_negative_mol_m3
+    q_p = (structure["cathode_active_volume_fraction"] * structure["cathode_thickness_um"] * 1e-6
+           * materials.c_max_positive_mol_m3)
+    q_n = (structure["anode_active_volume_fraction"] * structure["anode_thickness_um"] * 1e-6
+           * materials.c_max_negative_mol_m3)
     transfer = (CHEN2020_Y0 - CHEN2020_Y100) * q_p  # mol/m2 the cathode window can release
     x100 = CHEN2020_X0 + transfer / q_n
     y100 = CHEN2020_Y100

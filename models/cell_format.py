@@ -117,7 +117,8 @@ def cell_mass_and_volume(
     )
     electrolyte_g = pore_cm3 * fmt.electrolyte_excess * fmt.electrolyte_density_g_cm3
     electrolyte_cm3 = pore_cm3 * fmt.electrolyte_excess
-    pouch_g = 2 * fmt.pouch_length_mm * fmt.pouch_width_mm / 100.0 * fmt.pouch_thickness_um * 1e-4 * fmt.pouch_density_g_cm3
+    pouch_g = (2 * fmt.pouch_length_mm * fmt.pouch_width_mm / 100.0 * fmt.pouch_thickness_um * 1e-4
+               * fmt.pouch_density_g_cm3)
     stack_thickness_um = (
         fmt.unit_layers * _a(cathode_thickness_um) + fmt.anode_coated_faces * _a(anode_thickness_um)
         + fmt.cathode_sheets * fmt.al_foil_thickness_um

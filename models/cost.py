@@ -154,8 +154,9 @@ PILOT_LINE = Plant(
 )
 
 # A gigafactory for the same cell: 80 m/min x 1.3 m coaters (pass these as web speed / width) and parallel units
-# sized for ~68 000 cells/h of the double-sided PRODUCTION_POUCH (~8 GWh/yr), 3 shifts, 330 days. Capital ~ 50 M$/GWh of equipment incl. dry room (batterydesign.net ~36 M$/GWh equipment [weak],
-# formation + ageing ~1/3 of it, research/models.md 3.2); labour 25 $/h.
+# sized for ~68 000 cells/h of the double-sided PRODUCTION_POUCH (~8 GWh/yr), 3 shifts, 330 days. Capital ~ 50 M$/GWh
+# of equipment incl. dry room (batterydesign.net ~36 M$/GWh equipment [weak], formation + ageing ~1/3 of it,
+# research/models.md 3.2); labour 25 $/h.
 GIGAFACTORY = Plant(
     name="gigafactory",
     stations=(
@@ -299,10 +300,12 @@ def cell_cost(
     nmp_kg = cg * (1.0 / _a(bill.cathode_solid_content) - 1.0)
     solvent_usd = nmp_kg * (1.0 - prices.nmp_recovery) * prices.nmp_usd_kg
     electrodes_usd = (cathode_usd + anode_usd + solvent_usd) / step_yields.electrode
-    collectors_usd = (bill.al_foil_m2 * prices.al_foil_usd_m2 + bill.cu_foil_m2 * prices.cu_foil_usd_m2) / step_yields.current_collector
+    collectors_usd = ((bill.al_foil_m2 * prices.al_foil_usd_m2 + bill.cu_foil_m2 * prices.cu_foil_usd_m2)
+                      / step_yields.current_collector)
     separator_usd = bill.separator_m2 * prices.separator_usd_m2 / step_yields.separator
     electrolyte_usd = _a(bill.electrolyte_cm3) * 1e-3 * prices.electrolyte_usd_L / step_yields.electrolyte
-    materials_attempted = electrodes_usd + collectors_usd + separator_usd + electrolyte_usd + prices.pouch_and_tabs_usd_cell
+    materials_attempted = (electrodes_usd + collectors_usd + separator_usd + electrolyte_usd
+                           + prices.pouch_and_tabs_usd_cell)
     # --- throughput
     rates = station_rates_cells_h(plant, bill, web_speed_m_min, coating_width_mm)
     names = list(rates)
@@ -311,7 +314,8 @@ def cell_cost(
     bottleneck = stacked.argmin(axis=0)
     good_cells_year = t_line * _a(oee) * plant.operating_hours_per_year * y
     # --- capital, labour, fixed energy
-    equipment = sum(s.units * s.capex_usd_per_unit for s in plant.stations) + plant.dry_room_m2 * plant.dry_room_capex_usd_m2
+    equipment = (sum(s.units * s.capex_usd_per_unit for s in plant.stations)
+                 + plant.dry_room_m2 * plant.dry_room_capex_usd_m2)
     building = plant.building_m2 * plant.building_capex_usd_m2
     depreciation_year = (equipment * capital_recovery_factor(plant.discount_rate, plant.equipment_life_years)
                          + building * capital_recovery_factor(plant.discount_rate, plant.building_life_years))
@@ -321,7 +325,8 @@ def cell_cost(
     dry_room_kW = plant.dry_room_m2 * plant.dry_room_kW_per_m2_ref * 2.0 ** (
         (plant.dry_room_dew_point_ref_C - _a(dew_point_C)) / plant.dew_point_doubling_K)
     dry_room_kWh_year = dry_room_kW * 8760.0  # the dry room is held dry around the clock
-    base_kWh_year = sum(s.units * s.power_kW_per_unit for s in plant.stations) * plant.operating_hours_per_year * _a(oee)
+    base_kWh_year = (sum(s.units * s.power_kW_per_unit for s in plant.stations) * plant.operating_hours_per_year
+                     * _a(oee))
     # --- variable energy per attempted cell
     drying_kWh = (_a(bill.cathode_solvent_evaporated_g_m2) * bill.cathode_coated_m2 * plant.drying_kWh_per_kg["cathode"]
                   + _a(bill.anode_solvent_evaporated_g_m2) * bill.anode_coated_m2 * plant.drying_kWh_per_kg["anode"]

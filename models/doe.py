@@ -43,9 +43,11 @@ class InputSpec:
 
 
 def _electrode_specs(e: str, w_a: tuple[float, float], w_c: tuple[float, float], solids: tuple[float, float],
-                     flow: tuple[float, float], load: tuple[float, float], radius: tuple[float, float]) -> list[InputSpec]:
+                     flow: tuple[float, float], load: tuple[float, float],
+                     radius: tuple[float, float]) -> list[InputSpec]:
     return [
-        InputSpec(f"{e}_w_active", "1", *w_a, f"{e} active material mass fraction (dry); binder = 1 - active - conductive"),
+        InputSpec(f"{e}_w_active", "1", *w_a,
+                  f"{e} active material mass fraction (dry); binder = 1 - active - conductive"),
         InputSpec(f"{e}_w_conductive", "1", *w_c, f"{e} conductive additive mass fraction (dry)"),
         InputSpec(f"{e}_solid_content", "1", *solids, f"{e} slurry solids mass fraction"),
         InputSpec(f"{e}_pump_flow_rate_cm3_h", "cm3/h", *flow, f"{e} slot-die pump flow rate"),
@@ -187,7 +189,8 @@ def evaluate_chain(x: Mapping[str, Any], model: cell_mod.CellModel, plant: cost_
         np.broadcast_to(np.asarray(x["anode_particle_radius_um"], dtype=float), (n,)),
         s["cathode_areal_capacity_mAh_cm2"])
     temp = lifetime.cell_temperature_C(cr, vals["capacity_Ah_C3"], vals["resistance_ohm"])
-    life = lifetime.cycles_to_80(cr, surface, s["cathode_calendered_thickness_um"], s["anode_calendered_thickness_um"], temp)
+    life = lifetime.cycles_to_80(cr, surface, s["cathode_calendered_thickness_um"], s["anode_calendered_thickness_um"],
+                                 temp)
     chain = {e: chain_inputs(x, e) for e in ("cathode", "anode")}
     bill = cost_mod.CellBill(
         cathode_coating_g=masses["cathode_coating_g"], anode_coating_g=masses["anode_coating_g"],

@@ -60,7 +60,8 @@ def anode_surface_m2_per_Ah(
     cathode_areal_capacity_mAh_cm2: ArrayLike,
 ) -> FloatArray:
     """Active surface a = 3 eps_AM / r (spheres) times thickness, per Ah of (cathode-limited) capacity."""
-    a_m2_per_m2 = 3.0 * _a(anode_active_volume_fraction) / (_a(anode_particle_radius_um) * 1e-6) * _a(anode_thickness_um) * 1e-6
+    a_m2_per_m2 = (3.0 * _a(anode_active_volume_fraction) / (_a(anode_particle_radius_um) * 1e-6)
+                   * _a(anode_thickness_um) * 1e-6)
     ah_per_m2 = _a(cathode_areal_capacity_mAh_cm2) * 10.0  # mAh/cm2 -> Ah/m2
     return a_m2_per_m2 / ah_per_m2
 
@@ -90,7 +91,8 @@ def cycles_to_80(
     a_ref = 0.2 * p.reference_sei_share / np.sqrt(n_ref * p.hours_per_cycle_at_1C / p.reference_c_rate)
     b_ref = 0.2 * (1.0 - p.reference_sei_share) / n_ref
     t_k = _a(temperature_C) + 273.15
-    arrhenius = np.exp(-p.sei_activation_energy_J_mol / GAS_CONSTANT * (1.0 / t_k - 1.0 / (p.reference_temperature_C + 273.15)))
+    arrhenius = np.exp(-p.sei_activation_energy_J_mol / GAS_CONSTANT
+                       * (1.0 / t_k - 1.0 / (p.reference_temperature_C + 273.15)))
     # SEI: loss = a_t sqrt(time_h); time per cycle shrinks with C-rate
     a_t = a_ref * (_a(anode_surface_per_Ah) / ref_surface) * arrhenius
     hours_per_cycle = p.hours_per_cycle_at_1C / _a(c_rate)

@@ -266,7 +266,8 @@ def post_drying_moisture_ppm(
     """
     temperature_K = _a(oven_temperature_C) + 273.15
     reference_K = _a(reference_C) + 273.15
-    k_per_h = _a(rate_ref_per_h) * np.exp(-_a(activation_energy_J_mol) / 8.314 * (1.0 / temperature_K - 1.0 / reference_K))
+    k_per_h = _a(rate_ref_per_h) * np.exp(-_a(activation_energy_J_mol) / 8.314
+                                          * (1.0 / temperature_K - 1.0 / reference_K))
     w_eq = _a(equilibrium_ppm)
     return w_eq + (_a(moisture_ppm) - w_eq) * np.exp(-k_per_h * _a(duration_h))
 
@@ -311,7 +312,8 @@ def _check_physical(p: Mapping[str, FloatArray]) -> None:
         raise ValueError("min_porosity must lie in [0, 1)")
 
 
-def run_chain(inputs: Mapping[str, Any] | None = None, electrode: str | None = None) -> dict[str, dict[str, FloatArray]]:
+def run_chain(inputs: Mapping[str, Any] | None = None,
+              electrode: str | None = None) -> dict[str, dict[str, FloatArray]]:
     """Evaluate every step; returns {step: {structure_parameter_with_unit: array}}."""
     p = resolve_inputs(inputs, electrode)
     v_s = solids_specific_volume_cm3_g(

@@ -13,9 +13,9 @@ standardised. Families:
 Selection per output: lowest held-out RMSE %; a candidate within 10 % of the best RMSE % wins instead if its
 corrected Akaike information criterion (AICc, seed 001) is lower. With ``prefer_fast`` (used for every exported model:
 the twin predicts per sample and the recommender calls the models thousands of times per decision), the fastest
-family whose held-out metrics meet the targets with a 2x margin (RMSE % <= 0.5, R2 >= 0.995) is exported instead. Validation as seed 002: RMSE % (eq. 4, relative
-to the true value), R2 (eq. 5) on held-out points, and the 95 % interval of R2 over ``resamplings`` random 80/20
-train/test splits (each refit with one member of the selected family).
+family whose held-out metrics meet the targets with a 2x margin (RMSE % <= 0.5, R2 >= 0.995) is exported instead.
+Validation as seed 002: RMSE % (eq. 4, relative to the true value), R2 (eq. 5) on held-out points, and the 95 % interval
+of R2 over ``resamplings`` random 80/20 train/test splits (each refit with one member of the selected family).
 """
 
 from __future__ import annotations
@@ -23,6 +23,7 @@ from __future__ import annotations
 import warnings
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
+from itertools import pairwise
 from typing import Any
 
 import numpy as np
@@ -120,7 +121,7 @@ def fit_mlp(xt: FloatArray, z: FloatArray, members: int = 5, hidden: tuple[int, 
             fitted.append(_mlp(seed + k, hidden, max_iter).fit(xt, z))
     d, m = xt.shape[1], z.shape[1]
     sizes = (d, *hidden, m)
-    n_params = float(sum(a * b + b for a, b in zip(sizes[:-1], sizes[1:]))) / m  # per output (shared hidden layers)
+    n_params = float(sum(a * b + b for a, b in pairwise(sizes))) / m  # per output (shared hidden layers)
     return Family("mlp", fitted, n_params, {"hidden": list(hidden), "members": members})
 
 

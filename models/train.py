@@ -115,7 +115,7 @@ def fit_and_export(name: str, description: str, specs: Sequence[doe.InputSpec], 
                 "metrics": {"rmse_pct": c["rmse_pct"], "r2": c["r2"],
                             "r2_ci95": [float(np.percentile(r2s[:, k], 2.5)), float(np.percentile(r2s[:, k], 97.5))],
                             "n_test": int(len(te)), "resamplings": int(cfg.resamplings),
-                            "r2_ci95_note": ("MLP refits limited to %s iterations: conservative" % cfg.ci_mlp_max_iter
+                            "r2_ci95_note": (f"MLP refits limited to {cfg.ci_mlp_max_iter} iterations: conservative"
                                              if fam_name == "mlp" and cfg.ci_mlp_max_iter else
                                              "refit per split with the main fit's hyperparameters")},
                 "meets_targets": bool(c["r2"] >= sg.TARGET_R2 and c["rmse_pct"] <= sg.TARGET_RMSE_PCT),

@@ -1,7 +1,7 @@
 """Cell line: dry room, assembly (cutting, stacking, packaging), electrolyte filling and formation cyclers.
 
-Reference pouch cell (docs/simulator.md): sheets of 60 mm (slit-coil width) x 100 mm along the web, single-sided as coated,
-20 cathode + 21 anode sheets per cell, so a cell takes 2.0 m of a cathode coil and 2.1 m of an anode coil. The
+Reference pouch cell (docs/simulator.md): sheets of 60 mm (slit-coil width) x 100 mm along the web, single-sided as
+coated, 20 cathode + 21 anode sheets per cell, so a cell takes 2.0 m of a cathode coil and 2.1 m of an anode coil. The
 formation result follows from the structure of the very roll stretch the sheets were cut from (areal capacity x
 area x 20 facing pairs), the residual moisture of the coils and the dry-room dew point, so quality links are real.
 """

@@ -1,7 +1,7 @@
 """Scenario files: line sizes, noise, drifts and a timed script of setpoint steps and faults.
 
-A scenario is YAML (format in docs/simulator.md). Unknown keys are an error, not a silent default, because a typo in a test
-scenario would otherwise run the nominal line and pass for the wrong reason.
+A scenario is YAML (format in docs/simulator.md). Unknown keys are an error, not a silent default, because a typo in a
+test scenario would otherwise run the nominal line and pass for the wrong reason.
 """
 
 from __future__ import annotations

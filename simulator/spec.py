@@ -1,8 +1,8 @@
 """The address space as data: every node's browse path, type, unit, EURange and writability.
 
 One list drives three things so they cannot drift apart: the OPC UA server builds its nodes from it, the plant's
-outputs are checked against it, and the docs/simulator.md table is generated from it (``python -m simulator nodes --markdown``;
-a test compares docs/simulator.md with that output).
+outputs are checked against it, and the docs/simulator.md table is generated from it
+(``python -m simulator nodes --markdown``; a test compares docs/simulator.md with that output).
 
 Paths are dotted below ``PilotLine`` (``Coating.Cathode.PumpFlowRate``); the OPC UA NodeId is
 ``ns=<idx>;s=PilotLine.<path>`` and the browse path ``PilotLine/<path with />``.

@@ -1,4 +1,5 @@
-"""Trace IDs and trace events exactly as the traceability contract (docs/traceability.md, contract/) prescribes (``pilotline.trace.v1``).
+"""Trace IDs and trace events exactly as the traceability contract (docs/traceability.md, contract/) prescribes
+(``pilotline.trace.v1``).
 
 The schema name, the entity types and the kinds come from the contract package (``contract.trace``), the one place
 that states the format (tests/ontology/test_simulator_record.py places every event of a real run through its parser).

@@ -82,7 +82,9 @@ def _token(args: argparse.Namespace) -> int:
     return 0
 
 
-SERVICE_COMMANDS: dict[str, tuple[str, Callable[[argparse.ArgumentParser], None], Callable[[argparse.Namespace], int]]] = {
-    "run": ("run the twin service: ingest, live state, predictions, recommendations, API, dashboard", _run_parser, _run),
+SERVICE_COMMANDS: dict[str, tuple[str, Callable[[argparse.ArgumentParser], None],
+                                   Callable[[argparse.Namespace], int]]] = {
+    "run": ("run the twin service: ingest, live state, predictions, recommendations, API, dashboard",
+            _run_parser, _run),
     "token": ("create / list / revoke API bearer tokens", _token_parser, _token),
 }

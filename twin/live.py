@@ -191,7 +191,8 @@ class LiveState:
     def value(self, key: str) -> Latest | None:
         return self.latest.get(key)
 
-    def window(self, key: str, since_ns: int | None = None, until_ns: int | None = None) -> tuple[np.ndarray, np.ndarray]:
+    def window(self, key: str, since_ns: int | None = None,
+               until_ns: int | None = None) -> tuple[np.ndarray, np.ndarray]:
         """Good samples of ``key`` in [since, until] as (time_ns int64, value float64) arrays."""
         with self._lock:
             win = self._windows.get(key)

@@ -63,7 +63,8 @@ class Lineage:
             self.params.pop(old, None)
 
     def coated_stretches(self, entity: str, depth: int = 8) -> list[tuple[str, float | None, float | None]]:
-        """(coated roll id, from_m, to_m) reached from ``entity``; positions are carried unchanged (docs/traceability.md)."""
+        """(coated roll id, from_m, to_m) reached from ``entity``; positions are carried unchanged
+        (docs/traceability.md)."""
         out: list[tuple[str, float | None, float | None]] = []
 
         def walk(eid: str, a: float | None, b: float | None, d: int) -> None:

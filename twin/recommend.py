@@ -36,7 +36,8 @@ class SignalSource(Protocol):
 
     def value(self, key: str) -> Any: ...
 
-    def window(self, key: str, since_ns: int | None = None, until_ns: int | None = None) -> tuple[np.ndarray, np.ndarray]: ...
+    def window(self, key: str, since_ns: int | None = None,
+               until_ns: int | None = None) -> tuple[np.ndarray, np.ndarray]: ...
 
 
 @dataclass
@@ -228,7 +229,8 @@ class Recommender:
                 sp_t, _ = self.source.window(signal + "Setpoint")
                 if len(sp_t):
                     signal = signal + "Setpoint"
-            delay_ns = ((max(0.0, target.gauge_position_m - pos) / speed_m_s + target.dead_time_s) * 1e9).astype(np.int64)
+            delay_ns = ((max(0.0, target.gauge_position_m - pos) / speed_m_s + target.dead_time_s)
+                        * 1e9).astype(np.int64)
             th, vh = self.source.window(signal)
             if len(th) == 0:
                 return None

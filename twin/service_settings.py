@@ -132,7 +132,8 @@ class Manipulated(_Strict):
 
     input: str = Field(description="process-chain input, e.g. pump_flow_rate_cm3_h")
     actual_signal: str
-    setpoint_node: str = Field(description="browse path of the writable setpoint, e.g. PilotLine/Coating/Cathode/PumpFlowRateSetpoint")
+    setpoint_node: str = Field(description="browse path of the writable setpoint, "
+                                           "e.g. PilotLine/Coating/Cathode/PumpFlowRateSetpoint")
     low: float
     high: float
     max_step: float = Field(gt=0)
@@ -184,8 +185,8 @@ def _default_products() -> dict[str, Product]:
             Target(signal="Drying/Cathode/MassLoading", output="drying.dry_mass_loading_mg_cm2", target=14.31,
                    tolerance=0.2, gauge_position_m=7.0,
                    input_positions_m={"line_load_N_mm": 7.0, "roll_temperature_C": 7.0}),
-            Target(signal="Calendering/Cathode/CoatingDensity", output="calendering.calendered_density_g_cm3", target=2.96,
-                   tolerance=0.03, gauge_position_m=0.5,
+            Target(signal="Calendering/Cathode/CoatingDensity", output="calendering.calendered_density_g_cm3",
+                   target=2.96, tolerance=0.03, gauge_position_m=0.5,
                    input_positions_m={"pump_flow_rate_cm3_h": 0.5, "web_speed_m_min": 0.5}),
         ],
         manipulated=[
@@ -206,8 +207,8 @@ def _default_products() -> dict[str, Product]:
             Target(signal="Drying/Anode/MassLoading", output="drying.dry_mass_loading_mg_cm2", target=7.43,
                    tolerance=0.1, gauge_position_m=7.0,
                    input_positions_m={"line_load_N_mm": 7.0, "roll_temperature_C": 7.0}),
-            Target(signal="Calendering/Anode/CoatingDensity", output="calendering.calendered_density_g_cm3", target=1.424,
-                   tolerance=0.015, gauge_position_m=0.5,
+            Target(signal="Calendering/Anode/CoatingDensity", output="calendering.calendered_density_g_cm3",
+                   target=1.424, tolerance=0.015, gauge_position_m=0.5,
                    input_positions_m={"pump_flow_rate_cm3_h": 0.5, "web_speed_m_min": 0.5}),
         ],
         manipulated=[

@@ -130,7 +130,8 @@ class InfluxQuery:
                                    limit: int = 1_000_000) -> list[Row]:
         """All samples taken while ``trace_key`` (``roll_id``, ``cell_id`` ...) was ``trace_id``."""
         if trace_key not in TRACE_KEYS or trace_key in ("roll_position_m", "seq"):
-            raise QueryError(f"trace_key must be one of the ID keys {[k for k in TRACE_KEYS if k not in ('roll_position_m', 'seq')]}")
+            id_keys = [k for k in TRACE_KEYS if k not in ("roll_position_m", "seq")]
+            raise QueryError(f"trace_key must be one of the ID keys {id_keys}")
         where = [f"{_quote_ident(trace_key)} = $id"]
         params: dict[str, Any] = {"id": trace_id}
         if start_ns is not None:
