@@ -1,6 +1,6 @@
-"""The trace event of the traceability contract (docs/traceability.md), verbatim: the one parser of it (contract.trace) is tested
-against this one example through both of its doors (connectors.records for ingest, ontology.events for the graph) and
-against the JSON Schema (tests/contract). Copy it before changing it."""
+"""The trace event of the traceability contract (docs/traceability.md), verbatim: the one parser of it (contract.trace)
+is tested against this one example through both of its doors (connectors.records for ingest, ontology.events for the
+graph) and against the JSON Schema (tests/contract). Copy it before changing it."""
 
 from __future__ import annotations
 

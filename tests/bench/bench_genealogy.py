@@ -15,9 +15,9 @@ Measured: build = add_event() for every event + flush() (the background worker c
 events/s. The feeder behaves like a plant that produces events at most as fast as they are placed: add_event never
 blocks, but the feeder waits while more than `--backlog` events are queued (a backlog is held in memory as the raw
 event dicts, so feeding all 530 000 events at once would measure the queue, not the store). RSS: growth at the end
-and the peak growth sampled during the build; store size on disk; upstream trace = the upstream.rq query (the whole tree of
-one cell with its steps) and the full genealogy() answer (all queries of the API's JSON); downstream recall = the
-cells cut from a random 15 m stretch of a random roll (downstream_range.rq), and all cells of a random slurry batch.
+and the peak growth sampled during the build; store size on disk; upstream trace = the upstream.rq query (the whole
+tree of one cell with its steps) and the full genealogy() answer (all queries of the API's JSON); downstream recall =
+the cells cut from a random 15 m stretch of a random roll (downstream_range.rq), and all cells of a random slurry batch.
 """
 
 from __future__ import annotations
@@ -143,11 +143,13 @@ def run(backend: str, cells: int, samples: int, seed: int = 1, budget_s: float =
         batches = [f"SB-C-{rng.randint(1, rolls * 2):06d}" for _ in range(max(1, samples // 4))]
         found: list[int] = []
         out.update(
-            upstream_trace_query=measure([lambda c=c: store._select("upstream", root=store.builder.entity("PL1", c)) for c in ids], budget_s),
+            upstream_trace_query=measure([lambda c=c: store._select("upstream", root=store.builder.entity("PL1", c))
+                                          for c in ids], budget_s),
             genealogy_full_answer=measure([lambda c=c: store.genealogy(c) for c in ids[: max(1, samples // 2)]],
                                           budget_s),
-            downstream_roll_stretch=measure([lambda r=r, a=a: found.append(len(store.downstream(r, a, a + 15.0)["cells"]))
-                                             for r, a in stretches], budget_s),
+            downstream_roll_stretch=measure(
+                [lambda r=r, a=a: found.append(len(store.downstream(r, a, a + 15.0)["cells"])) for r, a in stretches],
+                budget_s),
             downstream_batch=measure([lambda b=b: store.downstream(b) for b in batches], budget_s),
         )
         out["mean_cells_per_15m_stretch"] = round(sum(found) / len(found), 1) if found else None

@@ -2,7 +2,8 @@
 
 Run (prints one JSON document):
     .venv/bin/python tests/bench/bench_genealogy_restart.py --cells 20000 --store /tmp/genealogy-20k
-    .venv/bin/python -m pytest -q -s tests/bench/bench_genealogy_restart.py --override-ini addopts=  # GENEALOGY_BENCH_CELLS
+    # size from GENEALOGY_BENCH_CELLS:
+    .venv/bin/python -m pytest -q -s tests/bench/bench_genealogy_restart.py --override-ini addopts=
 
 The store is built once from the synthetic plant history of tests/bench/bench_genealogy.py (kept at --store so that
 later runs reopen it without rebuilding; building 100 000 cells takes several minutes). Then, per run, in a fresh

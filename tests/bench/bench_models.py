@@ -44,7 +44,7 @@ def _numpy_mlp(members: list[Any], coords: sg.Coordinates) -> Callable[[np.ndarr
         outs = []
         for ws, bs, m_, s_ in layers:
             h = (xt - m_) / s_
-            for w, b in zip(ws[:-1], bs[:-1]):
+            for w, b in zip(ws[:-1], bs[:-1], strict=True):
                 h = np.tanh(h @ w + b)
             outs.append(h @ ws[-1] + bs[-1])
         z = np.stack(outs)

@@ -154,12 +154,14 @@ def _predictions_per_s(events: list[TraceEvent]) -> dict[str, Any]:
         pred = Predictor(PredictSettings(), "PL1", model, lambda key: None)
         for e in rolls:
             pred.on_event(e)
+        # _rate calls each closure within this iteration; the defaults bind this model's values all the same
         if segs:
-            out[f"{tag}: segment_predictions_per_s"] = _rate(lambda: [pred.on_event(e) for e in segs], len(segs))
+            out[f"{tag}: segment_predictions_per_s"] = _rate(
+                lambda pred=pred: [pred.on_event(e) for e in segs], len(segs))
         k = iter(range(10**9))
         out[f"{tag}: single_row_per_s"] = _rate(
-            lambda: model.evaluate("cathode", {n: v[next(k) % 1000] for n, v in rows.items()}), 1)
-        out[f"{tag}: batch1000_rows_per_s"] = _rate(lambda: model.evaluate("cathode", rows), 1000)
+            lambda model=model, k=k: model.evaluate("cathode", {n: v[next(k) % 1000] for n, v in rows.items()}), 1)
+        out[f"{tag}: batch1000_rows_per_s"] = _rate(lambda model=model: model.evaluate("cathode", rows), 1000)
     return out
 
 

@@ -112,7 +112,8 @@ async def test_tls_with_a_ca_file(tmp_path: Path, mosquitto_factory: Any) -> Non
         wrong.stop()
 
 
-async def test_recommendation_publisher_uses_the_connectors_tls_and_auth(tmp_path: Path, mosquitto_factory: Any) -> None:
+async def test_recommendation_publisher_uses_the_connectors_tls_and_auth(tmp_path: Path,
+                                                                         mosquitto_factory: Any) -> None:
     """The twin's publisher is made from the same MqttConfig as the connector: a private CA and a password work for
     both (it used to call ``tls_set()`` with the system CAs and never reached a broker signed by the line's CA)."""
     from connectors.mqtt import MqttPublisher

@@ -36,7 +36,8 @@ def samples(draw: Any) -> Sample:
         trace["roll_position_m"] = draw(st.floats(0, 10_000, allow_nan=False))
     return Sample(
         time_ns=draw(times), line=draw(names), station=draw(names), signal=draw(names), value=draw(values),
-        unit=draw(st.sampled_from(["um", "cm3/h", "Cel", ""])), quality=draw(st.sampled_from(["good", "bad", "uncertain"])),
+        unit=draw(st.sampled_from(["um", "cm3/h", "Cel", ""])),
+        quality=draw(st.sampled_from(["good", "bad", "uncertain"])),
         source=draw(names), trace=trace, received_ns=draw(st.integers(0, 2**62)),
     )
 
@@ -63,10 +64,12 @@ def trace_events(draw: Any) -> TraceEvent:
     )
     entity_id, entity_type = draw(typed_id().filter(lambda it: all(i.id != it[0] for i in inputs)))  # not from itself
     return TraceEvent(
-        seq=draw(st.integers(1, 2**40)), line="PL1", time_ns=t, kind=draw(st.sampled_from(["created", "consumed", "processed"])),
+        seq=draw(st.integers(1, 2**40)), line="PL1", time_ns=t,
+        kind=draw(st.sampled_from(["created", "consumed", "processed"])),
         id=entity_id, type=entity_type, step="Coating", station="Coating/Cathode",
         equipment="SlotDieCoater-C", start_ns=t - 10**9 if t >= 10**9 else None, end_ns=t, inputs=inputs,
-        parameters=draw(st.dictionaries(st.sampled_from(["a_m", "b_um"]), st.floats(allow_nan=False, allow_infinity=False))),
+        parameters=draw(st.dictionaries(st.sampled_from(["a_m", "b_um"]),
+                                        st.floats(allow_nan=False, allow_infinity=False))),
         properties={"length_m": 200.0},
     )
 

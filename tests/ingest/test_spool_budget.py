@@ -40,7 +40,8 @@ class Source:
 
     def samples(self, n: int) -> list[Sample]:
         out = [Sample(self.t0 + (self.next + i) * 1000, "PL1", "Coating/Cathode", "WebSpeed",
-                      1.0 + (self.next + i) % 50 / 10, "m/min", trace={"roll_id": "CR-C-000001", "roll_position_m": 1.5})
+                      1.0 + (self.next + i) % 50 / 10, "m/min",
+                      trace={"roll_id": "CR-C-000001", "roll_position_m": 1.5})
                for i in range(n)]
         self.next += n
         return out

@@ -57,7 +57,8 @@ def test_cost_drivers_act_in_the_right_direction(y: float, oee: float, dew: floa
     assert float(_cost(cell_yield=y * k, oee=oee, dew_point_C=dew)["cost_usd_per_cell"]) < base
     assert float(_cost(cell_yield=y, oee=oee * k, dew_point_C=dew)["cost_usd_per_cell"]) < base
     drier = _cost(cell_yield=y, oee=oee, dew_point_C=dew - 5)
-    assert float(drier["utilities_usd_per_cell"]) > float(_cost(cell_yield=y, oee=oee, dew_point_C=dew)["utilities_usd_per_cell"])
+    assert (float(drier["utilities_usd_per_cell"])
+            > float(_cost(cell_yield=y, oee=oee, dew_point_C=dew)["utilities_usd_per_cell"]))
 
 
 def test_dry_room_power_doubles_per_15_K() -> None:

@@ -104,8 +104,8 @@ def test_any_finite_input_is_answered_and_flagged_when_outside(quick_run: tuple[
     reg = ModelRegistry.load(quick_run[0])
     names = reg.inputs("structure")
     card = reg.card("structure")
-    res = reg.predict("structure", dict(zip(names, values)))
-    outside = {i["name"] for i, v in zip(card["inputs"], values) if not i["low"] <= v <= i["high"]}
+    res = reg.predict("structure", dict(zip(names, values, strict=True)))
+    outside = {i["name"] for i, v in zip(card["inputs"], values, strict=True) if not i["low"] <= v <= i["high"]}
     assert bool(res.in_domain[0]) == (not outside)
     assert set(res.violations[0]) == outside
     assert all(np.isfinite(v).all() or not res.in_domain[0] for v in res.outputs.values())

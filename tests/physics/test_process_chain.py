@@ -57,7 +57,8 @@ inputs_st = st.builds(
 def test_mass_balance_and_volume_closure(inputs: dict[str, float], electrode: str) -> None:
     r = pc.flatten(pc.run_chain(inputs, electrode))
     # eq. 12: only solvent leaves; what leaves is exactly the solvent of the wet film
-    assert r["drying.dry_mass_loading_mg_cm2"] == pytest.approx(r["coating.wet_mass_loading_mg_cm2"] * inputs["solid_content"])
+    assert r["drying.dry_mass_loading_mg_cm2"] == pytest.approx(
+        r["coating.wet_mass_loading_mg_cm2"] * inputs["solid_content"])
     assert r["drying.solvent_evaporated_g_m2"] / 10 + r["drying.dry_mass_loading_mg_cm2"] == pytest.approx(
         r["coating.wet_mass_loading_mg_cm2"])
     # calendering conserves mass: density x thickness is the same loading before and after (eq. 13, 14)

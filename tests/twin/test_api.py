@@ -101,7 +101,8 @@ def test_bad_input_gets_clear_4xx(env: Env) -> None:
     c, h = env.client, env.h("operator")
     r = c.put("/api/mode", json={"mode": "turbo"}, headers=h)
     assert r.status_code == 422 and "mode" in r.json()["detail"]
-    assert c.put("/api/mode", content=b"{not json", headers={**h, "Content-Type": "application/json"}).status_code == 422
+    assert c.put("/api/mode", content=b"{not json",
+                 headers={**h, "Content-Type": "application/json"}).status_code == 422
     assert c.post("/api/recommendations/abc/approve", headers=h).status_code == 422
     r = c.post("/api/recommendations/424242/approve", headers=h)
     assert r.status_code == 404 and "GET /api/recommendations" in r.json()["detail"]

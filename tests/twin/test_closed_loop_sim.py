@@ -46,7 +46,8 @@ async def _run(tmp: Path, influxd: Any, simulator_factory: Any, start: str, clos
     sim = simulator_factory(args=sim_args(SPEED, SEED, start, tick=TICK_S))
     db = f"cl_{'closed' if closed else 'open'}_{int(time.time())}"
     cfg = twin_config(tmp / ("closed" if closed else "open"), influxd, sim, database=db, cathode_only=True,
-                      extra={"PILOTLINE__SERVICE__CONTROL__MODEL": os.environ.get("TWIN_CLOSED_LOOP_MODEL", "surrogate")})
+                      extra={"PILOTLINE__SERVICE__CONTROL__MODEL":
+                             os.environ.get("TWIN_CLOSED_LOOP_MODEL", "surrogate")})
     from connectors.records import iso_to_ns
 
     t0_ns = iso_to_ns(start)
