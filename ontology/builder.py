@@ -20,7 +20,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from functools import cache, lru_cache
 from importlib import resources
-from typing import Any, Final, Union
+from typing import Any, Final
 from urllib.parse import quote
 
 import pyoxigraph as ox
@@ -30,11 +30,12 @@ from ontology import iris
 from ontology.events import Input, TraceEvent
 from ontology.iris import EMMO, PL
 
-Term = Union[ox.NamedNode, ox.BlankNode, ox.Literal]
+Term = ox.NamedNode | ox.BlankNode | ox.Literal
 Triple = tuple[ox.NamedNode | ox.BlankNode, ox.NamedNode, Term]
 
 _STAT_SET: Final = frozenset(iris.STATISTICS)
-# Steps implied by the type when an event names none (docs/traceability.md: lots are "received", formation runs come from Formation).
+# Steps implied by the type when an event names none (docs/traceability.md: lots are "received", formation runs come
+# from Formation).
 _DEFAULT_STEP: Final = {"RawMaterialLot": "Receiving", "FormationRun": "Formation"}
 
 _XSD = "http://www.w3.org/2001/XMLSchema#"
@@ -207,7 +208,8 @@ class GraphBuilder:
     base_iri: str = iris.DEFAULT_BASE_IRI
 
     def __post_init__(self) -> None:
-        if not self.base_iri.startswith(("http://", "https://", "urn:")) or any(c in self.base_iri for c in "<> \"{}|\\^`"):
+        if (not self.base_iri.startswith(("http://", "https://", "urn:"))
+                or any(c in self.base_iri for c in "<> \"{}|\\^`")):
             raise ValueError(f"base IRI must be an absolute http(s) or urn IRI without spaces, got {self.base_iri!r}")
         if not self.base_iri.endswith(("/", "#", ":")):
             object.__setattr__(self, "base_iri", self.base_iri + "/")
@@ -524,7 +526,8 @@ def event_ref(seq: int, variant: str | None) -> int | str:
 
 
 def polarity_of(entity_id: str) -> str | None:
-    """`ES-C-000001` -> positive, `CR-A-000002` -> negative (docs/traceability.md ID patterns); None when the ID has no code."""
+    """`ES-C-000001` -> positive, `CR-A-000002` -> negative (docs/traceability.md ID patterns); None when the ID has
+    no code."""
     parts = entity_id.split("-")
     if len(parts) >= 3:
         return iris.POLARITY_BY_CODE.get(parts[1])

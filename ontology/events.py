@@ -41,7 +41,8 @@ class EventError(ValueError):
 
 
 def parse_time(value: Any, name: str) -> datetime:
-    """ISO 8601 with a zone (Z or +hh:mm) -> aware UTC datetime; naive times are refused (docs/traceability.md: UTC everywhere)."""
+    """ISO 8601 with a zone (Z or +hh:mm) -> aware UTC datetime; naive times are refused (docs/traceability.md: UTC
+    everywhere)."""
     if not isinstance(value, str) or not value:
         raise EventError(f"'{name}' must be an ISO 8601 UTC time string like 2026-11-21T10:00:00Z, got {value!r}")
     text = value.strip()
@@ -78,7 +79,8 @@ def check_number(value: Any, name: str) -> float:
 
 
 def parse_event(raw: Any) -> TraceEvent:
-    """Check a trace event (dict, JSON text, or a record already parsed) and return it typed; raise EventError why not."""
+    """Check a trace event (dict, JSON text, or a record already parsed) and return it typed; raise EventError why
+    not."""
     if isinstance(raw, TraceEvent):
         return raw  # parsed by the same parser on the way in (ingest's record): nothing to check twice
     try:

@@ -98,7 +98,8 @@ STATISTICS: Final = ("mean", "max", "min", "std", "median", "p95", "p05", "last"
 
 # Quantity classes by property-name stem (first match wins; checked against the name with unit and statistic removed).
 QUANTITY_BY_STEM: Final[tuple[tuple[str, str], ...]] = (
-    ("calendered_thickness", str(ECHEM.electrochemistry_f9e1c862_c510_4b11_9141_bc91045df817)),  # CalenderedCoatingThickness
+    # CalenderedCoatingThickness
+    ("calendered_thickness", str(ECHEM.electrochemistry_f9e1c862_c510_4b11_9141_bc91045df817)),
     ("dry_film_thickness", str(ECHEM.electrochemistry_d10b3c03_8d4c_4aa2_882f_5d8f680a85ed)),  # DryCoatingThickness
     ("dry_thickness", str(ECHEM.electrochemistry_d10b3c03_8d4c_4aa2_882f_5d8f680a85ed)),
     ("wet_film_thickness", str(ECHEM.electrochemistry_3b938708_e7e4_4ac0_a959_9c04306302e7)),  # CoatingThickness
@@ -177,5 +178,6 @@ EQUIPMENT_CLASS_BY_STEP: Final[dict[str, str]] = {
     "Formation": "Cycler",
 }
 
-# Positive (cathode, `-C-` in the ID) vs negative (anode, `-A-`) electrode material, from the ID patterns of docs/traceability.md.
+# Positive (cathode, `-C-` in the ID) vs negative (anode, `-A-`) electrode material, from the ID patterns of
+# docs/traceability.md.
 POLARITY_BY_CODE: Final[dict[str, str]] = {"C": "positive", "A": "negative"}

@@ -143,5 +143,6 @@ def ox_select(store: ox.Store, name: str, bindings: Mapping[str, Identifier]) ->
     else:
         head, tail = parts
         solutions = store.query(f"{head}\n  {ox_values_block(terms)}\n{tail}" if terms else head + tail)
+    assert isinstance(solutions, ox.QuerySolutions), f"{name}.rq is not a SELECT query"
     names = [v.value for v in solutions.variables]
-    return [{n: py_value(t) for n, t in zip(names, solution) if t is not None} for solution in solutions]
+    return [{n: py_value(t) for n, t in zip(names, solution, strict=True) if t is not None} for solution in solutions]

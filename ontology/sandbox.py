@@ -253,7 +253,7 @@ class _Worker:
                 raise QueryOverMemory(f"the query needed more than its {self.max_memory_mb} MiB of memory and was "
                                       "stopped; narrow it or add LIMIT")
             raise QueryFailed(f"the query process ended without an answer (exit {self.proc.returncode})")
-        return json.loads(line)  # type: ignore[no-any-return]
+        return json.loads(line)
 
     def alive(self) -> bool:
         return self.proc.poll() is None
@@ -416,7 +416,7 @@ def run_in_thread(run: Callable[[], Answer], timeout_s: float,
         if isinstance(error, (QuerySyntaxError, QueryFailed, ReadOnlyError, CursorError)):
             raise error
         raise QuerySyntaxError(f"{type(error).__name__}: {error}")
-    return box["answer"]  # type: ignore[no-any-return]
+    return box["answer"]
 
 
 def rdflib_answer(graph: Any, text: str, form: str, limit: int) -> Answer:

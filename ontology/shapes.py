@@ -33,4 +33,4 @@ def validate(data: Graph) -> Report:
         local.add((s, p, o))
     conforms, results, text = shacl_validate(local, shacl_graph=shapes(), inference="none", advanced=True,
                                              allow_warnings=False)
-    return Report(bool(conforms), str(text), results)  # type: ignore[arg-type]
+    return Report(bool(conforms), str(text), results)

@@ -33,15 +33,17 @@ import threading
 import time as _time
 from collections import OrderedDict
 from collections.abc import Callable, Mapping
-from contextlib import nullcontext
+from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any, ContextManager, Final
+from typing import Any, Final, cast
 from typing import Literal as TypingLiteral
 
 from rdflib import XSD, Graph, Literal, URIRef
 from rdflib.graph import DATASET_DEFAULT_GRAPH_ID
+from rdflib.query import ResultRow
+from rdflib.term import Node
 
 from ontology import iris
 from ontology.builder import GraphBuilder, Triple, event_digest, event_ref, to_ox, to_rdflib, vocabulary_triples
@@ -85,7 +87,8 @@ class StoreConfig:
     # the quarantine as implausible and placed when the line reaches it; 0 = no check. A twin first attached to a line
     # whose counter is already past this needs it raised for that first start.
     max_seq_jump: int = 1_000_000
-    seq_window: int = DEFAULT_SIZE  # recent seqs per line judged in memory (16 bytes each); older: looked up in the store
+    # recent seqs per line judged in memory (16 bytes each); older: looked up in the store
+    seq_window: int = DEFAULT_SIZE
     unresolved_max_ids: int = 10_000  # IDs listed in the unresolved-references view (samples naming unknown IDs)
     unresolved_grace_s: float = 600.0  # an ID unknown for longer than this counts as unresolved, not just early
 
@@ -128,7 +131,7 @@ class GenealogyStore:
         self.dew_point_port = dew_point_port
         self.graph, self._ox = self._open_graph()
         # pyoxigraph reads from snapshots and is safe beside a writer; rdflib's memory store and the HTTP store are not
-        self._lock: ContextManager[Any] = threading.RLock() if self._ox is None else nullcontext()
+        self._lock: AbstractContextManager[Any] = threading.RLock() if self._ox is None else nullcontext()
         qpath = self.config.path / "quarantine.jsonl" if self.config.path is not None else None
         self.quarantine = Quarantine(qpath)
         self.unresolved = UnresolvedReferences(self.config.unresolved_max_ids)
@@ -196,10 +199,10 @@ class GenealogyStore:
                 raise ValueError("backend 'sparql' needs query_endpoint (and update_endpoint, if different)")
             from rdflib.plugins.stores.sparqlstore import SPARQLUpdateStore
 
-            store = SPARQLUpdateStore(cfg.query_endpoint, cfg.update_endpoint or cfg.query_endpoint)
+            sparql_store = SPARQLUpdateStore(cfg.query_endpoint, cfg.update_endpoint or cfg.query_endpoint)
             if cfg.path is not None:
                 cfg.path.mkdir(parents=True, exist_ok=True)
-            graph = Graph(store=store, identifier=DATASET_DEFAULT_GRAPH_ID)
+            graph = Graph(store=sparql_store, identifier=DATASET_DEFAULT_GRAPH_ID)
             # rdflib would send the identifier as default-graph-uri=urn:x-rdflib:default with every query, i.e. ask
             # the endpoint for an empty named graph; "union" makes it send no dataset, so the endpoint's default
             # graph (where _write inserts) is queried
@@ -499,7 +502,8 @@ class GenealogyStore:
         """Record a recommendation / setpoint decision. `target` is a trace ID (linked to the entity) or a setpoint
         name such as an OPC UA node path (kept as text)."""
         if not isinstance(target, str) or not target.strip() or len(target) > 256 or not target.isprintable():
-            raise EventError(f"'target' must be a trace ID or a setpoint name (printable, <= 256 chars), got {target!r}")
+            raise EventError("'target' must be a trace ID or a setpoint name (printable, <= 256 chars), "
+                             f"got {target!r}")
         for name, text in (("who", who), ("why", why)):
             if not isinstance(text, str) or not text.strip() or len(text) > 2000:
                 raise EventError(f"'{name}' must be a non-empty string, got {text!r}")
@@ -613,15 +617,19 @@ class GenealogyStore:
             # INSERT DATA written from pyoxigraph's N-Triples serialisation of each term (escaped by pyoxigraph):
             # rdflib's SPARQLUpdateStore refuses blank nodes, and the vocabulary's OWL lists are blank nodes (one
             # request keeps their labels together; the vocabulary is far below one chunk)
+            from rdflib.plugins.stores.sparqlstore import SPARQLUpdateStore
+
+            store = self.graph.store
+            assert isinstance(store, SPARQLUpdateStore)  # _open_graph builds the graph on one for this backend
             with self._lock:
                 for i in range(0, len(triples), 20_000):
                     body = "\n".join(f"{s} {p} {o} ." for s, p, o in triples[i:i + 20_000])
                     try:
-                        self.graph.store.update(f"INSERT DATA {{\n{body}\n}}")  # type: ignore[attr-defined]
+                        store.update(f"INSERT DATA {{\n{body}\n}}")
                     except Exception:
                         # SPARQLUpdateStore keeps a failed update in its buffer and would send it again with the
                         # next one; the retry sends it itself
-                        self.graph.store.rollback()  # type: ignore[attr-defined]
+                        store.rollback()
                         raise
         else:
             with self._lock:
@@ -840,7 +848,8 @@ class GenealogyStore:
             if used.type == "ElectrodeSheet":
                 from ontology.builder import polarity_of
 
-                (pos if polarity_of(used.id) == "positive" else neg).append(self.builder.entity_node(event.line, used.id))
+                side = pos if polarity_of(used.id) == "positive" else neg
+                side.append(self.builder.entity_node(event.line, used.id))
             if used.type != "CellStack":
                 continue
             cached = self._sources.get(_key(event.line, used.id))
@@ -900,9 +909,11 @@ class GenealogyStore:
             text, init = inline_values(text, init), {}
         with self._lock:
             result = self.graph.query(text, initBindings=init)
+            assert result.vars is not None  # every ontology/queries/*.rq that _select runs is a SELECT
             rows = []
             for row in result:
-                rows.append({str(var): _py(row[var]) for var in result.vars if row[var] is not None})  # type: ignore[index]
+                assert isinstance(row, ResultRow)  # a SELECT's rows (rdflib types them with ASK's and CONSTRUCT's)
+                rows.append({str(var): _py(row[var]) for var in result.vars if row[var] is not None})
         return rows
 
     def find(self, entity_id: str, line: str | None = None) -> tuple[URIRef, str, str]:
@@ -1049,7 +1060,7 @@ class GenealogyStore:
             "audits": sorted(audit_map.values(), key=lambda a: a["time"]),
         }
 
-    def _conditions(self, root: dict[str, Literal], line: str) -> dict[str, Any]:
+    def _conditions(self, root: dict[str, URIRef], line: str) -> dict[str, Any]:
         rows = self._select("assembly_conditions", **root)
         row = rows[0] if rows else {}
         dew = self._select("dew_point_summary", **root)
@@ -1077,7 +1088,8 @@ class GenealogyStore:
         of a separator lot precedes every stacking step that used the lot (tens of thousands at 100 000 cells)."""
         _, line, _ = self.find(entity_id, line)
         root = self._root(entity_id, line)
-        nodes = {row["node"] for name in ("genealogy_nodes", "genealogy_root_nodes") for row in self._select(name, **root)}
+        nodes = {row["node"] for name in ("genealogy_nodes", "genealogy_root_nodes")
+                 for row in self._select(name, **root)}
         out = Graph()
         for prefix, ns in (("pl", PL), ("emmo", iris.EMMO), ("echem", iris.ECHEM), ("battery", iris.BATTERY),
                            ("mfg", iris.MFG)):
@@ -1093,7 +1105,10 @@ class GenealogyStore:
                 for quad in self._ox.quads_for_pattern(ox.NamedNode(str(node)), None, None, default):
                     if quad.predicate == precedes and quad.object not in inside:
                         continue
-                    out.add((from_ox(quad.subject), from_ox(quad.predicate), from_ox(quad.object)))
+                    # from_ox is typed for any term, None and RDF-star triples included; a stored quad's terms are
+                    # IRIs, blank nodes or literals
+                    triple = (from_ox(quad.subject), from_ox(quad.predicate), from_ox(quad.object))
+                    out.add(cast("tuple[Node, Node, Node]", triple))
             return out
         with self._lock:
             for node in nodes:
@@ -1257,7 +1272,8 @@ _FIELD_NAMES: Final = {
     str(PL.statistic): "statistic", "http://www.w3.org/1999/02/22-rdf-syntax-ns#type": "type",
     "http://www.w3.org/1999/02/22-rdf-syntax-ns#value": "value", str(iris.EMMO_HAS_MEASUREMENT_UNIT): "unit_iri",
     str(iris.EMMO_HAS_NUMBER_VALUE): "value", str(PL.fromM): "from_m", str(PL.toM): "to_m",
-    str(PL.setpoint): "setpoint", str(PL.before): "before", str(PL.after): "after", str(PL.modelVersion): "model_version",
+    str(PL.setpoint): "setpoint", str(PL.before): "before", str(PL.after): "after",
+    str(PL.modelVersion): "model_version",
 }
 # upstream.rq columns -> genealogy JSON fields (of an entity, of one of its steps)
 _ENTITY_FIELDS: Final = (("polarity", "polarity"), ("length", "length_m"))

@@ -133,7 +133,7 @@ class Controller:
                 raise ControlError("the line's state cannot be trusted for a closed loop: "
                                    + "; ".join(f"{r.loop}: {r.reason}" for r in untrusted), 409)
         before = self.mode
-        self.mode = mode  # type: ignore[assignment]
+        self.mode = mode
         self.mode_by = who.name
         self.audit.record("mode", who.name, why or f"mode {before} -> {mode}", target="mode", before=before,
                           after=mode)

@@ -109,7 +109,7 @@ class PlantHistory:
             props = {"mass_loading_mg_cm2_mean": round(14.3 + self._rng.gauss(0, 0.1), 3)}
             if self.rich:
                 props["thickness_um_mean"] = round(76 + self._rng.gauss(0, 0.5), 2)
-            segments.append(("SEG-%s-%06d-%03d" % (pol, n_roll, k + 1), f, t, props))
+            segments.append((f"SEG-{pol}-{n_roll:06d}-{k + 1:03d}", f, t, props))
         roll_event = self._event(
             "created", roll, "CoatedRoll", "Coating", f"Coating/{'Cathode' if pol == 'C' else 'Anode'}",
             f"SlotDieCoater-{pol}", coat_inputs, 60,
@@ -131,14 +131,16 @@ class PlantHistory:
             self.truth.roll_of[roll] = roll
         cal = f"CAL-{pol}-{n_roll:06d}"
         yield self._event("created", cal, "CalenderedRoll", "Calendering", "Calendering", f"Calender-{pol}",
-                          [{"id": roll, "type": "CoatedRoll"}], 30, {"line_load_N_mm": 84.0, "roll_temperature_C": 25.0},
+                          [{"id": roll, "type": "CoatedRoll"}], 30,
+                          {"line_load_N_mm": 84.0, "roll_temperature_C": 25.0},
                           {"calendered_thickness_um_mean": 61.2, "porosity_mean": 0.32} if self.rich else {})
         coils = []
         for k in (1, 2):
             sc = f"SC-{pol}-{n_roll:06d}-{k}"
             coils.append(sc)
             yield self._event("created", sc, "SlitCoil", "Slitting", "Slitting", f"Slitter-{pol}",
-                              [{"id": cal, "type": "CalenderedRoll"}], 10, {"slit_width_mm": 100.0} if self.rich else {})
+                              [{"id": cal, "type": "CalenderedRoll"}], 10,
+                              {"slit_width_mm": 100.0} if self.rich else {})
             yield self._event("processed", sc, "SlitCoil", "PostDrying", "PostDrying", "VacuumOven-1", [], 120,
                               {"temperature_C": 120.0} if self.rich else {},
                               {"residual_moisture_ppm": 180.0} if self.rich else {})
@@ -174,14 +176,15 @@ class PlantHistory:
                     self.truth.sheet_stretch[sheet] = (coil, self.truth.roll_of[coil], f, t)
             stack = f"STK-{n:06d}"
             yield self._event("created", stack, "CellStack", "Assembly", "Assembly/Stacking", "Stacker-1",
-                              [{"id": sheets["C"], "type": "ElectrodeSheet"}, {"id": sheets["A"], "type": "ElectrodeSheet"},
-                               self._lot("SEP")], 0.5)
+                              [{"id": sheets["C"], "type": "ElectrodeSheet"},
+                               {"id": sheets["A"], "type": "ElectrodeSheet"}, self._lot("SEP")], 0.5)
             cell = f"CELL-{n:06d}"
             dew = round(-45.0 + self._rng.gauss(0, 3.0), 2)
             yield self._event("created", cell, "Cell", "Assembly", "Assembly/Packaging", "PouchSealer-1",
                               [{"id": stack, "type": "CellStack"}, self._lot("ELY")], 0.5,
                               {"electrolyte_mass_g": 4.2} if self.rich else {}, {"dew_point_C_max": dew})
-            yield self._event("created", f"FR-{n:06d}", "FormationRun", "Formation", "Formation", f"CH-{n % 16 + 1:02d}",
+            yield self._event("created", f"FR-{n:06d}", "FormationRun", "Formation", "Formation",
+                              f"CH-{n % 16 + 1:02d}",
                               [{"id": cell, "type": "Cell"}], 1.0, {"charge_current_A": 0.1} if self.rich else {},
                               {"discharge_capacity_Ah": round(2.0 + self._rng.gauss(0, 0.02), 4),
                                "initial_coulombic_efficiency": 0.88})

@@ -4,8 +4,8 @@ random order, with replays, with well-formed forged events that reuse the line's
 
 Whatever the interleaving, once every valid event has arrived the real entities in the graph are exactly those of the
 valid stream, every cell's upstream tree is the generator's, nothing real is left in the quarantine, every replay was
-counted as a duplicate, and the line's missing seqs are exactly those nobody sent. A small seq window (8) makes most judgements go to the
-store (older than the window, or from before a restart).
+counted as a duplicate, and the line's missing seqs are exactly those nobody sent. A small seq window (8) makes most
+judgements go to the store (older than the window, or from before a restart).
 """
 
 from __future__ import annotations

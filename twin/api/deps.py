@@ -15,7 +15,7 @@ ANONYMOUS = Principal("anonymous", Role.viewer)
 
 
 def ctx_of(request: Request) -> TwinContext:
-    return request.app.state.ctx  # type: ignore[no-any-return]
+    return request.app.state.ctx
 
 
 def require(role: Role) -> Callable[..., Awaitable[Principal]]:

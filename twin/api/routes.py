@@ -118,7 +118,7 @@ async def history(ctx: Ctx, _: Viewer,
 @router.get("/spc", tags=["quality"])
 async def spc(ctx: Ctx, _: Viewer, signal: str | None = None, roll: str | None = None,
               points: bool = False) -> list[dict[str, Any]]:
-    return _clean(ctx.live.spc(signal, roll, with_points=points))  # type: ignore[no-any-return]
+    return _clean(ctx.live.spc(signal, roll, with_points=points))
 
 
 @router.get("/rollmap", tags=["quality"])
@@ -142,7 +142,7 @@ async def rollmap(ctx: Ctx, _: Viewer, signal: str = "Drying/Cathode/MassLoading
 async def predictions(ctx: Ctx, _: Viewer, subject: str | None = Query(None, max_length=64),
                       limit: int = Query(50, ge=1, le=500)) -> list[dict[str, Any]]:
     items = [p for p in reversed(ctx.predictions) if subject is None or p.get("subject") == subject]
-    return _clean(items[:limit])  # type: ignore[no-any-return]
+    return _clean(items[:limit])
 
 
 # -- recommendations --------------------------------------------------------------------------------------------------
@@ -162,13 +162,13 @@ async def recommendations(ctx: Ctx, _: Viewer, state: str | None = None,
 @router.post("/recommendations/{rec_id}/approve", tags=["control"])
 async def approve(rec_id: int, ctx: Ctx, who: Operator, body: Decision | None = None) -> dict[str, Any]:
     rec = await ctx.controller.approve(rec_id, who, (body or Decision()).note)
-    return _clean(rec.to_dict())  # type: ignore[no-any-return]
+    return _clean(rec.to_dict())
 
 
 @router.post("/recommendations/{rec_id}/reject", tags=["control"])
 async def reject(rec_id: int, ctx: Ctx, who: Operator, body: Decision | None = None) -> dict[str, Any]:
     rec = ctx.controller.reject(rec_id, who, (body or Decision()).note)
-    return _clean(rec.to_dict())  # type: ignore[no-any-return]
+    return _clean(rec.to_dict())
 
 
 @router.get("/mode", tags=["control"])
@@ -185,19 +185,19 @@ async def put_mode(body: ModeChange, ctx: Ctx, who: Operator) -> dict[str, Any]:
 @router.get("/audit", tags=["control"])
 async def audit(ctx: Ctx, _: Viewer, limit: int = Query(200, ge=1, le=5000),
                 recommendation_id: int | None = None) -> list[dict[str, Any]]:
-    return _clean([e.to_dict() for e in ctx.audit.list(limit, recommendation_id)])  # type: ignore[no-any-return]
+    return _clean([e.to_dict() for e in ctx.audit.list(limit, recommendation_id)])
 
 
 # -- alarms -----------------------------------------------------------------------------------------------------------
 @router.get("/alarms", tags=["alarms"])
 async def alarms(ctx: Ctx, _: Viewer, history: bool = False) -> list[dict[str, Any]]:
-    return _clean([a.to_dict() for a in ctx.alarms.list(include_history=history)])  # type: ignore[no-any-return]
+    return _clean([a.to_dict() for a in ctx.alarms.list(include_history=history)])
 
 
 @router.post("/alarms/{alarm_id}/ack", tags=["alarms"])
 async def ack(alarm_id: int, ctx: Ctx, who: Operator) -> dict[str, Any]:
     try:
-        return _clean(ctx.alarms.ack(alarm_id, who.name).to_dict())  # type: ignore[no-any-return]
+        return _clean(ctx.alarms.ack(alarm_id, who.name).to_dict())
     except KeyError as exc:
         raise HTTPException(404, str(exc.args[0])) from None
 
@@ -264,7 +264,7 @@ def redact(obj: Any) -> Any:
 
 @router.get("/config", tags=["config"])
 async def config(ctx: Ctx, _: Viewer) -> dict[str, Any]:
-    return redact(json.loads(json.dumps(ctx.config_dump(), default=str)))  # type: ignore[no-any-return]
+    return redact(json.loads(json.dumps(ctx.config_dump(), default=str)))
 
 
 # -- live stream (server-sent events) ---------------------------------------------------------------------------------
