@@ -7,13 +7,18 @@ STAMP := $(VENV)/.installed
 SUDO := $(shell [ "$$(id -u)" = "0" ] || echo sudo)
 DEBS := influxdb mosquitto mosquitto-clients victoria-metrics chromium chromium-driver
 
-.PHONY: run test test-faults deps debs venv bench clean
+.PHONY: run test lint test-faults deps debs venv bench clean
 
 run: deps
 	$(VPY) -m deploy.localstack
 
-test: deps
+test: deps lint
 	$(VPY) -m pytest -q $(PYTEST_ARGS)
+
+# ruff (pycodestyle, pyflakes, import order, bugbear, pyupgrade) and mypy, both configured in pyproject.toml
+lint: deps
+	$(VPY) -m ruff check .
+	$(VPY) -m mypy
 
 # The long fault-injection schedules (database, broker, hung/killed servers, small budgets, clock offsets, disk full).
 test-faults: deps
