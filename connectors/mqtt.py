@@ -70,22 +70,18 @@ class MqttState:
     last_error: str = ""
 
 
-class MqttConnector:
-    def __init__(self, cfg: MqttConfig, sink: Sink) -> None:
+class _PahoLink:
+    """A paho client's life: connect and reconnect in paho's network thread, connection state, a clean stop. The
+    connector and the publisher differ only in the client they make and what they do once connected."""
+
+    def __init__(self, cfg: MqttConfig, client: mqtt.Client) -> None:
         self.cfg = cfg
-        self.sink = sink
         self.state = MqttState()
         self.host, self.port = broker_address(cfg)
-        self._client = self._make_client()
+        self._client = client
+        self._client.on_connect = self._on_connect
+        self._client.on_disconnect = self._on_disconnect
         self._started = False
-        self._lock = threading.Lock()
-
-    def _make_client(self) -> mqtt.Client:
-        c = paho_client(self.cfg, client_id=self.cfg.client_id, clean_session=self.cfg.clean_session, manual_ack=True)
-        c.on_connect = self._on_connect
-        c.on_disconnect = self._on_disconnect
-        c.on_message = self._on_message
-        return c
 
     # -- lifecycle ---------------------------------------------------------------------------------------------------
     def start(self) -> None:
@@ -114,10 +110,10 @@ class MqttConnector:
         self.state.connects += 1
         if self.state.connects > 1:
             self.state.reconnects += 1
-        session = getattr(flags, "session_present", False)
-        log.info("MQTT connected to %s:%d (session present: %s); subscribing %s", self.host, self.port, session,
-                 self.cfg.topics)
-        client.subscribe([(t, int(self.cfg.qos)) for t in self.cfg.topics])
+        self._connected(client, flags)
+
+    def _connected(self, client: mqtt.Client, flags: Any) -> None:
+        """What to do on every (re)connection."""
 
     def _on_disconnect(self, client: mqtt.Client, userdata: Any, flags: Any, reason_code: Any,
                        properties: Any) -> None:
@@ -125,6 +121,21 @@ class MqttConnector:
         if self._started and was_connected:  # a refused connect keeps its own, clearer error
             self.state.last_error = f"disconnected: {reason_code}"
             log.warning("MQTT disconnected (%s); paho reconnects with backoff", reason_code)
+
+
+class MqttConnector(_PahoLink):
+    def __init__(self, cfg: MqttConfig, sink: Sink) -> None:
+        super().__init__(cfg, paho_client(cfg, client_id=cfg.client_id, clean_session=cfg.clean_session,
+                                          manual_ack=True))
+        self.sink = sink
+        self._client.on_message = self._on_message
+        self._lock = threading.Lock()
+
+    def _connected(self, client: mqtt.Client, flags: Any) -> None:
+        session = getattr(flags, "session_present", False)
+        log.info("MQTT connected to %s:%d (session present: %s); subscribing %s", self.host, self.port, session,
+                 self.cfg.topics)
+        client.subscribe([(t, int(self.cfg.qos)) for t in self.cfg.topics])
 
     def _on_message(self, client: mqtt.Client, userdata: Any, msg: mqtt.MQTTMessage) -> None:
         now = time.time_ns()
@@ -147,41 +158,15 @@ class MqttConnector:
         self.sink(records, ack)
 
 
-class MqttPublisher:
+class MqttPublisher(_PahoLink):
     """Publishes the twin's own messages (recommendations) with the connector's settings: same broker, auth, TLS and
     reconnect backoff, a client id of its own (``<client_id>-pub``) and a clean session, since it subscribes to
     nothing. paho keeps QoS 1 messages published while the broker is away and sends them on reconnect."""
 
     def __init__(self, cfg: MqttConfig) -> None:
-        self.cfg = cfg
-        self.host, self.port = broker_address(cfg)
-        self.state = MqttState()
-        self._client = paho_client(cfg, client_id=f"{cfg.client_id}-pub", clean_session=True)
-        self._client.max_queued_messages_set(1000)  # bounded: a long broker outage drops the oldest proposals
-        self._client.on_connect = self._on_connect
-        self._client.on_disconnect = self._on_disconnect
-        self._started = False
-
-    def _on_connect(self, client: mqtt.Client, userdata: Any, flags: Any, reason_code: Any, properties: Any) -> None:
-        if reason_code.is_failure:
-            self.state.last_error = f"connect refused: {reason_code}"
-            log.error("MQTT publisher: %s:%d refused the connection: %s", self.host, self.port, reason_code)
-            return
-        self.state.connected = True
-        self.state.connects += 1
-
-    def _on_disconnect(self, client: mqtt.Client, userdata: Any, flags: Any, reason_code: Any,
-                       properties: Any) -> None:
-        self.state.connected = False
-        if self._started:
-            self.state.last_error = f"disconnected: {reason_code}"
-
-    def start(self) -> None:
-        if self._started:
-            return
-        self._started = True
-        self._client.connect_async(self.host, self.port, keepalive=self.cfg.keepalive_s)
-        self._client.loop_start()
+        super().__init__(cfg, paho_client(cfg, client_id=f"{cfg.client_id}-pub", clean_session=True))
+        # bounded: past 1000 messages waiting for the broker, publish() says False and counts the proposal rejected
+        self._client.max_queued_messages_set(1000)
 
     def publish(self, topic: str, payload: str, qos: int = 1) -> bool:
         """False when paho could not queue the message (its bounded queue is full); never raises or blocks."""
@@ -191,11 +176,3 @@ class MqttPublisher:
             return False
         self.state.messages += 1
         return True
-
-    def stop(self) -> None:
-        if not self._started:
-            return
-        self._started = False
-        self._client.disconnect()
-        self._client.loop_stop()
-        self.state.connected = False
