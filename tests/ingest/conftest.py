@@ -3,6 +3,7 @@ read-back of what InfluxDB holds."""
 
 from __future__ import annotations
 
+import asyncio
 import bisect
 import json
 import sys
@@ -158,6 +159,16 @@ def wait_until(pred: Any, timeout_s: float, interval_s: float = 0.2, what: str =
         if pred():
             return time.monotonic() - t0
         time.sleep(interval_s)
+    raise AssertionError(f"{what} not reached within {timeout_s} s")
+
+
+async def until(pred: Any, timeout_s: float, what: str, interval_s: float = 0.05) -> None:
+    """``wait_until`` for async tests: polls without blocking the event loop the code under test runs on."""
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        if pred():
+            return
+        await asyncio.sleep(interval_s)
     raise AssertionError(f"{what} not reached within {timeout_s} s")
 
 

@@ -12,12 +12,11 @@ from __future__ import annotations
 import asyncio
 import itertools
 import time
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 from tests.faults.checker import Report, Run, check_opcua
-from tests.ingest.conftest import FAST_LINE, influx_rows, read_record
+from tests.ingest.conftest import FAST_LINE, influx_rows, read_record, until
 from twin.config import Config
 from twin.ingest import IngestPipeline
 
@@ -41,14 +40,6 @@ def config(tmp: Path, influx_url: str, db: str, endpoint: str) -> Config:
         "validation": {"max_future_s": 10 * 365 * 86400.0},
     })
 
-
-async def until(pred: Callable[[], bool], timeout_s: float, what: str) -> None:
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        if pred():
-            return
-        await asyncio.sleep(0.1)
-    raise AssertionError(f"{what} not reached within {timeout_s} s")
 
 
 def newest_stored(url: str, db: str) -> int:

@@ -13,14 +13,13 @@ from __future__ import annotations
 import asyncio
 import itertools
 import time
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import pytest
 
 from connectors.records import Sample
-from tests.ingest.conftest import influx_rows
+from tests.ingest.conftest import influx_rows, until
 from twin.config import Config
 from twin.ingest import IngestPipeline
 
@@ -72,14 +71,6 @@ def config(tmp: Path, influx_url: str, db: str) -> Config:
         "validation": {"max_future_s": 10 * 365 * 86400.0},
     })
 
-
-async def until(pred: Callable[[], bool], timeout_s: float, what: str) -> None:
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        if pred():
-            return
-        await asyncio.sleep(0.05)
-    raise AssertionError(f"{what} not reached within {timeout_s} s")
 
 
 def stored_times(url: str, db: str) -> set[int]:

@@ -16,7 +16,8 @@ from typing import Any
 
 import pytest
 
-from tests.ingest.test_spool_budget import Source, stored_times, until
+from tests.ingest.conftest import until
+from tests.ingest.test_spool_budget import Source, stored_times
 from twin.alarms import AlarmManager
 from twin.config import Config
 from twin.ingest import IngestPipeline

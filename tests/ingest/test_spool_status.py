@@ -18,7 +18,7 @@ from typing import Any
 import httpx
 
 from connectors.records import Sample
-from tests.ingest.conftest import influx_rows
+from tests.ingest.conftest import influx_rows, until
 from twin.config import load_config
 from twin.service import TwinService
 
@@ -30,14 +30,6 @@ def metric(text: str, name: str) -> float:
     assert m, f"{name} not in /metrics"
     return float(m.group(1))
 
-
-async def until(pred: Any, timeout_s: float, what: str) -> None:
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        if pred():
-            return
-        await asyncio.sleep(0.05)
-    raise AssertionError(f"{what} not reached within {timeout_s} s")
 
 
 def samples(t0: int, start: int, n: int) -> list[Sample]:
