@@ -231,9 +231,13 @@ def compaction_resistance_N_mm(
 def calendered_porosity(
     porosity_dry: ArrayLike, min_porosity: ArrayLike, line_load_N_mm: ArrayLike, gamma_c_N_mm: ArrayLike
 ) -> FloatArray:
-    """Eq. 15 (Heckel-type, Meyer et al. 2017)."""
-    eps_min = _a(min_porosity)
-    return eps_min + (_a(porosity_dry) - eps_min) * np.exp(-_a(line_load_N_mm) / _a(gamma_c_N_mm))
+    """Eq. 15 (Heckel-type, Meyer et al. 2017): the porosity falls from the dried one towards eps_min.
+
+    A dried coating already denser than eps_min (the drying meta-model far outside its calibration, wet loadings
+    well above 35 mg/cm2) is not loosened by the rolls: eq. 15 read literally would raise its porosity towards eps_min,
+    so the calendered porosity is never above the dried one."""
+    eps_min, eps_dry = _a(min_porosity), _a(porosity_dry)
+    return np.minimum(eps_dry, eps_min + (eps_dry - eps_min) * np.exp(-_a(line_load_N_mm) / _a(gamma_c_N_mm)))
 
 
 def solid_volume_fraction(

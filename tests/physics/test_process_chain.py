@@ -148,3 +148,11 @@ def test_cli_bad_input(stdin: str, message: str) -> None:
     assert out.returncode == 2
     assert message in out.stderr
     assert out.stdout == ""
+
+
+def test_the_calender_never_loosens_a_coating_denser_than_eps_min() -> None:
+    """Hypothesis found it (flow 1296 cm3/h at 0.3 m/min, 2 N/mm): far outside the drying meta-model's calibration the
+    dried porosity falls below eps_min, and eq. 15 read literally made more line load give a lower density."""
+    eps = pc.calendered_porosity(np.array([0.15, 0.15, 0.40]), 0.176, np.array([2.0, 2.002, 84.0]), 129.0)
+    assert eps[0] == eps[1] == 0.15  # already denser than the calender reaches: unchanged by more load
+    assert 0.176 < eps[2] < 0.40  # the calibrated case: eq. 15 as written
