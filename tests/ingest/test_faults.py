@@ -35,7 +35,8 @@ from tests.ingest.conftest import (
     wait_until,
 )
 
-pytestmark = pytest.mark.slow
+# the five faults in one long run (~55 s): make test-faults; make test runs the short schedule of tests/faults
+pytestmark = [pytest.mark.slow, pytest.mark.faults]
 
 SPEED, TICK_S = 120, 5
 

@@ -129,5 +129,5 @@ class Placement(RuleBasedStateMachine):
 
 
 TestPlacement = Placement.TestCase
-TestPlacement.settings = settings(max_examples=8, stateful_step_count=20, deadline=None,
+TestPlacement.settings = settings(max_examples=4, stateful_step_count=20, deadline=None,
                                   suppress_health_check=[HealthCheck.too_slow])

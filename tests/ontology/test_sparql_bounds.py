@@ -98,7 +98,7 @@ def test_queries_while_the_line_writes_never_read_a_compacted_file(tmp_path: Pat
 
 def test_a_worst_case_query_leaves_the_event_loop_free(small_store: GenealogyStore) -> None:
     """Issue 10 item 2: /sparql waited for its query on the event loop, so /health stalled until the limit."""
-    server = Server(_app(small_store, sparql_timeout_s=30.0))
+    server = Server(_app(small_store, sparql_timeout_s=10.0))
 
     async def scenario() -> tuple[int, list[int], bool]:
         async with httpx.AsyncClient(base_url=server.url, timeout=120) as client:
@@ -120,7 +120,7 @@ def test_a_worst_case_query_leaves_the_event_loop_free(small_store: GenealogySto
 
 
 def test_concurrency_caps_answer_429_with_retry_after(small_store: GenealogyStore) -> None:
-    server = Server(_app(small_store, sparql_timeout_s=20.0, sparql_max_concurrent=3, sparql_max_per_user=2))
+    server = Server(_app(small_store, sparql_timeout_s=8.0, sparql_max_concurrent=3, sparql_max_per_user=2))
 
     async def scenario() -> dict[str, object]:
         async with httpx.AsyncClient(base_url=server.url, timeout=120) as client:

@@ -29,7 +29,7 @@ def served(tmp_path: Path) -> Iterator[tuple[Env, Server]]:
         store.add_event(event)
     assert store.flush(timeout=60)
     settings = env.ctx.settings
-    settings.genealogy.sparql_timeout_s = 20.0
+    settings.genealogy.sparql_timeout_s = 8.0
     settings.genealogy.sparql_max_concurrent = 2
     settings.genealogy.sparql_max_per_user = 1
     settings.http.sse_max_clients = 2
