@@ -171,6 +171,8 @@ class OpcuaConnector:
         self._stop = asyncio.Event()
         self._client: Client | None = None
         self._handles: dict[int, NodeInfo] = {}
+        # handles whose initial value (the first notification of a new subscription) has not arrived yet
+        self._initial_due: set[int] = set()
         #: per node source: the monitored-item queue size the server granted (RevisedQueueSize), what survives a cut
         self.queue_sizes: dict[str, int] = {}
         self._event_fields: list[str] = []
@@ -273,6 +275,7 @@ class OpcuaConnector:
         """Drop the connection but not the server-side session: its subscription can then be transferred."""
         client, self._client = self._client, None
         self._handles = {}
+        self._initial_due = set()
         self._sub = None  # a held message is republished only on the subscription's next session
         if client is None:
             return
@@ -339,6 +342,7 @@ class OpcuaConnector:
         self._acks_waiting.clear()
         self._unacked_oldest.clear()
         self._handles = await self._monitor(sub, infos)
+        self._initial_due = set(self._handles)
         if c.trace_events:
             await self._subscribe_events(client, sub, ns)
         self._save_state(sub, server_start)
@@ -374,6 +378,7 @@ class OpcuaConnector:
                                     d["unit"], d.get("trace_key"), tuple((k, v) for k, v in d.get("tags", [])))
                    for h, d in saved["handles"].items()}
         self._handles = handles
+        self._initial_due = set()  # SendInitialValues=False: what arrives are the line's own changes
         sub = BatchSubscription(session, ua.CreateSubscriptionParameters(), self._on_batch)
         sub.subscription_id = sub_id
         if saved.get("event_handle") is not None:
@@ -748,14 +753,17 @@ class OpcuaConnector:
             log.error("OPC UA: cannot subscribe to trace events: %s", res[0].StatusCode)
 
     # -- notifications -------------------------------------------------------------------------------------------------
-    def _update_context(self, info: NodeInfo, dv: ua.DataValue, received_ns: int) -> None:
+    def _update_context(self, info: NodeInfo, dv: ua.DataValue, received_ns: int, initial: bool = False) -> None:
         assert info.trace_key is not None
         v = dv.Value.Value if dv.Value is not None else None
         if info.trace_key == "roll_position_m":
             val: TraceValue | None = float(v) if isinstance(v, int | float) and not isinstance(v, bool) else None
         else:
             val = v if isinstance(v, str) and v else None
-        t_ns = id_time(dv, received_ns, self.cfg.timestamp)
+        # an empty ID as a subscription's initial value is a variable the line never wrote: asyncua stamps its
+        # creation value with the server's wall clock, and once a line clock behind it passes that stamp, "no ID"
+        # would replace the real IDs written since. It says nothing about time: it goes to the start of the history.
+        t_ns = None if initial and val is None else id_time(dv, received_ns, self.cfg.timestamp)
         if (EARLIEST_NS if t_ns is None else t_ns) <= self._pending_newest.get(info.station, EARLIEST_NS - 1):
             self._retag = True  # the server delivered this ID after samples of the same instant (rare)
         self.context.update(info.station, info.trace_key, t_ns, val)
@@ -772,10 +780,12 @@ class OpcuaConnector:
         self.state.last_data_ns = now
         handles = self._handles
         # pass 1: IDs first, so samples of the same instant see them
+        initial_due = self._initial_due
         for handle, dv in changes:
             info = handles.get(handle)
             if info is not None and info.trace_key is not None:
-                self._update_context(info, dv, now)
+                self._update_context(info, dv, now, handle in initial_due)
+            initial_due.discard(handle)
         # pass 2: what the previous publish brought can go now; this publish's samples are held one cycle
         self._flush_pending()
         line = self.line

@@ -92,3 +92,22 @@ async def test_a_creation_value_stamped_by_the_server_clock_does_not_hide_the_li
     restarted._on_batch([(3, _dv(14.2, t2))], [], False, 3)  # the server republishes what was never acknowledged
     restarted._flush_pending()
     assert [s.trace.get("roll_id") for s in stored if s.signal == "MassLoading" and s.value == 14.2] == ["CR-C-000001"]
+
+
+async def test_a_never_written_id_does_not_replace_the_line_ids_once_the_line_clock_passes_its_stamp() -> None:
+    """The fault suite's clock_passes_wall schedule: the line's clock starts a little behind the server's and passes
+    it mid-run. A station's RollId the line had not written yet arrived as the subscription's initial value, "" stamped
+    at the server's wall clock; once the line's clock passed that stamp, every sample lost its roll ID until the next
+    roll (598 mis-tagged). An empty initial value now goes to the start of the history."""
+    stored: list[Sample] = []
+    conn = _conn(stored)
+    conn._initial_due = set(conn._handles)  # a new subscription: each node's first notification is its initial value
+    created = LINE_T0 + timedelta(seconds=5)  # the server's wall clock when it created the variable
+    t = [LINE_T0 + timedelta(seconds=s) for s in (1, 4, 6, 8)]
+    conn._on_batch([(1, _dv("", created)), (3, _dv(14.0, t[0]))], [], False, None)
+    conn._on_batch([(1, _dv("CR-C-000001", t[1])), (3, _dv(14.1, t[1]))], [], False, None)
+    conn._on_batch([(3, _dv(14.2, t[2]))], [], False, None)  # the line's clock has passed the creation stamp
+    conn._on_batch([(1, _dv("", t[3])), (3, _dv(14.3, t[3]))], [], False, None)  # the line clears it: a real change
+    conn._flush_pending()
+    got = [(s.value, s.trace.get("roll_id")) for s in stored if s.signal == "MassLoading"]
+    assert got == [(14.0, None), (14.1, "CR-C-000001"), (14.2, "CR-C-000001"), (14.3, None)]
