@@ -662,7 +662,7 @@ class OpcuaConnector:
             return
         dvs = await client.uaclient.read_attributes([i.node_id for i in trace_infos], AttributeIds.Value)
         for info, dv in zip(trace_infos, dvs, strict=True):
-            self._update_context(info, dv, time.time_ns())
+            self._update_context(info, dv, time.time_ns(), initial=True)
 
     async def _monitor(self, sub: BatchSubscription, infos: list[NodeInfo]) -> dict[int, NodeInfo]:
         c = self.cfg
@@ -760,9 +760,10 @@ class OpcuaConnector:
             val: TraceValue | None = float(v) if isinstance(v, int | float) and not isinstance(v, bool) else None
         else:
             val = v if isinstance(v, str) and v else None
-        # an empty ID as a subscription's initial value is a variable the line never wrote: asyncua stamps its
-        # creation value with the server's wall clock, and once a line clock behind it passes that stamp, "no ID"
-        # would replace the real IDs written since. It says nothing about time: it goes to the start of the history.
+        # an empty ID read at subscribe time (the priming read, or a subscription's initial value) is a variable the
+        # line never wrote: asyncua stamps its creation value with the server's wall clock, and once a line clock
+        # behind it passes that stamp, "no ID" would replace the real IDs written since. It says nothing about time:
+        # it goes to the start of the history.
         t_ns = None if initial and val is None else id_time(dv, received_ns, self.cfg.timestamp)
         if (EARLIEST_NS if t_ns is None else t_ns) <= self._pending_newest.get(info.station, EARLIEST_NS - 1):
             self._retag = True  # the server delivered this ID after samples of the same instant (rare)
