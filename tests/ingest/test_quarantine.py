@@ -182,5 +182,8 @@ async def test_bad_payloads_through_real_ingest_stay_within_max_bytes_and_the_ap
         last = body["entries"][-1]
         raw = last.get("raw") or base64.b64decode(last["raw_base64"]).decode(errors="replace")
         assert f"#{n_bad - 1:07d}" in raw, "the newest bad payload is kept"
+        usage = body["usage"]  # the API says how full the quarantine is and what rotation dropped
+        assert usage["max_bytes"] == max_bytes and usage["bytes"] <= max_bytes
+        assert usage["dropped"]["entries"] > 0 and usage["dropped"]["by_reason"].get("malformed_json", 0) > 0
     finally:
         await pipe.stop()

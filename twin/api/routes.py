@@ -213,9 +213,11 @@ def _quarantine(ctx: TwinContext) -> Any:
 async def quarantine(ctx: Ctx, _: Viewer, reason: str | None = Query(None, max_length=64),
                      limit: int = Query(100, ge=1, le=10_000)) -> dict[str, Any]:
     """What ingest refused (bad payloads, NaN, out of range, unknown units, malformed IDs): counts per reason since
-    the quarantine began, and the newest entries with their raw payload, so nothing refused is invisible."""
-    counts, entries = await asyncio.to_thread(_quarantine(ctx).summary, reason, limit)
-    return _clean({"counts": counts, "entries": entries})
+    the quarantine began, and the newest entries with their raw payload, so nothing refused is invisible; ``usage``
+    says how much of ``quarantine.max_bytes`` is taken and what rotation dropped to stay within it."""
+    q = _quarantine(ctx)
+    counts, entries = await asyncio.to_thread(q.summary, reason, limit)
+    return _clean({"counts": counts, "entries": entries, "usage": q.usage()})
 
 
 # -- genealogy --------------------------------------------------------------------------------------------------------
