@@ -4,18 +4,27 @@ that the genealogy does not know (UnresolvedReferences).
 An entry waiting for an input ID that has not arrived yet (events can arrive out of order over MQTT) is released and
 placed automatically when that ID is created; everything else stays until an engineer looks at it. The log is an
 append-only JSON-lines file beside the store, replayed on start, so the quarantine survives restarts too.
+
+Bounded, because an outsider can fill it (forged or malformed events): at most ``max_entries`` are held (the oldest
+one is dropped, and counted in ``dropped``, to make room), and the log is rewritten with only the entries still held
+once it has grown to twice their size plus ``COMPACT_SLACK_BYTES`` (adds and releases of out-of-order events would
+otherwise grow it forever while nothing stays quarantined).
 """
 
 from __future__ import annotations
 
 import itertools
 import json
+import os
 import threading
 from collections.abc import Iterator
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
+
+COMPACT_SLACK_BYTES = 1 << 20
+"""The log is compacted once it exceeds twice the size of the entries it holds plus this."""
 
 
 @dataclass
@@ -43,8 +52,12 @@ class Entry:
 
 
 class Quarantine:
-    def __init__(self, path: Path | None) -> None:
+    def __init__(self, path: Path | None, max_entries: int = 100_000) -> None:
         self._path = path
+        self.max_entries = max_entries
+        self.dropped = 0  # entries dropped to stay within max_entries (since this process started)
+        self._log_bytes = 0  # size of the log file
+        self._live_bytes: dict[int, int] = {}  # qid -> size of its "add" record
         self._lock = threading.Lock()
         self._entries: dict[int, Entry] = {}
         self._waiting: dict[str, set[int]] = {}
@@ -52,6 +65,8 @@ class Quarantine:
         self._next = 1
         if path is not None and path.exists():
             self._replay(path)
+            self._log_bytes = path.stat().st_size
+            self._compact_if_due()
 
     def _replay(self, path: Path) -> None:
         for raw in path.read_text(encoding="utf-8").splitlines():
@@ -64,15 +79,38 @@ class Quarantine:
             if record.get("op") == "add":
                 entry = Entry(**record["entry"])
                 self._index(entry)
+                self._live_bytes[entry.qid] = len(raw.encode()) + 1
                 self._next = max(self._next, entry.qid + 1)
             elif record.get("op") == "release":
                 self._drop(int(record["qid"]))
 
-    def _append(self, record: dict[str, Any]) -> None:
+    def _append(self, record: dict[str, Any]) -> int:
+        """Write one record; its size in bytes (0 without a file)."""
         if self._path is None:
-            return
+            return 0
+        line = json.dumps(record, default=str) + "\n"
         with self._path.open("a", encoding="utf-8") as fh:
-            fh.write(json.dumps(record, default=str) + "\n")
+            fh.write(line)
+        size = len(line.encode())
+        self._log_bytes += size
+        return size
+
+    def _compact_if_due(self) -> None:
+        """Rewrite the log with the entries still held (atomically: a crash leaves the old or the new file)."""
+        if self._path is None or self._log_bytes <= 2 * sum(self._live_bytes.values()) + COMPACT_SLACK_BYTES:
+            return
+        tmp = self._path.with_name(self._path.name + ".compact")
+        sizes: dict[int, int] = {}
+        with tmp.open("w", encoding="utf-8") as fh:
+            for qid, entry in self._entries.items():
+                line = json.dumps({"op": "add", "entry": asdict(entry)}, default=str) + "\n"
+                fh.write(line)
+                sizes[qid] = len(line.encode())
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.replace(tmp, self._path)
+        self._live_bytes = sizes
+        self._log_bytes = sum(sizes.values())
 
     def _index(self, entry: Entry) -> None:
         self._entries[entry.qid] = entry
@@ -84,6 +122,7 @@ class Quarantine:
             digests[ident[2]] = digests.get(ident[2], 0) + 1
 
     def _drop(self, qid: int) -> Entry | None:
+        self._live_bytes.pop(qid, None)
         entry = self._entries.pop(qid, None)
         if entry is not None:
             for key in entry.waiting_for:
@@ -107,10 +146,16 @@ class Quarantine:
         """Keep `payload` with `reason`; `identity` ("line\x00seq\x00digest") lets a replay of the same trace event
         be recognised as a duplicate after it left the store's in-memory seq window."""
         with self._lock:
+            while len(self._entries) >= self.max_entries:  # the oldest makes room: bounded, and counted
+                oldest = next(iter(self._entries))
+                self._drop(oldest)
+                self._append({"op": "release", "qid": oldest})
+                self.dropped += 1
             entry = Entry(self._next, reason, payload, what, list(waiting_for or []), identity=identity)
             self._next += 1
             self._index(entry)
-            self._append({"op": "add", "entry": asdict(entry)})
+            self._live_bytes[entry.qid] = self._append({"op": "add", "entry": asdict(entry)})
+            self._compact_if_due()
             return entry
 
     def release(self, qid: int) -> Entry | None:
@@ -119,6 +164,7 @@ class Quarantine:
             entry = self._drop(qid)
             if entry is not None:
                 self._append({"op": "release", "qid": qid})
+                self._compact_if_due()
             return entry
 
     def digests(self, line: str, seq: int) -> set[str]:
@@ -146,6 +192,7 @@ class Quarantine:
                 if entry is not None:
                     self._append({"op": "release", "qid": qid})
                     out.append(entry)
+            self._compact_if_due()
             return out
 
     def is_waiting_for(self, key: str) -> bool:

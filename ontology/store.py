@@ -90,6 +90,7 @@ class StoreConfig:
     # recent seqs per line judged in memory (16 bytes each); older: looked up in the store
     seq_window: int = DEFAULT_SIZE
     unresolved_max_ids: int = 10_000  # IDs listed in the unresolved-references view (samples naming unknown IDs)
+    quarantine_max_entries: int = 100_000  # events held in the quarantine; the oldest is dropped (counted) past it
     unresolved_grace_s: float = 600.0  # an ID unknown for longer than this counts as unresolved, not just early
 
 
@@ -133,7 +134,7 @@ class GenealogyStore:
         # pyoxigraph reads from snapshots and is safe beside a writer; rdflib's memory store and the HTTP store are not
         self._lock: AbstractContextManager[Any] = threading.RLock() if self._ox is None else nullcontext()
         qpath = self.config.path / "quarantine.jsonl" if self.config.path is not None else None
-        self.quarantine = Quarantine(qpath)
+        self.quarantine = Quarantine(qpath, self.config.quarantine_max_entries)
         self.unresolved = UnresolvedReferences(self.config.unresolved_max_ids)
         self._index: dict[str, IndexRef] = {}  # "line\0id" -> (type, creating event); complete once _index_ready
         self._index_ready = threading.Event()
@@ -1218,6 +1219,7 @@ class GenealogyStore:
                 "base_iri": self.builder.base_iri, "queued": self._queue.qsize(), "received": c.received,
                 "placed": c.placed, "duplicates": c.duplicates, "seq_reused": c.seq_reused,
                 "implausible_seq": c.implausible_seq, "quarantined_now": len(self.quarantine),
+                "quarantine_dropped": self.quarantine.dropped,
                 "released_from_quarantine": c.released, "predictions": c.predictions, "audits": c.audits,
                 "write_errors": c.write_errors, "last_error": c.last_error, "triples_written": c.triples_written,
                 "entities": self._entity_count, "index": self.index_state(), "seq_state": self.seq_state(),
