@@ -58,6 +58,7 @@ class Quarantine:
         self.dropped = 0  # entries dropped to stay within max_entries (since this process started)
         self._log_bytes = 0  # size of the log file
         self._live_bytes: dict[int, int] = {}  # qid -> size of its "add" record
+        self._live_total = 0  # sum of _live_bytes, kept as it changes (add is on the placement path)
         self._lock = threading.Lock()
         self._entries: dict[int, Entry] = {}
         self._waiting: dict[str, set[int]] = {}
@@ -79,7 +80,7 @@ class Quarantine:
             if record.get("op") == "add":
                 entry = Entry(**record["entry"])
                 self._index(entry)
-                self._live_bytes[entry.qid] = len(raw.encode()) + 1
+                self._set_live(entry.qid, len(raw.encode()) + 1)
                 self._next = max(self._next, entry.qid + 1)
             elif record.get("op") == "release":
                 self._drop(int(record["qid"]))
@@ -95,9 +96,13 @@ class Quarantine:
         self._log_bytes += size
         return size
 
+    def _set_live(self, qid: int, size: int) -> None:
+        self._live_total += size - self._live_bytes.get(qid, 0)
+        self._live_bytes[qid] = size
+
     def _compact_if_due(self) -> None:
         """Rewrite the log with the entries still held (atomically: a crash leaves the old or the new file)."""
-        if self._path is None or self._log_bytes <= 2 * sum(self._live_bytes.values()) + COMPACT_SLACK_BYTES:
+        if self._path is None or self._log_bytes <= 2 * self._live_total + COMPACT_SLACK_BYTES:
             return
         tmp = self._path.with_name(self._path.name + ".compact")
         sizes: dict[int, int] = {}
@@ -110,7 +115,8 @@ class Quarantine:
             os.fsync(fh.fileno())
         os.replace(tmp, self._path)
         self._live_bytes = sizes
-        self._log_bytes = sum(sizes.values())
+        self._live_total = sum(sizes.values())
+        self._log_bytes = self._live_total
 
     def _index(self, entry: Entry) -> None:
         self._entries[entry.qid] = entry
@@ -122,7 +128,7 @@ class Quarantine:
             digests[ident[2]] = digests.get(ident[2], 0) + 1
 
     def _drop(self, qid: int) -> Entry | None:
-        self._live_bytes.pop(qid, None)
+        self._live_total -= self._live_bytes.pop(qid, 0)
         entry = self._entries.pop(qid, None)
         if entry is not None:
             for key in entry.waiting_for:
@@ -154,7 +160,7 @@ class Quarantine:
             entry = Entry(self._next, reason, payload, what, list(waiting_for or []), identity=identity)
             self._next += 1
             self._index(entry)
-            self._live_bytes[entry.qid] = self._append({"op": "add", "entry": asdict(entry)})
+            self._set_live(entry.qid, self._append({"op": "add", "entry": asdict(entry)}))
             self._compact_if_due()
             return entry
 
