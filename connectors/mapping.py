@@ -18,50 +18,9 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from functools import lru_cache
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from connectors.settings import SignalRule
 
-from connectors.settings import DeadbandConfig
-
-
-class SignalRule(BaseModel):
-    """One mapping rule of a line description's ``signals:`` list."""
-
-    model_config = ConfigDict(extra="forbid")
-
-    match: str = Field(description='Glob over the item\'s path (e.g. "Machines/SlotDieCoater_01/Monitoring/*", '
-                                   '"**/Temperature"), or an exact NodeId ("ns=2;i=1017", "nsu=urn:vendor:coater;i=1017")')
-    station: str = Field(description='The twin\'s station (and lane) the item belongs to, e.g. "Coating/Cathode", '
-                                     '"DryRoom", "Formation/CH-01"')
-    signal: str = Field(default="{name}", description='The twin\'s signal name; "{name}" = the last path element, '
-                                                      '"{1}" = what the first wildcard matched')
-    unit: str = Field(default="", description="UCUM unit; empty = what the source says (OPC UA EngineeringUnits, the "
-                                              "payload's unit field)")
-    min: float | None = Field(default=None, description="Lowest physically possible value; null = the source's "
-                                                        "EURange low, else the twin's range for the signal name")
-    max: float | None = Field(default=None, description="Highest physically possible value; null = the source's "
-                                                        "EURange high, else the twin's range for the signal name")
-    deadband: DeadbandConfig | None = Field(default=None, description="OPC UA data-change filter; null = the "
-                                                                      "source's default")
-    sampling_interval_ms: float | None = Field(default=None, ge=0, description="OPC UA sampling interval; null = "
-                                                                                 "the source's default")
-    ignore: bool = Field(default=False, description="Matching items are not subscribed (noise, diagnostics)")
-
-    @field_validator("match")
-    @classmethod
-    def _match(cls, v: str) -> str:
-        if not v.strip():
-            raise ValueError("match must not be empty")
-        return v.strip()
-
-    @model_validator(mode="after")
-    def _range(self) -> SignalRule:
-        if self.min is not None and self.max is not None and not self.min < self.max:
-            raise ValueError(f"min ({self.min}) must be below max ({self.max})")
-        return self
-
-    @property
-    def is_node_id(self) -> bool:
-        return self.match.startswith(("ns=", "nsu=", "i=", "s=", "g=", "b="))
+__all__ = ["Mapped", "SignalRule", "glob_regex", "matches_any", "resolve"]
 
 
 @dataclass(frozen=True, slots=True)

@@ -29,6 +29,46 @@ class DeadbandConfig(_Model):
                                                         "(percent)")
 
 
+class SignalRule(_Model):
+    """One mapping rule of a line description's ``signals:`` list."""
+
+    match: str = Field(description='Glob over the item\'s path (e.g. "Machines/SlotDieCoater_01/Monitoring/*", '
+                                   '"**/Temperature"), or an exact NodeId ("ns=2;i=1017", '
+                                   '"nsu=urn:vendor:coater;i=1017")')
+    station: str = Field(description='The twin\'s station (and lane) the item belongs to, e.g. "Coating/Cathode", '
+                                     '"DryRoom", "Formation/CH-01"')
+    signal: str = Field(default="{name}", description='The twin\'s signal name; "{name}" = the last path element, '
+                                                      '"{1}" = what the first wildcard matched')
+    unit: str = Field(default="", description="UCUM unit; empty = what the source says (OPC UA EngineeringUnits, the "
+                                              "payload's unit field)")
+    min: float | None = Field(default=None, description="Lowest physically possible value; null = the source's "
+                                                        "EURange low, else the twin's range for the signal name")
+    max: float | None = Field(default=None, description="Highest physically possible value; null = the source's "
+                                                        "EURange high, else the twin's range for the signal name")
+    deadband: DeadbandConfig | None = Field(default=None, description="OPC UA data-change filter; null = the "
+                                                                      "source's default")
+    sampling_interval_ms: float | None = Field(default=None, ge=0, description="OPC UA sampling interval; null = "
+                                                                                 "the source's default")
+    ignore: bool = Field(default=False, description="Matching items are not subscribed (noise, diagnostics)")
+
+    @field_validator("match")
+    @classmethod
+    def _match(cls, v: str) -> str:
+        if not v.strip():
+            raise ValueError("match must not be empty")
+        return v.strip()
+
+    @model_validator(mode="after")
+    def _range(self) -> SignalRule:
+        if self.min is not None and self.max is not None and not self.min < self.max:
+            raise ValueError(f"min ({self.min}) must be below max ({self.max})")
+        return self
+
+    @property
+    def is_node_id(self) -> bool:
+        return self.match.startswith(("ns=", "nsu=", "i=", "s=", "g=", "b="))
+
+
 class OpcuaNode(_Model):
     """One explicitly configured node (Telegraf ``[[inputs.opcua_listener.nodes]]``)."""
 
@@ -63,22 +103,64 @@ class OpcuaNodeGroup(_Model):
 
 
 class OpcuaDiscovery(_Model):
-    """Subscribe to every AnalogItem under ``browse_path`` (slash separated browse names below Objects)."""
+    """Subscribe to the variables under ``browse_path`` (slash separated browse names below Objects)."""
 
     enabled: bool = Field(default=True, description="Subscribe to every variable below browse_path (AnalogItems "
                                                     "with their EngineeringUnits as unit and their EURange)")
-    browse_path: str = Field(default="PilotLine", description="Browse names below Objects, separated by /")
+    browse_path: str = Field(
+        default="", description="Browse names below Objects, separated by / (a name may carry its namespace index, "
+                                "\"3:Machines\"); empty = all of Objects except the Server object. Names derived for "
+                                "items no signals rule maps are the browse names below the path's first element")
     trace_variables: bool = Field(
-        default=True, description="Follow the stations' ID variables (RollId, RollPosition, SlurryBatchId, CellId "
-                                  "...) as the trace context of the samples")
+        default=True, description="Follow the ID variables that trace_names lists as the trace context of the "
+                                  "samples of their station")
+
+
+class TraceNode(_Model):
+    """A node whose value is a traceability ID (or the roll position) for one or more stations.
+
+    The ID a gauge's sample needs is often read elsewhere: on another machine, another server, or upstream of the
+    gauge along the web. ``stations`` says whose samples it tags; ``offset_m`` says how far downstream of where the
+    ID is read a station's gauge sits: its samples get the IDs that were current when the web under the gauge passed
+    the reader (found from the roll-position history of the station)."""
+
+    node: str = Field(description='Browse path below Objects ("Machines/SlotDieCoater_01/Identification/'
+                                  'CurrentRollID"), or a NodeId ("ns=2;i=1017", "nsu=urn:vendor:coater;i=1017")')
+    key: Literal["slurry_batch_id", "roll_id", "roll_position_m", "source_roll_id", "segment_id", "sheet_id",
+                 "stack_id", "cell_id", "formation_run_id"] = Field(
+        description="The trace key it sets: roll_id, roll_position_m, slurry_batch_id, source_roll_id, segment_id, "
+                    "sheet_id, stack_id, cell_id or formation_run_id")
+    stations: list[str] = Field(min_length=1, description='Stations whose samples it tags, e.g. ["Coating/Cathode", '
+                                                          '"Drying/Cathode"]; on any server of the line')
+    offset_m: dict[str, float] = Field(
+        default={}, description="Per station: metres along the web from where the ID is read to the station's "
+                                "gauge (0 when not listed)")
+    integrate_speed: bool = Field(
+        default=False, description="key roll_position_m only: the node is the web speed (m/min) and the position is "
+                                   "its integral over time, restarting at 0 whenever the stations' roll_id changes "
+                                   "(for lines without a position counter)")
+
+    @model_validator(mode="after")
+    def _check(self) -> TraceNode:
+        if self.integrate_speed and self.key != "roll_position_m":
+            raise ValueError("integrate_speed applies to key roll_position_m only")
+        unknown = sorted(set(self.offset_m) - set(self.stations))
+        if unknown:
+            raise ValueError(f"offset_m names stations not in stations: {unknown}")
+        if any(v < 0 for v in self.offset_m.values()):
+            raise ValueError("offset_m must be >= 0 (the gauge sits downstream of the reader)")
+        return self
 
 
 class OpcuaConfig(_Model):
     enabled: bool = Field(default=True, description="Run the OPC UA connector")
+    name: str = Field(default="opcua", pattern=r"^[A-Za-z][A-Za-z0-9_-]{0,31}$",
+                      description="The source's name (status, alarms, state files, setpoint routing)")
     endpoint: str = Field(default="opc.tcp://127.0.0.1:4840", description="The server's endpoint URL")
     namespace_uri: str = Field(
-        default="urn:pilotline:simulator",
-        description="The line's namespace; node ids are re-resolved through it on every (re)connection")
+        default="",
+        description="The line's namespace; node ids are re-resolved through it on every (re)connection. Empty = the "
+                    "server's first namespace after the OPC UA one (index 1)")
     security_policy: Literal["None", "Basic256Sha256", "Aes128Sha256RsaOaep", "Aes256Sha256RsaPss"] = Field(
         default="None", description="None | Basic256Sha256 | Aes128Sha256RsaOaep | Aes256Sha256RsaPss")
     security_mode: Literal["None", "Sign", "SignAndEncrypt"] = Field(
@@ -119,8 +201,25 @@ class OpcuaConfig(_Model):
     groups: list[OpcuaNodeGroup] = Field(
         default=[], description="Node groups sharing namespace, sampling, deadband and tags")
     discovery: OpcuaDiscovery = Field(default_factory=OpcuaDiscovery, description="Browse-based discovery")
+    signals: list[SignalRule] = Field(
+        default=[], description="Mapping rules, first match wins: a discovered item's browse path below Objects (or "
+                                "its NodeId) -> the twin's station, signal, unit, range (connectors/mapping.py)")
+    unmapped: Literal["derive", "ignore"] = Field(
+        default="derive", description="Discovered items no signals rule maps: derive (station and signal from the "
+                                      "browse names) | ignore (not subscribed)")
+    trace_names: dict[str, str] = Field(
+        default={}, description="Browse name of an ID variable -> trace key, for lines that keep each station's IDs "
+                                "beside its signals (RollId: roll_id): such a variable tags its own station's samples")
+    trace: list[TraceNode] = Field(default=[], description="ID nodes and the stations they tag (any server of the "
+                                                           "line; see TraceNode)")
+    grant_node: str = Field(
+        default="", description="Boolean node by which the line grants remote setpoints on this server (browse path "
+                                "or NodeId); empty = the server has none (writes are then gated by the twin's control "
+                                "mode alone)")
     trace_events: bool = Field(default=True,
-                               description="Subscribe to TraceEventType events on the line's root object")
+                               description="Subscribe to TraceEventType events, if the server defines that type")
+    event_root: str = Field(default="", description="Object whose events are followed; empty = discovery.browse_path's "
+                                                    "first element, else Server")
     reconnect_initial_s: float = Field(
         default=0.2, gt=0, description="First reconnect delay, s; doubled after every failed attempt up to "
                                        "reconnect_max_s")
