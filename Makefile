@@ -49,6 +49,7 @@ $(STAMP): pyproject.toml
 	[ -x $(VPY) ] || $(PY) -m venv $(VENV)
 	$(VPY) -m pip install -q --upgrade pip
 	$(VPY) -m pip install -q -e '.[test]'
+	$(VPY) -m pip install -q --no-deps $$($(VPY) -c 'import tomllib; print(" ".join(tomllib.load(open("pyproject.toml", "rb"))["tool"]["pilotline"]["no-deps"]))')
 	touch $(STAMP)
 
 clean:
