@@ -2,7 +2,9 @@
 
 They live here, not in ``twin/config.py``, because connectors must not import the twin; the twin's ``Config``
 embeds them. Option names follow Telegraf's ``inputs.opcua_listener`` / ``inputs.mqtt_consumer`` where one exists.
-Every option is documented with its default in ``config/ingest.example.yaml``.
+Every option is documented once, in its ``Field(description=...)``: the commented samples
+(``config/ingest.example.yaml``, ``connectors/opcua/sample.yaml``, ``deploy/lines/sample.yaml``) are generated from
+these models (``connectors/sample_config.py``), which refuse an option without a description.
 """
 
 from __future__ import annotations
@@ -99,7 +101,7 @@ class OpcuaNodeGroup(_Model):
                                                                    "the server; null = opcua.queue_size")
     deadband: DeadbandConfig | None = Field(default=None, description="null = opcua.deadband")
     default_tags: dict[str, str] = Field(default={}, description="Extra tags on the group's samples")
-    nodes: list[OpcuaNode] = Field(default=[], description="The group's nodes (the fields of opcua.nodes)")
+    nodes: list[OpcuaNode] = Field(default=[], description="The group's nodes")
 
 
 class OpcuaDiscovery(_Model):
@@ -253,32 +255,47 @@ class OpcuaConfig(_Model):
 
 
 class MqttTls(_Model):
-    enabled: bool = False
-    ca_file: Path | None = None
-    cert_file: Path | None = None
-    key_file: Path | None = None
-    insecure_skip_verify: bool = False
+    enabled: bool = Field(default=False, description="Connect with TLS (also implied by an mqtts:// or ssl:// url)")
+    ca_file: Path | None = Field(default=None, description="CA certificate(s) (PEM) the broker's certificate is "
+                                                           "checked against; null = the system's trusted CAs")
+    cert_file: Path | None = Field(default=None, description="Client certificate (PEM), for brokers that "
+                                                             "authenticate clients by certificate; null = none")
+    key_file: Path | None = Field(default=None, description="The client certificate's private key (PEM)")
+    insecure_skip_verify: bool = Field(default=False, description="Accept any broker certificate and host name "
+                                                                  "(tests only: it lets anyone in the middle read "
+                                                                  "and write)")
 
 
 class MqttConfig(_Model):
-    enabled: bool = True
-    url: str = "mqtt://127.0.0.1:1883"
-    client_id: str = "pilotline-twin-ingest"
-    clean_session: bool = False  # persistent session: the broker keeps QoS 1 messages while we are away
-    qos: Literal[0, 1, 2] = 1
-    keepalive_s: int = Field(30, ge=5)
-    topics: list[str] = [
+    enabled: bool = Field(default=True, description="Run the MQTT connector")
+    url: str = Field(default="mqtt://127.0.0.1:1883", description="The broker: mqtt://host:port, or mqtts://host:port "
+                                                                  "for TLS (port 8883 when not given)")
+    client_id: str = Field(default="pilotline-twin-ingest", description=(
+        "Fixed client id: the broker keeps the persistent session under it (the recommendation publisher uses "
+        "<client_id>-pub)"))
+    clean_session: bool = Field(default=False, description=(
+        "false = persistent session: the broker keeps QoS 1 messages while we are away and hands them over on "
+        "reconnect"))
+    qos: Literal[0, 1, 2] = Field(default=1, description="QoS of the subscriptions (1 = at least once: a message is "
+                                                         "acknowledged only once it is spooled)")
+    keepalive_s: int = Field(30, ge=5, description="MQTT keep-alive, s: the broker drops a silent client after 1.5 "
+                                                   "times this")
+    topics: list[str] = Field(default=[
         "pilotline/+/formation/+/telemetry",
         "pilotline/+/formation/+/result",
         "pilotline/+/trace",
-    ]
-    username: str = ""
-    password: str = ""
-    tls: MqttTls = MqttTls()
-    max_inflight: int = Field(100, ge=1)
-    reconnect_min_s: float = Field(0.2, gt=0)
-    reconnect_max_s: float = Field(5.0, gt=0)
-    sparkplug: bool = False  # spBv1.0/# decoding: not available (no maintained library we pin); see docs/ingest.md
+    ], description="Topic filters in the twin's own scheme: cycler telemetry and results JSON, trace events "
+                   "(pilotline.trace.v1)")
+    username: str = Field(default="", description="User name; empty = connect without one")
+    password: str = Field(default="", description="Password of username")
+    tls: MqttTls = Field(default=MqttTls(), description="TLS to the broker")
+    max_inflight: int = Field(100, ge=1, description="QoS 1/2 messages in flight at once (what bounds MQTT's share of "
+                                                     "the ingest queue)")
+    reconnect_min_s: float = Field(0.2, gt=0, description="First reconnect delay, s (paho counts whole seconds, at "
+                                                          "least 1); doubled up to reconnect_max_s")
+    reconnect_max_s: float = Field(5.0, gt=0, description="Longest reconnect delay, s")
+    sparkplug: bool = Field(default=False, description=(
+        "Reserved: Sparkplug B (spBv1.0/#) payloads are not decoded on this connection (see docs/ingest.md)"))
 
     @field_validator("qos", mode="before")
     @classmethod
@@ -294,15 +311,17 @@ class MqttConfig(_Model):
 
 
 class SignalRange(_Model):
-    min: float | None = None
-    max: float | None = None
-    unit: str | None = None  # when set, a sample of this signal with another unit is quarantined
+    min: float | None = Field(default=None, description="Lowest physically possible value; below it a sample is "
+                                                        "quarantined (out_of_range); null = no lower bound")
+    max: float | None = Field(default=None, description="Highest physically possible value; null = no upper bound")
+    unit: str | None = Field(default=None, description="When set, a sample of this signal in another unit is "
+                                                       "quarantined (UCUM code); null = any known unit")
 
 
 class ValidationConfig(_Model):
     """Per-signal physical ranges (key ``Signal`` or ``Station/Signal``; the longer key wins) and known units."""
 
-    ranges: dict[str, SignalRange] = {
+    ranges: dict[str, SignalRange] = Field(default={
         "WetFilmThickness": SignalRange(min=0, max=2000, unit="um"),
         "DryFilmThickness": SignalRange(min=0, max=1000, unit="um"),
         "FilmThickness": SignalRange(min=0, max=1000, unit="um"),
@@ -315,8 +334,16 @@ class ValidationConfig(_Model):
         "Porosity": SignalRange(min=0, max=100, unit="%"),
         "Current": SignalRange(min=-1000, max=1000, unit="A"),
         "LineLoad": SignalRange(min=0, max=10_000, unit="N/mm"),
-    }
-    units: list[str] = sorted({*UNECE_TO_UCUM.values(), *EXTRA_UCUM})
-    reject_unknown_units: bool = True
-    id_pattern: str = r"^[A-Z][A-Z0-9]*(-[A-Z0-9]+)+$"
-    max_future_s: float = 300.0  # samples stamped further ahead than this are quarantined (clock fault)
+    }, description="Physical range (and unit) per signal, keyed Signal, Station/Signal or Station/Lane/Signal (the "
+                   "longer key wins); a non-bad sample outside its range is quarantined. A line description's ranges "
+                   "are merged over these")
+    units: list[str] = Field(default=sorted({*UNECE_TO_UCUM.values(), *EXTRA_UCUM}), description=(
+        "UCUM unit codes a sample may carry (OPC UA EngineeringUnits, UNECE codes, are converted to these first)"))
+    reject_unknown_units: bool = Field(default=True, description="Quarantine a sample whose unit is not in units "
+                                                                 "(reason unit); false = accept any unit text")
+    id_pattern: str = Field(default=r"^[A-Z][A-Z0-9]*(-[A-Z0-9]+)+$", description=(
+        "Regular expression every traceability ID (roll, batch, cell ...) a sample carries must match in full; a "
+        "sample with a malformed ID is quarantined (reason trace_id)"))
+    max_future_s: float = Field(default=300.0, description=(
+        "A sample stamped further ahead of this machine's clock than this, s, is quarantined (a source clock "
+        "fault); raise it when a simulator runs faster than real time"))

@@ -51,29 +51,37 @@ class _Model(BaseModel):
 
 # ------------------------------------------------------------------------------------------------------------------
 class LineConfig(_Model):
-    id: str = "PL1"
-    name: str = "Pilot line 1"
+    id: str = Field(default="PL1", description="The line's id: the line tag of every sample (the line description's "
+                                               "line.id when it gives one)")
+    name: str = Field(default="Pilot line 1", description="Shown in the dashboard")
 
 
 class InfluxConfig(_Model):
     """Where samples go. ``version: 1`` uses ``/write`` + ``/query`` (InfluxDB 1.x); ``2`` uses influxdb-client."""
 
-    version: Literal[1, 2] = 1
-    url: str = "http://127.0.0.1:8086"
-    database: str = "pilotline"  # v1
-    retention_policy: str = ""  # v1, empty = the database's default
-    username: str = ""  # v1, when auth is enabled
-    password: str = ""
-    create_database: bool = True  # v1: CREATE DATABASE on start (idempotent)
-    bucket: str = "pilotline"  # v2
-    org: str = "pilotline"  # v2
-    token: str = ""  # v2
-    batch_size: int = Field(5000, ge=1, le=100_000)
-    flush_interval_s: float = Field(0.5, gt=0, le=60)
-    gzip: bool = True
-    timeout_s: float = Field(10.0, gt=0)
-    retry_initial_s: float = Field(0.5, gt=0)
-    retry_max_s: float = Field(10.0, gt=0)
+    version: Literal[1, 2] = Field(default=1, description="1 = InfluxDB 1.x over /write + /query; 2 = InfluxDB "
+                                                          "2.x / 3.x through influxdb-client (bucket, org, token)")
+    url: str = Field(default="http://127.0.0.1:8086", description="The database's HTTP address")
+    database: str = Field(default="pilotline", description="Version 1: the database")
+    retention_policy: str = Field(default="", description="Version 1: the retention policy; empty = the database's "
+                                                          "default")
+    username: str = Field(default="", description="Version 1: user name, when the server has auth-enabled")
+    password: str = Field(default="", description="Version 1: the user's password")
+    create_database: bool = Field(default=True, description="Version 1: CREATE DATABASE on start (idempotent)")
+    bucket: str = Field(default="pilotline", description="Version 2: the bucket")
+    org: str = Field(default="pilotline", description="Version 2: the organisation")
+    token: str = Field(default="", description="Version 2: an API token with write (and read, for queries) on the "
+                                               "bucket")
+    batch_size: int = Field(5000, ge=1, le=100_000, description="Lines per write request (InfluxData recommends "
+                                                                "~5000)")
+    flush_interval_s: float = Field(0.5, gt=0, le=60, description=(
+        "At most one write per interval, s (a partial batch waits this long); batch_size waiting lines are written "
+        "at once"))
+    gzip: bool = Field(default=True, description="Content-Encoding: gzip on writes")
+    timeout_s: float = Field(10.0, gt=0, description="Timeout of each HTTP request, s")
+    retry_initial_s: float = Field(0.5, gt=0, description="Delay after a failed write, s, doubled up to retry_max_s; "
+                                                          "a write is retried until it succeeds (the spool holds it)")
+    retry_max_s: float = Field(10.0, gt=0, description="Longest delay between write retries, s")
 
     @field_validator("version", mode="before")
     @classmethod
@@ -84,9 +92,13 @@ class InfluxConfig(_Model):
 class SpoolConfig(_Model):
     """The durable on-disk queue in front of the database (see twin/store/spool.py for the format)."""
 
-    dir: Path = Path("var/spool")
-    fsync: Literal["always", "interval", "never"] = "always"
-    fsync_interval_s: float = Field(1.0, gt=0)
+    dir: Path = Field(default=Path("var/spool"), description="The spool's directory (segments, cursor, and the OPC UA "
+                                                              "subscription state beside them)")
+    fsync: Literal["always", "interval", "never"] = Field(default="always", description=(
+        "always = fsync each appended batch before its sources are acknowledged; interval = at most every "
+        "fsync_interval_s (a power cut can lose that much); never = leave it to the OS (a process crash loses "
+        "nothing, a power cut may)"))
+    fsync_interval_s: float = Field(1.0, gt=0, description="fsync interval, s, for fsync: interval")
     commit_interval_s: float = Field(0.2, ge=0, le=5, description=(
         "group commit: the records that arrive from every source within this window are appended as one write with "
         "one fsync, and acknowledged to their sources after it (so this is also the most an acknowledgement waits "
@@ -106,9 +118,12 @@ class SpoolConfig(_Model):
 
 
 class QuarantineConfig(_Model):
-    dir: Path = Path("var/quarantine")
-    max_bytes: int = Field(256 * 1024 * 1024, ge=4096)  # all files together stay within this (rotation, oldest dropped)
-    keep_raw_bytes: int = Field(65536, ge=64)  # a raw payload is truncated to this many bytes
+    dir: Path = Field(default=Path("var/quarantine"), description=(
+        "Rejected input as JSON lines, per UTC day and rotated (python -m twin quarantine list|export)"))
+    max_bytes: int = Field(256 * 1024 * 1024, ge=4096, description=(
+        "All files together stay within this: the active file rotates at max_bytes / 8, the oldest are dropped "
+        "(counted per reason in dropped.json), one huge entry is cut down"))
+    keep_raw_bytes: int = Field(65536, ge=64, description="A raw payload is kept up to this many bytes")
 
 
 class IngestConfig(_Model):
@@ -116,23 +131,32 @@ class IngestConfig(_Model):
         "records in memory between the connectors and the spool, for every source: beyond it OPC UA records are "
         "held back unacknowledged (the server keeps them), records no source can resend are dropped oldest first "
         "(counted, ingest_queue_full alarm); MQTT is bounded by the broker's in-flight window"))
-    stats_interval_s: float = Field(10.0, gt=0)
-    http_port: int | None = None  # serve /metrics (Prometheus) and /status while `python -m twin ingest` runs
-    # OPC UA samples reach the subscribers (live state, recommender) as soon as they arrive instead of after the
-    # trace-ID hold and the spool; false = subscribers see exactly what was stored, in the order it was stored
-    live_dispatch: bool = True
+    stats_interval_s: float = Field(10.0, gt=0, description="How often `python -m twin ingest` logs its stats, s")
+    http_port: int | None = Field(default=None, description=(
+        "Serve /metrics (Prometheus) and /status on this port while `python -m twin ingest` runs; null = not"))
+    live_dispatch: bool = Field(default=True, description=(
+        "OPC UA samples reach the subscribers (live state, recommender) as soon as they arrive instead of after the "
+        "trace-ID hold and the spool; false = subscribers see exactly what was stored, in the order it was stored"))
 
 
 class Config(_Model):
-    line: LineConfig = LineConfig()
-    influx: InfluxConfig = InfluxConfig()
-    spool: SpoolConfig = SpoolConfig()
-    opcua: OpcuaConfig = OpcuaConfig()
-    mqtt: MqttConfig = MqttConfig()
-    validation: ValidationConfig = ValidationConfig()
-    quarantine: QuarantineConfig = QuarantineConfig()
-    ingest: IngestConfig = IngestConfig()
-    service: ServiceSettings = ServiceSettings()  # the twin service's own section (twin/service_settings.py)
+    line: LineConfig = Field(default=LineConfig(), description="The line this twin serves")
+    influx: InfluxConfig = Field(default=InfluxConfig(), description="Where samples go (InfluxDB 1.x or 2.x / 3.x)")
+    spool: SpoolConfig = Field(default=SpoolConfig(), description=(
+        "The durable on-disk queue in front of the database: nothing is lost while it is down"))
+    opcua: OpcuaConfig = Field(default=OpcuaConfig(), description=(
+        "The line's (first) OPC UA server; every option is also in connectors/opcua/sample.yaml"))
+    mqtt: MqttConfig = Field(default=MqttConfig(), description="The MQTT broker (cyclers, devices' JSON, trace "
+                                                               "events)")
+    validation: ValidationConfig = Field(default=ValidationConfig(), description=(
+        "What a sample must satisfy to be stored; anything else is quarantined with the reason"))
+    quarantine: QuarantineConfig = Field(default=QuarantineConfig(), description=(
+        "Where rejected input is kept, with its reason"))
+    ingest: IngestConfig = Field(default=IngestConfig(), description="The ingest pipeline between the connectors "
+                                                                     "and the spool")
+    service: ServiceSettings = Field(default=ServiceSettings(), description=(
+        "The twin service's own section (twin/service_settings.py): API, live state, predictions, control, "
+        "dashboard, genealogy"))
 
 
 # ------------------------------------------------------------------------------------------------------------------

@@ -22,14 +22,17 @@ class _Strict(BaseModel):
 
 
 class HttpSettings(_Strict):
-    host: str = "127.0.0.1"
-    port: int = Field(8000, ge=0, le=65535)
-    # CORS is closed unless origins are listed explicitly (the dashboard is served from the same origin).
-    cors_origins: list[str] = Field(default_factory=list)
-    # Limits on expensive queries: a history request may span at most this window and return at most this many points.
-    max_history_window_s: float = Field(7 * 86400.0, gt=0)
-    max_history_points: int = Field(10_000, gt=0)
-    sse_interval_s: float = Field(1.0, gt=0)
+    host: str = Field(default="127.0.0.1", description="Address the API and dashboard listen on (loopback: this "
+                                                       "machine only)")
+    port: int = Field(8000, ge=0, le=65535, description="Port of the API and dashboard")
+    cors_origins: list[str] = Field(default_factory=list, description=(
+        "Origins allowed to call the API from a browser (CORS); empty = closed (the dashboard is served from the "
+        "same origin)"))
+    max_history_window_s: float = Field(7 * 86400.0, gt=0, description=(
+        "Longest time window one history request may span, s (an expensive query is refused with 422)"))
+    max_history_points: int = Field(10_000, gt=0, description="Most points one history request returns")
+    sse_interval_s: float = Field(1.0, gt=0, description="GET /api/stream: a state event at most this often, s, "
+                                                         "while anything changed")
     sse_max_clients: int = Field(32, ge=1, description=(
         "GET /api/stream: most server-sent-event clients at once; one more is answered 503 with Retry-After"))
     max_body_bytes: int = Field(1_048_576, ge=1024, description=(
@@ -38,17 +41,18 @@ class HttpSettings(_Strict):
 
 
 class AuthSettings(_Strict):
-    token_file: Path = Path("var/twin/tokens.json")
-    # Reads need a viewer token too; set false only for a kiosk on a closed network.
-    read_requires_token: bool = True
+    token_file: Path = Field(default=Path("var/twin/tokens.json"), description=(
+        "The API tokens (hashed) and their roles; managed with python -m twin token"))
+    read_requires_token: bool = Field(default=True, description=(
+        "Reads need a viewer token too; set false only for a kiosk on a closed network"))
 
 
 class SpecLimits(_Strict):
     """Specification band of one quality signal: lower / upper spec limit and target, in the signal's unit."""
 
-    lsl: float
-    usl: float
-    target: float | None = None
+    lsl: float = Field(description="Lower specification limit, in the signal's unit", examples=[13.88])
+    usl: float = Field(description="Upper specification limit (above lsl)", examples=[14.74])
+    target: float | None = Field(default=None, description="Target within [lsl, usl]; null = the middle of the band")
 
     @model_validator(mode="after")
     def _ordered(self) -> SpecLimits:
@@ -80,9 +84,10 @@ class LiveSettings(_Strict):
     ewma_lambda: float = Field(0.2, gt=0, le=1, description="EWMA weight (Montgomery: 0.05-0.25 for small shifts)")
     ewma_L: float = Field(3.0, gt=0, description="EWMA control-limit width in sigmas")
     specs: dict[str, SpecLimits] = Field(default_factory=_default_specs)
-    # Alarm thresholds
-    dew_point_signal: str = "DryRoom/DewPoint"
-    dew_point_limit_C: float = -40.0
+    dew_point_signal: str = Field(default="DryRoom/DewPoint", description="The dry room's dew-point signal "
+                                                                          "(Station/Signal), watched for the limit")
+    dew_point_limit_C: float = Field(default=-40.0, description="A dew point above this, degC, raises the "
+                                                                "dew_point_high alarm (critical)")
     out_of_spec_stretch_samples: int = Field(5, ge=1, description="consecutive out-of-spec samples of one roll")
     stuck_after_samples: int = Field(30, ge=3, description="identical consecutive values that mean a stuck sensor")
     missing_after_s: float = Field(30.0, gt=0, description="no sample for this long (wall clock) means missing")
@@ -90,41 +95,56 @@ class LiveSettings(_Strict):
 
 
 class PredictSettings(_Strict):
-    enabled: bool = True
-    interval_s: float = Field(5.0, gt=0)
+    enabled: bool = Field(default=True, description="Predict structure, performance and cost as roll segments and "
+                                                    "cells are created (trace events)")
+    interval_s: float = Field(5.0, gt=0, description="Not used yet: predictions are made per trace event")
     # Which registry model (models/artifacts/<name>.card.json) produces which prediction. ``structure_model``:
     # the ONNX structure surrogate, or "process_chain" for the physics; performance / cost: used when installed
     # (their card's inputs are filled from the electrodes' setpoints and structure, ``<electrode>_<name>``).
-    structure_model: str = "structure"
-    performance_model: str | None = "cell"
-    cost_model: str | None = "cost"
+    structure_model: str = Field(default="structure", description=(
+        'Registry model (models/artifacts/<name>.card.json) of the electrode structure, or "process_chain" for the '
+        "physics"))
+    performance_model: str | None = Field(default="cell", description=(
+        "Registry model of the cell's performance, used when installed (inputs <electrode>_<name> from the "
+        "electrodes' setpoints and structure); null = none"))
+    cost_model: str | None = Field(default="cost", description="Registry model of the cost, used when installed; "
+                                                               "null = none")
     # Operating inputs of the cell / cost surrogates that the line does not measure per cell: the duty the cells are
     # designed for, and the plant's planned OEE and yield (models/doe.py gives their ranges). The dry-room dew point
     # is measured: the latest good DryRoom/DewPoint is used, and without one no cost prediction is made.
     operating_c_rate: float = Field(1.0, gt=0, description="C-rate of the application (1/h)")
     oee: float = Field(0.7, gt=0, le=1, description="planned overall equipment effectiveness")
     cell_yield: float = Field(0.9, gt=0, le=1, description="planned fraction of cells that pass end-of-line test")
-    dew_point_signal: str = "DryRoom/DewPoint"
-    write_to_influx: bool = True
-    attach_to_genealogy: bool = True
+    dew_point_signal: str = Field(default="DryRoom/DewPoint", description=(
+        "The dry room's dew-point signal: its latest good value feeds the cost model (none: no cost prediction)"))
+    write_to_influx: bool = Field(default=True, description="Store predictions in InfluxDB (measurement "
+                                                            "twin_predictions)")
+    attach_to_genealogy: bool = Field(default=True, description="Attach predictions to the predicted roll segment or "
+                                                                "cell in the genealogy")
 
 
 class Target(_Strict):
     """One controlled quality variable of a product: target, tolerance (for scaling and confidence) and weight."""
 
-    signal: str
+    signal: str = Field(description="The gauge's twin signal (Station/Signal), e.g. Drying/Cathode/MassLoading")
     output: str = Field(description="process-chain output it corresponds to, e.g. drying.dry_mass_loading_mg_cm2")
-    target: float
-    tolerance: float = Field(gt=0)
-    weight: float = Field(1.0, ge=0)
+    target: float = Field(description="Target value, in the signal's unit")
+    tolerance: float = Field(gt=0, description="Tolerance around the target, in the signal's unit (scales the "
+                                               "deviation and the deadband)")
+    weight: float = Field(1.0, ge=0, description="Weight of its squared scaled deviation in the tracking objective")
     # Gauge transport delay: the gauge sits this far along the web from the coating head; the delay from an actuator
     # at position p is (gauge_position_m - p) / web speed, plus a fixed dead time (gauge averaging, scan time).
-    gauge_position_m: float = Field(0.0, ge=0)
-    dead_time_s: float = Field(0.0, ge=0)
+    gauge_position_m: float = Field(0.0, ge=0, description=(
+        "Where the gauge sits along the web, m from the coating head: an actuator at p acts on it after "
+        "(gauge_position_m - p) / web speed"))
+    dead_time_s: float = Field(0.0, ge=0, description="Fixed dead time added to that delay, s (gauge averaging, "
+                                                      "scan time)")
     min_samples: int = Field(5, ge=1, description="good samples needed after the delay before the bias is trusted")
     # Per-input override of the actuator position for this gauge: e.g. the calender runs a finished coated roll, so
     # for the calendered density the coater inputs are taken as current (position = gauge position).
-    input_positions_m: dict[str, float] = Field(default_factory=dict)
+    input_positions_m: dict[str, float] = Field(default_factory=dict, description=(
+        "Per model input: its position along the web for this gauge, m, instead of the input's own (a calender "
+        "running a finished roll sees the coater's inputs as current: their position = the gauge's)"))
 
 
 class Manipulated(_Strict):
@@ -134,9 +154,9 @@ class Manipulated(_Strict):
     actual_signal: str
     setpoint_node: str = Field(description="browse path of the writable setpoint, "
                                            "e.g. PilotLine/Coating/Cathode/PumpFlowRateSetpoint")
-    low: float
-    high: float
-    max_step: float = Field(gt=0)
+    low: float = Field(description="Lowest setpoint the recommender may propose (hard bound)")
+    high: float = Field(description="Highest setpoint the recommender may propose (hard bound, above low)")
+    max_step: float = Field(gt=0, description="Largest change per control interval")
     position_m: float = Field(0.0, ge=0, description="where it acts along the web, from the coating head")
     cost_weight: float = Field(0.0, ge=0, description="penalty per unit change, scaled by max_step")
 
@@ -150,29 +170,32 @@ class Manipulated(_Strict):
 class MeasuredInput(_Strict):
     """A model input the recommender does not move but reads from the line (web speed, roll temperature ...)."""
 
-    input: str
-    signal: str
-    position_m: float = Field(0.0, ge=0)
+    input: str = Field(description="process-chain input, e.g. web_speed_m_min")
+    signal: str = Field(description="the twin signal (Station/Signal) it is read from")
+    position_m: float = Field(0.0, ge=0, description="where it acts along the web, from the coating head")
 
 
 class Loop(_Strict):
     """A lane's control problem: which targets, which setpoints, which measured disturbances feed the model."""
 
-    electrode: Literal["cathode", "anode"] = "cathode"
-    targets: list[Target]
-    manipulated: list[Manipulated]
-    measured_inputs: list[MeasuredInput] = Field(default_factory=list)
-    # Signals whose quality/domain must be good for a recommendation (besides the targets and actuals).
-    web_speed_signal: str | None = None
+    electrode: Literal["cathode", "anode"] = Field(default="cathode", description="cathode | anode: which "
+                                                                                  "electrode's process chain")
+    targets: list[Target] = Field(description="The quality variables it controls")
+    manipulated: list[Manipulated] = Field(description="The setpoints it may move")
+    measured_inputs: list[MeasuredInput] = Field(default_factory=list, description=(
+        "Model inputs read from the line, not moved (web speed, roll temperature ...)"))
+    web_speed_signal: str | None = Field(default=None, description=(
+        "The web-speed signal (m/min) that turns gauge positions into transport delays; null = no delay"))
 
 
 class Product(_Strict):
     """Targets and objective of one product. ``objective``: ``tracking`` (weighted squared deviation from the targets)
     or ``scalarised`` (seed 002 eq. 3: equal-weighted power function of properties scaled to [0, 1])."""
 
-    objective: Literal["tracking", "scalarised"] = "tracking"
-    loops: dict[str, Loop]
-    min_energy_density_Wh_kg: float | None = None
+    objective: Literal["tracking", "scalarised"] = Field(default="tracking", description=(
+        "tracking (weighted squared deviation from the targets) | scalarised (seed 002 eq. 3)"))
+    loops: dict[str, Loop] = Field(description="Control loops by name (one per lane, e.g. Cathode, Anode)")
+    min_energy_density_Wh_kg: float | None = Field(default=None, description="Not used yet; null")
 
 
 def _default_products() -> dict[str, Product]:
@@ -227,7 +250,10 @@ def _default_products() -> dict[str, Product]:
 
 
 class ControlSettings(_Strict):
-    mode: Literal["off", "advisory", "closed_loop"] = "advisory"
+    mode: Literal["off", "advisory", "closed_loop"] = Field(default="advisory", description=(
+        "The mode the service starts in: off (nothing computed) | advisory (proposals wait for a person's approval). "
+        "closed_loop is refused at start: only an engineer switches it on (API), only while the line grants remote "
+        "setpoints"))
     interval_s: float = Field(5.0, gt=0, description="wall-clock seconds between recommendation rounds")
     live_max_duty: float = Field(0.5, ge=0, le=1, description=(
         "largest share of one core the live re-evaluation on every gauge sample may take (0 = only at rounds)"))
@@ -249,7 +275,8 @@ class ControlSettings(_Strict):
         "further out the state is out of domain and nothing is recommended")
     bias_samples: int = Field(20, ge=2, description="most recent gauge samples the bias is estimated from")
     grant_node: str = "PilotLine/RemoteSetpointsEnabled"
-    mqtt_topic: str = "pilotline/{line}/twin/recommendations"
+    mqtt_topic: str = Field(default="pilotline/{line}/twin/recommendations", description=(
+        "Topic the recommendations are published on ({line} = the line id)"))
 
     @model_validator(mode="after")
     def _product_exists(self) -> ControlSettings:
@@ -263,15 +290,17 @@ class ControlSettings(_Strict):
 
 
 class DashboardSettings(_Strict):
-    enabled: bool = True
-    title: str = "Pilot line PL1"
-    # Key signals shown per station in the line overview (empty: every signal the twin has seen).
-    overview: dict[str, list[str]] = Field(default_factory=dict)
+    enabled: bool = Field(default=True, description="Serve the web dashboard at /")
+    title: str = Field(default="Pilot line PL1", description="Not used yet")
+    overview: dict[str, list[str]] = Field(default_factory=dict, description=(
+        "Not used yet: key signals per station for the line overview (it shows every signal the twin has seen)"))
 
 
 class GenealogySettings(_Strict):
-    enabled: bool = True
-    store_path: Path | None = None
+    enabled: bool = Field(default=True, description="Build the cell genealogy (RDF) from trace events")
+    store_path: Path | None = Field(default=None, description=(
+        "Directory of the persistent genealogy store (Oxigraph, with its quarantine); null = in memory, lost at "
+        "restart"))
     sparql_timeout_s: float = Field(10.0, gt=0, le=300, description="POST /api/sparql: hard time limit per query")
     sparql_max_results: int = Field(10_000, ge=1, le=1_000_000, description="POST /api/sparql: most rows returned")
     sparql_max_concurrent: int = Field(4, ge=1, le=64, description=(
@@ -314,10 +343,12 @@ class GenealogySettings(_Strict):
 class ServiceSettings(_Strict):
     """The ``service:`` section of the twin configuration."""
 
-    http: HttpSettings = Field(default_factory=HttpSettings)
-    auth: AuthSettings = Field(default_factory=AuthSettings)
-    live: LiveSettings = Field(default_factory=LiveSettings)
-    predict: PredictSettings = Field(default_factory=PredictSettings)
-    control: ControlSettings = Field(default_factory=ControlSettings)
-    dashboard: DashboardSettings = Field(default_factory=DashboardSettings)
-    genealogy: GenealogySettings = Field(default_factory=GenealogySettings)
+    http: HttpSettings = Field(default_factory=HttpSettings, description="The HTTP API and dashboard")
+    auth: AuthSettings = Field(default_factory=AuthSettings, description="API tokens")
+    live: LiveSettings = Field(default_factory=LiveSettings, description="Live state, SPC and alarms")
+    predict: PredictSettings = Field(default_factory=PredictSettings, description="Predictions from the models")
+    control: ControlSettings = Field(default_factory=ControlSettings, description=(
+        "Recommendations and write-back: mode, products, the optimiser"))
+    dashboard: DashboardSettings = Field(default_factory=DashboardSettings, description="The web dashboard")
+    genealogy: GenealogySettings = Field(default_factory=GenealogySettings, description=(
+        "The cell genealogy store and its query limits"))
