@@ -1,38 +1,59 @@
-"""The example config loads, environment overrides nest and win, mistakes are refused with the key named."""
+"""The example config is generated from the models and loads, environment overrides nest and win, mistakes are
+refused with the key named."""
 
 from __future__ import annotations
 
 from pathlib import Path
 
 import pytest
+from pydantic import BaseModel, Field
 
-from twin.config import Config, ConfigError, load_config
+from connectors.sample_config import UndocumentedOption, commented_yaml
+from twin.config import SIMULATOR_LINE, Config, ConfigError, LineConfig, load_config
+from twin.sample_configs import INGEST_HEADER, ingest_example
 
 REPO = Path(__file__).resolve().parents[2]
 EXAMPLE = REPO / "config" / "ingest.example.yaml"
 
 
-def test_example_loads_and_equals_the_defaults() -> None:
+def test_committed_example_is_what_the_models_generate() -> None:
+    assert EXAMPLE.read_text(encoding="utf-8") == ingest_example(), "regenerate with: python -m twin.sample_configs"
+
+
+def test_example_loads_over_the_default_line(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.chdir(REPO)  # line.description is relative to the working directory
     cfg = load_config(EXAMPLE, environ={})
-    assert cfg == Config(), "the example documents the defaults; keep them in step"
+    assert cfg.line.description is not None and cfg.line.description.resolve() == SIMULATOR_LINE
+    # the description is the base under the file: what the example leaves to it (products) comes from the line
+    assert cfg.service.control.products == Config().service.control.products != {}
 
 
-def test_every_model_field_appears_in_the_example() -> None:
-    text = EXAMPLE.read_text()
-    missing: list[str] = []
+def test_example_shows_the_defaults() -> None:
+    """Without a line description under it, the example is exactly the models' defaults, every section included."""
+    cfg = load_config(EXAMPLE, environ={"PILOTLINE__LINE__DESCRIPTION": "null"})
+    assert cfg == Config(line=LineConfig(description=None)), "regenerate with: python -m twin.sample_configs"
 
-    def walk(model: type, prefix: str) -> None:
-        for name, f in model.model_fields.items():  # type: ignore[attr-defined]
-            if prefix == "" and name == "service":
-                continue  # the twin service's section, documented by its owner
-            if f"{name}:" not in text:
-                missing.append(prefix + name)
-            ann = f.annotation
-            if isinstance(ann, type) and hasattr(ann, "model_fields"):
-                walk(ann, prefix + name + ".")
 
-    walk(Config, "")
-    assert not missing, f"options not documented in {EXAMPLE.name}: {missing}"
+def test_an_option_without_description_is_refused() -> None:
+    class Item(BaseModel):
+        documented: int = Field(default=1, description="has one")
+        silent: int = 2
+
+    class WithSection(Config):
+        extra: int = 3
+
+    class WithItems(Config):
+        extras: list[Item] = Field(default=[], description="items whose fields are described one by one")
+
+    class Required(BaseModel):
+        needed: str = Field(description="a required option with no example")
+
+    with pytest.raises(UndocumentedOption, match=r"^extra has no description"):
+        commented_yaml(WithSection, INGEST_HEADER)
+    with pytest.raises(UndocumentedOption, match=r"^extras\[\]\.silent has no description"):
+        commented_yaml(WithItems, INGEST_HEADER)
+    with pytest.raises(UndocumentedOption, match=r"^needed is required and has no example"):
+        commented_yaml(Required, INGEST_HEADER)
 
 
 def test_environment_overrides_nest_and_win(tmp_path: Path) -> None:
