@@ -329,8 +329,10 @@ class SparkplugConnector(_PahoLink):
         node = self._nodes.get(edge)
         born = None if node is None else node.own if device is None else node.devices.get(device)
         if born is None:
-            payload = cls.decode(raw)  # metrics with names and datatypes decode without a birth; aliases do not
-            self._seq(node, edge, payload.seq)
+            # aliases mean nothing without the birth (we started after it, or missed it): keep the raw payload
+            seq = self._raw_seq(raw)  # garbage raises here: a decode error, not a missing birth
+            if seq is not None:
+                self._seq(node, edge, seq)
             if device is not None and self._device_filter and device not in self._device_filter:
                 return []
             self._rebirth(edge, f"data of {device or 'the node'} before its birth")

@@ -21,7 +21,9 @@ from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
+import paho.mqtt.client as mqtt
 import pytest
+from paho.mqtt.enums import CallbackAPIVersion
 
 from connectors.records import Rejected, Sample, TraceEvent
 from connectors.sparkplug import SparkplugConnector, SparkplugSource
@@ -245,21 +247,56 @@ async def test_births_data_aliases_gaps_and_deaths(mosquitto: Mosquitto, edges: 
 
 async def test_rebirth_requests_are_throttled_per_edge_node(mosquitto: Mosquitto, edges: list[Edge],
                                                             tmp_path: Path) -> None:
-    group = f"G{uuid.uuid4().hex[:8]}"
+    group, host = f"G{uuid.uuid4().hex[:8]}", f"twin{uuid.uuid4().hex[:6]}"
     got = Collected()
-    conn = SparkplugConnector(source(mosquitto.url, group, rebirth_throttle_s=3600), "PL9", got)
+    conn = SparkplugConnector(source(mosquitto.url, group, host_id=host, rebirth_throttle_s=3600), "PL9", got)
     await conn.start()
     try:
-        await until(lambda: conn.status().connected, 20, "connected")
-        edge = Edge(f"{mosquitto.host}:{mosquitto.port}", group, tmp_path / "bdseq")
+        # the edge node is born once our STATE says online, i.e. after we subscribed: we see its births
+        edge = Edge(f"{mosquitto.host}:{mosquitto.port}", group, tmp_path / "bdseq", primary_host=host)
         edges.append(edge)
         await data_lands(edge, got)
+        assert conn.status().rebirth_requests == 0
         await edge.command("skip_seq")
         await until(lambda: conn.status().seq_gaps == 1, 10, "first gap")
         await edge.command("skip_seq")
         await until(lambda: conn.status().seq_gaps == 2, 10, "second gap")
         assert conn.status().rebirth_requests == 1  # the second gap fell within rebirth_throttle_s
         await data_lands(edge, got)
+    finally:
+        await conn.stop()
+
+
+async def test_host_started_after_the_edge_node_asks_for_births(mosquitto: Mosquitto, edges: list[Edge],
+                                                                 tmp_path: Path) -> None:
+    """Data by alias from a node born before the twin listened: quarantined, a rebirth requested, then mapped."""
+    group = f"G{uuid.uuid4().hex[:8]}"
+    edge = Edge(f"{mosquitto.host}:{mosquitto.port}", group, tmp_path / "bdseq")
+    edges.append(edge)
+    await edge.wait(r"BIRTH bdseq=0$")
+    # once the broker relayed a DDATA, it has processed the births before it (one connection keeps its order): the
+    # host subscribing now sees data only
+    relayed = threading.Event()
+    observer = mqtt.Client(CallbackAPIVersion.VERSION2, client_id=f"observer-{group}")
+    observer.on_connect = lambda c, *_: c.subscribe(f"spBv1.0/{group}/DDATA/#")
+    observer.on_message = lambda *_: relayed.set()
+    observer.connect(mosquitto.host, mosquitto.port)
+    observer.loop_start()
+    try:
+        await until(relayed.is_set, 20, "a DDATA relayed by the broker")
+    finally:
+        observer.disconnect()
+        observer.loop_stop()
+    got = Collected()
+    conn = SparkplugConnector(source(mosquitto.url, group), "PL9", got)
+    mark = edge.mark()
+    await conn.start()
+    try:
+        await edge.wait(r"REBIRTH$", mark)
+        await data_lands(edge, got)
+        no_birth = got.rejected("sparkplug_no_birth")
+        assert no_birth and all(r.source.startswith(f"spBv1.0/{group}/") for r in no_birth), conn.status()
+        assert conn.status().rebirth_requests >= 1 and conn.status().births == 2
     finally:
         await conn.stop()
 
