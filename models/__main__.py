@@ -4,6 +4,7 @@
     python -m models validate --seed S --n N [--dir D]  # fresh Sobol points through physics and ONNX -> metrics JSON
     echo '{"model": "structure", "inputs": {...}}' | python -m models predict   # JSON in, JSON out
     python -m models analyse [--what mc|sobol|pareto|inverse|cost] # seed 001 / 000 analyses, JSON out
+    python -m models calibrate [--dir D] [--work W]     # fresh physics -> split-conformal 95 % intervals in the cards
 """
 
 from __future__ import annotations
@@ -65,11 +66,15 @@ def validate(seed: int, n: int, directory: Path | None = None, processes: int = 
         for o, pred in res.outputs.items():
             t = np.asarray(truth[o], dtype=float)
             ok = np.isfinite(t) & res.in_domain
-            within = float(np.mean(np.abs(pred[ok] - t[ok]) <= 2 * res.std[o][ok])) if ok.any() else float("nan")
+            within = (float(np.mean(np.abs(pred[ok] - t[ok]) <= 2 * res.ensemble_std[o][ok])) if ok.any()
+                      else float("nan"))
+            covered = (float(np.mean((t[ok] >= res.lower[o][ok]) & (t[ok] <= res.upper[o][ok]))) if ok.any()
+                       else float("nan"))
             per_output[o] = {
                 "rmse_pct": float(sg.rmse_pct(t[ok][:, None], pred[ok][:, None])[0]),
                 "r2": float(sg.r2(t[ok][:, None], pred[ok][:, None])[0]),
-                "fraction_within_2std": within,
+                "fraction_within_2std": within,  # of the raw ensemble spread
+                "coverage_95": covered,  # of the calibrated 95 % interval
                 "meets_targets": None,
             }
             per_output[o]["meets_targets"] = bool(per_output[o]["r2"] >= sg.TARGET_R2
@@ -82,6 +87,19 @@ def validate(seed: int, n: int, directory: Path | None = None, processes: int = 
 def cmd_validate(args: argparse.Namespace) -> int:
     report = validate(args.seed, args.n, Path(args.dir) if args.dir else None, args.processes, args.model)
     print(json.dumps(report, indent=1))
+    return 0
+
+
+def cmd_calibrate(args: argparse.Namespace) -> int:
+    from models import calibration
+
+    directory = Path(args.dir) if args.dir else Path(__file__).resolve().parent / "artifacts"
+    work = Path(args.work) if args.work else directory / "work"
+    sets = calibration.run_dfn_sets(work, work, processes=args.processes, log=_log)
+    report = calibration.calibrate_artifacts(directory, sets, log=_log)
+    print(json.dumps({name: {"n": c["n"], "source": c["source"],
+                             "scale_95": {o: v["scale_95"] for o, v in c["outputs"].items()}}
+                      for name, c in report.items()}, indent=1))
     return 0
 
 
@@ -105,7 +123,10 @@ def cmd_predict(args: argparse.Namespace) -> int:
         return 2
     print(json.dumps({"model": req["model"], "model_version": res.model_version,
                       "outputs": {k: v.tolist() for k, v in res.outputs.items()},
-                      "std": {k: v.tolist() for k, v in res.std.items()}, "units": res.units,
+                      "std": {k: v.tolist() for k, v in res.std.items()},
+                      "lower_95": {k: v.tolist() for k, v in res.lower.items()},
+                      "upper_95": {k: v.tolist() for k, v in res.upper.items()}, "calibrated": res.calibrated,
+                      "units": res.units,
                       "in_domain": res.in_domain.tolist(), "violations": res.violations}))
     return 0
 
@@ -135,6 +156,12 @@ def main(argv: list[str] | None = None) -> int:
     v.add_argument("--processes", type=int, default=2)
     v.add_argument("--model", default="DFN", choices=["DFN", "SPMe"])
     v.set_defaults(func=cmd_validate)
+    c = sub.add_parser("calibrate", help="fresh DFN + process-chain points -> split-conformal intervals in the "
+                                         "cards (resumable DFN chunks under --work)")
+    c.add_argument("--dir", default=None, help="artifacts directory (default models/artifacts)")
+    c.add_argument("--work", default=None, help="DFN chunk directory (default <dir>/work)")
+    c.add_argument("--processes", type=int, default=1)
+    c.set_defaults(func=cmd_calibrate)
     r = sub.add_parser("predict", help="JSON in (stdin or file), JSON out")
     r.add_argument("--json", default="-")
     r.add_argument("--dir", default=None)
