@@ -16,7 +16,7 @@ from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
 
-from .opcua_server import POLICIES
+from .opcua_server import POLICIES, HistoryOptions
 from .plant import PlantError
 from .runner import Options, Runner
 from .scenario import ScenarioError, load_scenario
@@ -99,6 +99,13 @@ def build_parser() -> argparse.ArgumentParser:
                    help="extra cross-web beta-gauge tracks per lane (load generator for ingest benchmarks)")
     p.add_argument("--profile-array", action="store_true",
                    help="publish the --profile-points tracks as one Double[N] node per lane instead of N nodes")
+    p.add_argument("--historize", action="store_true",
+                   help="offer OPC UA historical access (HistoryRead raw) on the analog and ID nodes (default off)")
+    p.add_argument("--history-db", type=Path, default=None,
+                   help="with --historize: keep the history in this SQLite file, so it survives a server restart "
+                        "(default: in memory, lost with the server)")
+    p.add_argument("--history-max-values", type=_positive(int), default=20_000,
+                   help="with --historize: values kept per node, the oldest dropped first (default 20000)")
     p.add_argument("--log-level", default="WARNING", help="Python logging level (default WARNING)")
     return p
 
@@ -166,7 +173,8 @@ def main(argv: list[str] | None = None) -> int:
                    line_id=args.line_id, data_dir=args.data_dir, security=args.security, mqtt_url=args.mqtt_url,
                    record=args.record, start_time=args.start_time, duration_s=args.duration,
                    warmup_s=args.warmup,
-                   profile_points=args.profile_points, profile_array=args.profile_array)
+                   profile_points=args.profile_points, profile_array=args.profile_array,
+                   history=HistoryOptions(args.history_db, int(args.history_max_values)) if args.historize else None)
     users = LineUserManager(accounts, allow_anonymous=not args.no_anonymous)
     try:
         runner = Runner(opts, scenario, users)

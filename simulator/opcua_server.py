@@ -17,6 +17,7 @@ import json
 import logging
 import math
 from collections.abc import Callable
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -27,6 +28,7 @@ from asyncua.crypto.permission_rules import User, UserRole
 from cryptography.x509.oid import ExtendedKeyUsageOID
 
 from .faults import WAITING_STATUS
+from .history import make_storage
 from .plant import Plant
 from .spec import NAMESPACE_URI, ROOT, UNECE_NAMESPACE, UNITS, NodeSpec, unece_unit_id
 from .users import LineUserManager
@@ -100,6 +102,14 @@ async def ensure_certificate(data_dir: Path, host: str) -> tuple[Path, Path]:
     return cert, key
 
 
+@dataclass(frozen=True)
+class HistoryOptions:
+    """``--historize``: the server offers HistoryRead on its analog and String nodes (simulator/history.py)."""
+
+    path: Path | None = None  # SQLite file (survives a server restart); None = in memory
+    max_values: int = 20_000  # per node, the oldest go first
+
+
 def _both_nan(a: Any, b: Any) -> bool:
     return isinstance(a, float) and isinstance(b, float) and math.isnan(a) and math.isnan(b)
 
@@ -108,8 +118,10 @@ class LineServer:
     """Builds, starts, stops (and restarts) the asyncua server; publishes plant values into it."""
 
     def __init__(self, plant: Plant, host: str, port: int, data_dir: Path, security: list[str],
-                 users: LineUserManager, on_write: Callable[[str, Any], None] | None = None) -> None:
+                 users: LineUserManager, on_write: Callable[[str, Any], None] | None = None,
+                 history: HistoryOptions | None = None) -> None:
         self.plant = plant
+        self.history = history
         self.host, self.port, self.data_dir = host, port, data_dir
         self.security = security
         self.users = users
@@ -134,6 +146,8 @@ class LineServer:
 
     async def start(self) -> None:
         server = Server(user_manager=self.users)  # type: ignore[arg-type]
+        if self.history is not None:
+            server.iserver.history_manager.set_storage(make_storage(self.history.path, self.history.max_values))
         await server.init()
         server.set_endpoint(f"opc.tcp://{self.host}:{self.port}/")
         server.set_server_name("Pilot-line simulator")
@@ -151,9 +165,19 @@ class LineServer:
         await self._build(server)
         self._guard_writes(server)
         await server.start()
+        if self.history is not None:
+            await self._historize(server)
         self.server = server
         self.cache.clear()
         log.info("OPC UA server listening on %s (security %s)", self.endpoint, ",".join(self.security))
+
+    async def _historize(self, server: Server) -> None:
+        """HistoryRead for the analog (scalar) and String nodes: the measurements and every ID variable."""
+        assert self.history is not None
+        nodes = [server.get_node(self.node_ids[s.path]) for s in self.plant.specs
+                 if (s.analog and not s.array_length) or s.kind == "String"]
+        await server.historize_node_data_change(nodes, period=None,  # type: ignore[arg-type]  # None = no period
+                                                count=self.history.max_values)
 
     async def stop(self) -> None:
         if self.server is not None:

@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from .mqtt_out import MqttOut
-from .opcua_server import LineServer
+from .opcua_server import HistoryOptions, LineServer
 from .plant import Plant
 from .record import Recorder
 from .scenario import Scenario
@@ -44,6 +44,7 @@ class Options:
     warmup_s: float = 0.0
     profile_points: int = 0
     profile_array: bool = False
+    history: HistoryOptions | None = None  # --historize: HistoryRead on the analog and ID nodes
 
 
 class Runner:
@@ -57,7 +58,7 @@ class Runner:
         self.plant = Plant(scenario, opts.seed, opts.line_id, start, opts.profile_points, opts.profile_array)
         self.recorder = Recorder(opts.record) if opts.record else None
         self.server = LineServer(self.plant, opts.host, opts.port, opts.data_dir, list(opts.security), users,
-                                 on_write=self._on_client_write)
+                                 on_write=self._on_client_write, history=opts.history)
         self.mqtt = MqttOut(opts.mqtt_url, f"pilotline-sim-{opts.line_id}") if opts.mqtt_url else None
         self.stop_requested = False
         self.down_until_s: float | None = None
