@@ -36,7 +36,7 @@ class SparkplugSource(BaseModel):
         description="Broker link: url, username/password, tls, keepalive_s, max_inflight, reconnect_min_s / "
                     "reconnect_max_s (connectors/settings.py). client_id defaults to \"pilotline-twin-spb-<group_id>\" "
                     "when not given; clean_session is always true (Sparkplug hosts start clean and ask for births); "
-                    "topics, qos and sparkplug are not used here")
+                    "enabled, topics, qos and sparkplug are not used here (a source in the list is read)")
     group_id: str = Field(description="The Sparkplug group id (the topic level after spBv1.0/)")
     edge_nodes: list[str] = Field(
         default=[], description="Edge node ids to read; empty = every edge node of the group")

@@ -9,6 +9,7 @@ process are SIGKILLed and started again.
 
 from __future__ import annotations
 
+import json
 import math
 import os
 import re
@@ -24,6 +25,7 @@ from typing import Any
 import paho.mqtt.client as mqtt
 import pytest
 from paho.mqtt.enums import CallbackAPIVersion
+from pysparkplug import DataType, DBirth, DData, Metric, NBirth, NDeath
 
 from connectors.records import Rejected, Sample, TraceEvent
 from connectors.sparkplug import SparkplugConnector, SparkplugSource
@@ -351,3 +353,70 @@ def test_settings_reject_bad_ids_and_unknown_keys() -> None:
         SparkplugSource(group_id="G", edge_node=["E1"])  # type: ignore[call-arg]
     assert SparkplugSource(group_id="G").mqtt.client_id == "pilotline-twin-spb-G"
     assert SparkplugSource(group_id="G", mqtt={"client_id": "mine"}).mqtt.client_id == "mine"
+
+
+async def test_a_stale_offline_state_of_ours_is_answered_with_online(mosquitto: Mosquitto) -> None:
+    """A retained offline STATE for our host id (an old session's will arriving late) must not stand while we run."""
+    group, host = f"G{uuid.uuid4().hex[:8]}", f"twin{uuid.uuid4().hex[:6]}"
+    topic = f"spBv1.0/STATE/{host}"
+    conn = SparkplugConnector(source(mosquitto.url, group, host_id=host), "PL9", Collected())
+    states: list[dict[str, Any]] = []
+    observer = mqtt.Client(CallbackAPIVersion.VERSION2, client_id=f"observer-{group}")
+    observer.on_connect = lambda c, *_: c.subscribe(topic, qos=1)
+    observer.on_message = lambda _c, _u, msg: states.append(json.loads(msg.payload))
+    observer.connect(mosquitto.host, mosquitto.port)
+    observer.loop_start()
+    await conn.start()
+    try:
+        await until(lambda: any(s["online"] for s in states), 20, "STATE online")
+        ts = next(s["timestamp"] for s in states if s["online"])
+        observer.publish(topic, json.dumps({"online": False, "timestamp": ts - 1000}), qos=1, retain=True)
+        await until(lambda: len(states) >= 3 and states[-1]["online"], 20, "STATE online again")
+        assert states[-1]["timestamp"] == ts  # the session's own timestamp, as its will carries
+    finally:
+        await conn.stop()
+        observer.disconnect()
+        observer.loop_stop()
+    # the clean stop: offline, same timestamp
+    assert states[-1] == {"online": False, "timestamp": ts}
+
+
+def _birth_payloads(bd_seq: int) -> tuple[bytes, bytes, bytes, bytes]:
+    t = 1_790_000_000_000
+    nbirth = NBirth(timestamp=t, seq=0, metrics=(
+        Metric(timestamp=t, name="bdSeq", datatype=DataType.INT64, value=bd_seq),
+        Metric(timestamp=t, name="Line Speed/Actual", datatype=DataType.FLOAT, value=3.5, alias=7)))
+    dbirth = DBirth(timestamp=t, seq=1, metrics=(
+        Metric(timestamp=t, name="Dew Point", datatype=DataType.DOUBLE, value=-40.0, alias=8),))
+    ddata = DData(timestamp=t + 10, seq=2, metrics=(
+        Metric(timestamp=None, name=None, datatype=DataType.DOUBLE, value=-41.0, alias=8),))
+    ndeath = NDeath(timestamp=None, bd_seq_metric=Metric(timestamp=None, name="bdSeq", datatype=DataType.INT64,
+                                                         value=bd_seq))
+    return nbirth.encode(), dbirth.encode(), ddata.encode(), ndeath.encode()
+
+
+def test_filters_and_derived_names_on_decoded_payloads() -> None:
+    """Without a broker: payloads made with pysparkplug, straight into the connector's message handler."""
+    cfg = SparkplugSource(group_id="G", edge_nodes=["Edge-1"], devices=["DR1"], unmapped="derive")
+    conn = SparkplugConnector(cfg, "PL9", Collected())
+    nb, db, dd, death = _birth_payloads(3)
+    out = conn.handle("spBv1.0/G/NBIRTH/Edge-1", nb, 1)
+    assert [(s.station, s.signal, s.value) for s in out if isinstance(s, Sample)] == [
+        ("Edge_1", "Line_Speed.Actual", 3.5)]
+    out = conn.handle("spBv1.0/G/DBIRTH/Edge-1/DR1", db, 1)
+    assert [(s.station, s.signal, s.value) for s in out if isinstance(s, Sample)] == [
+        ("Edge_1/DR1", "Dew_Point", -40.0)]
+    out = conn.handle("spBv1.0/G/DDATA/Edge-1/DR1", dd, 1)
+    assert [(s.signal, s.value, s.time_ns) for s in out if isinstance(s, Sample)] == [
+        ("Dew_Point", -41.0, 1_790_000_000_010 * 1_000_000)]  # no metric timestamp: the payload's
+    # another device and another edge node are not read
+    assert conn.handle("spBv1.0/G/DBIRTH/Edge-1/DR2", _birth_payloads(3)[1], 1) == []
+    assert conn.handle("spBv1.0/G/NBIRTH/Edge-2", nb, 1) == []
+    assert conn.status().births == 2
+    # the NDEATH of this session marks both births' metrics bad at its receive time
+    bad = conn.handle("spBv1.0/G/NDEATH/Edge-1", death, 99)
+    assert {(s.signal, s.quality, s.time_ns) for s in bad if isinstance(s, Sample)} == {
+        ("Line_Speed.Actual", "bad", 99), ("Dew_Point", "bad", 99)}
+    # a topic outside the group's scheme is a Rejected
+    (r,) = conn.handle("spBv1.0/G/NBIRTH", nb, 1)
+    assert isinstance(r, Rejected) and r.reason == "sparkplug_topic"
