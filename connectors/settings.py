@@ -243,6 +243,14 @@ class OpcuaConfig(_Model):
         default=100_000, ge=2,
         description="Upper bound of the history per station and trace key, whatever the times say (the oldest "
                     "entries go first); the history is saved with the subscription state.")
+    history_backfill: bool = Field(
+        default=True,
+        description="After a new subscription (the server restarted, or ours expired), read each historized node's "
+                    "values between its last stored one and the new subscription's first with HistoryRead "
+                    "(connectors/opcua/backfill.py); nodes without history access are left alone")
+    history_backfill_max_values: int = Field(
+        default=100_000, ge=1,
+        description="At most this many values read back per node and backfill (the oldest of the gap first)")
 
     @model_validator(mode="after")
     def _check_security(self) -> OpcuaConfig:

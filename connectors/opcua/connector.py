@@ -69,6 +69,7 @@ from asyncua.ua.uaerrors import (
 from connectors.backoff import Backoff
 from connectors.opcua import asyncua_adapter as adapter
 from connectors.opcua.asyncua_adapter import BatchSubscription
+from connectors.opcua.backfill import Backfill
 from connectors.opcua.browse import ROOT_NAME, NodeInfo, catalogue
 from connectors.opcua.setpoints import SetpointResult, read_grant, write_setpoint
 from connectors.opcua.trace import EARLIEST_NS, TraceContext, id_time, sample_time
@@ -124,6 +125,7 @@ class OpcuaState:
     lost_at_source: int = 0  # unacknowledged messages the server no longer had (BadMessageNotAvailable): alarm-worthy
     state_writes: int = 0  # subscription state file writes, and their bytes
     state_bytes: int = 0
+    backfilled: int = 0  # samples read back from the server's history after a new subscription (backfill.py)
 
 
 class OpcuaConnector:
@@ -183,6 +185,7 @@ class OpcuaConnector:
         self._pending_replayed = False  # the held message came from a Republish (see _hand_over)
         self._flush_timer: asyncio.TimerHandle | None = None
         self._connected_evt = asyncio.Event()
+        self.backfill = Backfill(self)  # the server's history of the gap a new subscription leaves
         if self._saved:
             self._ctx_server = self._saved.get("server_start")
             if self._saved.get("context"):
@@ -239,7 +242,7 @@ class OpcuaConnector:
             "events": s.events,
             "paused": s.paused, "pauses": s.pauses, "held_back": s.held_back, "held_messages": len(self._held),
             "kept_messages": len(self._kept), "republished": s.republished, "lost_at_source": s.lost_at_source,
-            "state_writes": s.state_writes, "state_bytes": s.state_bytes,
+            "state_writes": s.state_writes, "state_bytes": s.state_bytes, "backfilled": s.backfilled,
         }
 
     # -- supervision ---------------------------------------------------------------------------------------------------
@@ -277,6 +280,7 @@ class OpcuaConnector:
         self._handles = {}
         self._initial_due = set()
         self._sub = None  # a held message is republished only on the subscription's next session
+        await self.backfill.stop()  # what it did not read yet is read on the next session
         if client is None:
             return
         await adapter.drop_connection(client)
@@ -296,6 +300,7 @@ class OpcuaConnector:
         start_time = await asyncio.wait_for(
             client.get_node(adapter.node_id(ObjectIds.Server_ServerStatus_StartTime)).read_value(), c.request_timeout_s)
         server_start = str(start_time)
+        self.backfill.keep_marks(self._durable)  # where the gaps begin, before a server restart clears them
         if server_start != self._ctx_server:
             # a new server run may have a new clock: IDs and durable marks of the old one must not apply to it
             self.context.clear()
@@ -305,6 +310,8 @@ class OpcuaConnector:
         sub = await self._try_transfer(client, server_start) if resumed else None
         if sub is None:
             sub = await self._new_subscription(client, ns, server_start)
+            self.backfill.new_subscription()
+        self.backfill.start(client)  # a new subscription's gaps, or what a cut interrupted
         self._sub_id = sub.subscription_id
         self._sub = sub
         self.state.nodes = len(self._handles)
@@ -622,7 +629,7 @@ class OpcuaConnector:
 
     def _trim_context(self) -> None:
         """Cut the ID history before the oldest sample that can still arrive, less ``opcua.trace_history_s``."""
-        held = [t for t in (self._pending_oldest, self._held_oldest) if t is not None]
+        held = [t for t in (self._pending_oldest, self._held_oldest, self.backfill.oldest_ns) if t is not None]
         horizon = min([*self._unacked_oldest.values(), *held], default=self._acked_oldest)
         if horizon is not None:
             self.context.trim(horizon - int(self.cfg.trace_history_s * 1e9), self.cfg.trace_history_max_entries)
@@ -786,6 +793,8 @@ class OpcuaConnector:
             info = handles.get(handle)
             if info is not None and info.trace_key is not None:
                 self._update_context(info, dv, now, handle in initial_due)
+            if info is not None and handle in initial_due:
+                self.backfill.first_value(info, dv, now)  # where the node's gap in the history ends
             initial_due.discard(handle)
         # pass 2: what the previous publish brought can go now; this publish's samples are held one cycle
         self._flush_pending()
