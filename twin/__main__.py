@@ -117,9 +117,36 @@ def _quarantine(args: argparse.Namespace) -> int:
     return 0
 
 
+# -- line description: discover, check-line (twin/line/discover.py, twin/line/check.py) -----------------------------
+def _discover_parser(p: argparse.ArgumentParser) -> None:
+    from twin.line.discover import configure_parser
+
+    configure_parser(p)
+
+
+def _discover(args: argparse.Namespace) -> int:
+    from twin.line.discover import run
+
+    return run(args)
+
+
+def _check_line_parser(p: argparse.ArgumentParser) -> None:
+    from twin.line.check import configure_parser
+
+    configure_parser(p)
+
+
+def _check_line(args: argparse.Namespace) -> int:
+    from twin.line.check import run
+
+    return run(args)
+
+
 COMMANDS: dict[str, tuple[str, Callable[[argparse.ArgumentParser], None], Callable[[argparse.Namespace], int]]] = {
     "ingest": ("run the connectors and the store only", _ingest_parser, _ingest),
     "quarantine": ("list / export / count quarantined input", _quarantine_parser, _quarantine),
+    "discover": ("browse an OPC UA server, print a draft line description", _discover_parser, _discover),
+    "check-line": ("check a line description against the live servers", _check_line_parser, _check_line),
 }
 from twin.cli import SERVICE_COMMANDS  # noqa: E402 - the service's own subcommands (run, token), twin/cli.py
 
