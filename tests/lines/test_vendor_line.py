@@ -11,9 +11,11 @@ import threading
 import uuid
 from collections.abc import Callable
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import Any
 
 import paho.mqtt.client as mqtt
+import pytest
 from asyncua import Client, Node, ua
 from asyncua.crypto.cert_gen import setup_self_signed_certificate
 from asyncua.ua.uaerrors import UaError
@@ -31,12 +33,14 @@ SPEEDUP = 60.0  # 1 m/min of web -> 1 m per wall second
 class Collector:
     """A paho subscriber that keeps every message per topic."""
 
-    def __init__(self, url: str, topics: list[str]) -> None:
+    def __init__(self, url: str, topics: list[str], client_id: str = "", persistent: bool = False) -> None:
         host, port = url.removeprefix("mqtt://").split(":")
         self.messages: dict[str, list[bytes]] = {t: [] for t in topics}
         self.lock = threading.Lock()
         self.subscribed = threading.Event()
-        self.client = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id=f"vl-test-{uuid.uuid4().hex[:8]}")
+        self.client = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, clean_session=not persistent,
+                                  client_id=client_id or f"vl-test-{uuid.uuid4().hex[:8]}")
+        self.client.reconnect_delay_set(1, 2)
         self.client.on_connect = lambda c, *_: c.subscribe([(t, 1) for t in topics])
         self.client.on_subscribe = lambda *_: self.subscribed.set()
         self.client.on_message = self._on_message
@@ -122,8 +126,9 @@ async def test_vendor_line_tree_roll_ids_setpoint_response_and_mqtt(
     assert line.info["coater"] == line.coater_endpoint and line.info["calender"] == line.calender_endpoint
     passwords = line.passwords
     coater, calender, admin = Client(line.coater_endpoint), Client(line.calender_endpoint), Client(line.coater_endpoint)
-    coater.set_user("operator")
-    coater.set_password(passwords["operator"])
+    for c in (coater, calender):
+        c.set_user("operator")
+        c.set_password(passwords["operator"])
     admin.set_user("admin")
     admin.set_password(passwords["admin"])
     try:
@@ -163,6 +168,11 @@ async def test_vendor_line_tree_roll_ids_setpoint_response_and_mqtt(
             assert await setpoint.read_value() == 1500.0
             assert await _write_status(sp_as_op, float("nan")) == "BadOutOfRange"
             assert await _write_status(sp_as_op, "900") == "BadTypeMismatch"
+            load_sp = k_nodes["Control/LineLoadSetpoint"]
+            assert await _write_status(load_sp, 90.0) == "BadNotWritable", "each machine has its own grant"
+            async with Client(line.calender_endpoint) as anonymous:
+                assert await _write_status(anonymous.get_node(load_sp.nodeid), 90.0) == "BadUserAccessDenied"
+                assert await anonymous.get_node(load_sp.nodeid).read_value() == 84.0  # anonymous may read
 
             # -- the pump setpoint reaches the beta gauge only after 6 m of web --------------------------------
             baseline = await areal.read_value()
@@ -287,3 +297,46 @@ async def _write_status(node: Node, value: Any) -> str:
     params.NodesToWrite = [wv]
     result = await node.session.write(params)
     return str(result[0].name)
+
+
+def test_readme_documents_every_node() -> None:
+    """The README's tables are what a line description is written from: every node, its NodeId and unit code."""
+    text = (Path(__file__).with_name("README.md")).read_text(encoding="utf-8")
+    for spec in (COATER, CALENDER):
+        section = next(s for s in text.split("\n## ") if s.split("\n", 1)[0].endswith(f"`{spec.namespace}`"))
+        assert f"`i={spec.machine_number}`" in section
+        for item in spec.items:
+            row = next((r for r in section.splitlines() if r.startswith(f"| `{item.path}` |")), None)
+            assert row is not None, f"{spec.machine}: {item.path} is not in the README"
+            assert f"`i={item.number}`" in row and (item.unit is None or f"(`{item.unit}`)" in row), row
+            assert item.eu_range is None or f"{item.eu_range[0]:g} .. {item.eu_range[1]:g}" in row, row
+
+
+@pytest.mark.faults
+async def test_mes_events_survive_a_broker_restart(vendor_line_factory: Callable[..., VendorLine],
+                                                   mosquitto_factory: Callable[..., Mosquitto]) -> None:
+    """The MES's QoS 1 events published while the broker is down reach a persistent subscriber afterwards: seq
+    stays contiguous (duplicates allowed, as QoS 1 allows them)."""
+    broker = mosquitto_factory()
+    topic = f"t{uuid.uuid4().hex[:6]}/mes/trace"
+    sub = Collector(broker.url, [topic], client_id=f"vl-persistent-{uuid.uuid4().hex[:6]}", persistent=True)
+    assert sub.subscribed.wait(10)
+    line = await asyncio.to_thread(vendor_line_factory, [
+        "--speedup", "60", "--tick-s", "0.25", "--roll-length-m", "2", "--cells-per-roll", "1",
+        "--start-time", past_start_time(), "--trace-topic", topic], broker.url)
+    try:
+        def seqs() -> list[int]:
+            return sorted({json.loads(m)["seq"] for m in sub.get(topic)})
+
+        await wait_for(lambda: len(seqs()) >= 10, 90, "the first events")
+        await asyncio.to_thread(broker.stop)
+        published_before = len(line.trace_record.read_text().splitlines())
+        await wait_for(lambda: len(line.trace_record.read_text().splitlines()) >= published_before + 8, 90,
+                       "events published while the broker is down")
+        await asyncio.to_thread(broker.start)
+        last = len(line.trace_record.read_text().splitlines())
+        await wait_for(lambda: len(seqs()) >= last, 90, "every event after the restart")
+        got = seqs()
+        assert got == list(range(1, got[-1] + 1)), f"missing seq {sorted(set(range(1, got[-1] + 1)) - set(got))}"
+    finally:
+        sub.close()
