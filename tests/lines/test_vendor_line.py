@@ -245,7 +245,8 @@ async def test_vendor_line_security_history_no_position_and_restart(
         assert await nodes["Control/RemoteControlEnabled"].read_value() is True  # --grant on
         assert await _write_status(nodes["Control/PumpFlowSetpoint"], 750.0) == "Good"
         areal = nodes["Monitoring/BetaGauge/ArealWeight"]
-        assert await areal.read_attribute(ua.AttributeIds.Historizing) is not None
+        historizing = (await areal.read_attribute(ua.AttributeIds.Historizing)).Value
+        assert historizing is not None and historizing.Value is True
         before = await wait_for(lambda: _history(areal, 3), 30, "historized values")
         roll_before = await nodes["Monitoring/CurrentRollID"].read_value()
 
