@@ -3,7 +3,9 @@
 Why from trace events: they say which material a prediction is about (segment, cell), with the parameters of the
 step that made it, so every prediction attaches to a node of the genealogy graph. A cell's electrodes are found by
 walking the events' inputs back (cell -> stack -> sheets -> slit coil -> calendered roll -> coated roll) and taking
-the segment predictions of the roll stretch the sheets were cut from.
+the segment predictions of the roll stretch the sheets were cut from. The walk is the genealogy's
+(``ontology.lineage.Lineage``, kept by the genealogy store and passed in as ``lineage``); without a genealogy the
+predictor keeps a ``Lineage`` of its own and feeds it every event.
 
 Structure comes from the plant model (process-chain physics, or its ONNX surrogate through ``models.runtime``);
 performance and cost from the registry's surrogates when ``predict.performance_model`` / ``cost_model`` name them.
@@ -17,14 +19,14 @@ from __future__ import annotations
 import logging
 import math
 import time
-from collections import OrderedDict
 from collections.abc import Callable, Mapping
 from typing import Any
 
 import numpy as np
 
-from contract.records import TraceEvent, TraceInput
+from contract.records import TraceEvent
 from models.cell_format import REFERENCE_POUCH
+from ontology.lineage import Lineage
 from twin.plant_model import PlantModel, RegistryModel
 from twin.service_settings import PredictSettings
 from twin.store.lineproto import string_field, tag_value
@@ -43,56 +45,20 @@ STRUCTURE_OUTPUTS = (
 ROLL_PARAMS = ("pump_flow_rate_cm3_h", "web_speed_m_min", "coating_width_mm", "solid_content")
 
 
-class Lineage:
-    """Parents of every ID seen in trace events (bounded), to walk a cell back to its coated rolls."""
-
-    def __init__(self, keep: int = 200_000) -> None:
-        self.parents: OrderedDict[str, tuple[TraceInput, ...]] = OrderedDict()
-        self.params: dict[str, dict[str, float]] = {}
-        self.keep = keep
-
-    def add(self, ev: TraceEvent) -> None:
-        if ev.kind != "created":
-            return
-        self.parents[ev.id] = ev.inputs
-        if ev.parameters:
-            self.params[ev.id] = {k: float(v) for k, v in ev.parameters.items()
-                                  if isinstance(v, (int, float)) and not isinstance(v, bool)}
-        while len(self.parents) > self.keep:
-            old, _ = self.parents.popitem(last=False)
-            self.params.pop(old, None)
-
-    def coated_stretches(self, entity: str, depth: int = 8) -> list[tuple[str, float | None, float | None]]:
-        """(coated roll id, from_m, to_m) reached from ``entity``; positions are carried unchanged
-        (docs/traceability.md)."""
-        out: list[tuple[str, float | None, float | None]] = []
-
-        def walk(eid: str, a: float | None, b: float | None, d: int) -> None:
-            if eid.startswith("CR-"):
-                out.append((eid, a, b))
-                return
-            if d == 0:
-                return
-            for p in self.parents.get(eid, ()):
-                if p.id.startswith(("LOT-", "SB-")):
-                    continue
-                walk(p.id, p.from_m if p.from_m is not None else a, p.to_m if p.to_m is not None else b, d - 1)
-
-        walk(entity, None, None, depth)
-        return out
-
-
 class Predictor:
     def __init__(self, settings: PredictSettings, line: str, model: PlantModel, latest: LatestFn,
                  registry: Any = None, sinks: list[Sink] | None = None,
-                 observe_latency: Callable[[str, float], None] | None = None) -> None:
+                 observe_latency: Callable[[str, float], None] | None = None,
+                 lineage: Lineage | None = None) -> None:
         self.settings = settings
         self.line = line
         self.model = model
         self.latest = latest
         self.registry = registry
         self.sinks = list(sinks or [])
-        self.lineage = Lineage()
+        # the genealogy store's lineage, fed by its add_event before the event reaches on_event; else our own
+        self.lineage = lineage if lineage is not None else Lineage()
+        self._feeds_lineage = lineage is None
         self.segments: dict[str, list[tuple[float, float, Prediction]]] = {}
         self.observe = observe_latency or (lambda name, s: None)
         self.counts = {"segment": 0, "cell": 0, "errors": 0, "out_of_domain": 0}
@@ -101,8 +67,10 @@ class Predictor:
 
     # -- events -------------------------------------------------------------------------------------------------------
     def on_event(self, ev: TraceEvent) -> list[Prediction]:
-        """Feed every trace event; returns the predictions it produced."""
-        self.lineage.add(ev)
+        """Feed every trace event (after the genealogy's add_event, when the lineage is the genealogy's); returns the
+        predictions it produced."""
+        if self._feeds_lineage:
+            self.lineage.add(ev)
         if ev.kind != "created" or not self.settings.enabled:
             return []
         try:
@@ -123,7 +91,7 @@ class Predictor:
         lane, electrode = self._lane(seg)
         src = ev.inputs[0] if ev.inputs else None
         roll, a, b = (src.id, src.from_m, src.to_m) if src is not None else ("", None, None)
-        roll_params = self.lineage.params.get(roll, {})
+        roll_params = self.lineage.parameters(ev.line, roll)
         inputs: dict[str, float] = {k: roll_params[k] for k in ROLL_PARAMS if k in roll_params}
         domain = self.model.domain(electrode)
         for name, signal in (("line_load_N_mm", f"Calendering/{lane}/LineLoad"),
@@ -167,10 +135,10 @@ class Predictor:
                 "in_domain": not violations, "violations": violations, "model_version": answer.model_version,
                 "inputs": inputs}
 
-    def _electrode_structure(self, cell: str, prefix: str) -> Prediction | None:
+    def _electrode_structure(self, line: str, cell: str, prefix: str) -> Prediction | None:
         """The mean segment prediction over the roll stretches of ``cell`` on the lane with roll prefix ``prefix``."""
         preds: list[Prediction] = []
-        for roll, a, b in self.lineage.coated_stretches(cell):
+        for roll, a, b in self.lineage.coated_stretches(line, cell):
             if not roll.startswith(prefix):
                 continue
             for sa, sb, p in self.segments.get(roll, []):
@@ -185,8 +153,8 @@ class Predictor:
 
     def _cell(self, ev: TraceEvent) -> list[Prediction]:
         cell = ev.id
-        cathode = self._electrode_structure(cell, "CR-C-")
-        anode = self._electrode_structure(cell, "CR-A-")
+        cathode = self._electrode_structure(ev.line, cell, "CR-C-")
+        anode = self._electrode_structure(ev.line, cell, "CR-A-")
         if cathode is None:
             return []
         base = {"time_ns": time.time_ns(), "line": self.line, "subject": cell, "subject_type": "Cell",

@@ -138,3 +138,27 @@ def test_cell_gets_performance_and_cost_from_the_surrogates() -> None:
     assert cost["outputs"]["cost_usd_per_kWh"] > 0 and cost["in_domain"], cost["violations"]
     without_dew = run(_latest)
     assert "performance" in without_dew and "cost" not in without_dew
+
+
+def test_predictions_walk_the_genealogy_stores_lineage() -> None:
+    """With a genealogy, the predictor walks the store's lineage (fed by add_event, as the service hands each event to
+    the store first) instead of keeping a second one, and predicts the same."""
+    from ontology.store import GenealogyStore, StoreConfig
+
+    alone: list[dict[str, Any]] = []
+    own = Predictor(PredictSettings(), "PL1", PhysicsModel(), _latest, sinks=[alone.append])
+    for e in _events():
+        own.on_event(e)
+    got: list[dict[str, Any]] = []
+    with GenealogyStore(StoreConfig(backend="memory")) as store:
+        p = Predictor(PredictSettings(), "PL1", PhysicsModel(), _latest, sinks=[got.append], lineage=store.lineage)
+        assert p.lineage is store.lineage
+        for e in _events():
+            store.add_event(e)
+            p.on_event(e)
+        assert len(store.lineage) == len(_events())
+    assert [(g["subject"], g["kind"]) for g in got] == [(g["subject"], g["kind"]) for g in alone]
+    assert [g["outputs"] for g in got] == [g["outputs"] for g in alone]
+    cell = next(g for g in got if g["subject_type"] == "Cell")
+    assert cell["inputs"]["cathode_segments"] == ["SEG-C-000001-002"]
+    assert cell["inputs"]["anode_segments"] == ["SEG-A-000001-001"]
