@@ -157,6 +157,44 @@ def test_discover_vendor_line_draft_loads_and_marks_every_guess(vendor: Any, tmp
     assert "ERROR" not in check.stdout
 
 
+def test_discover_and_check_line_with_sign_and_encrypt_and_a_user(tmp_path: Path) -> None:
+    """Security and user go through the connector's own client set-up (make_client); the draft keeps them, and
+    check-line connects with them, or says why it cannot."""
+    from tests.lines import VendorLine
+
+    line = VendorLine(tmp_path / "secure-line", ["--security"])
+    line.start()
+    try:
+        password = tmp_path / "operator.pw"
+        password.write_text(line.passwords["operator"] + "\n")
+        pki = ["--certificate", str(tmp_path / "pki" / "cert.der"), "--private-key", str(tmp_path / "pki" / "key.pem")]
+        r = twin_cli("discover", line.calender_endpoint, "--namespace", "urn:vendor:calender", "--browse-path",
+                     "Machines", "--security-policy", "Basic256Sha256", "--security-mode", "SignAndEncrypt",
+                     "--username", "operator", "--password-file", str(password), *pki)
+        assert r.returncode == 0, r.stderr
+        desc = parse_line(r.stdout, "draft")
+        (src,) = desc.sources.opcua
+        assert (src.security_policy, src.security_mode, src.auth_method, src.username, src.password) == (
+            "Basic256Sha256", "SignAndEncrypt", "username", "operator", "")  # the password stays out of the file
+        rules = {rule.match.rsplit("/", 1)[-1]: rule for rule in src.signals}
+        assert (rules["Thickness"].station, rules["Thickness"].signal) == ("Calendering", "CalenderedThickness")
+        assert (rules["LineLoad"].unit, rules["LineLoad"].min, rules["LineLoad"].max) == ("N/mm", 0.0, 300.0)
+        path = tmp_path / "calender.yaml"
+        path.write_text(r.stdout)
+        ok = twin_cli("check-line", str(path), "--password-file", str(password))
+        assert ok.returncode == 0, ok.stdout + ok.stderr
+        assert re.search(r"^OK +sources\.opcua\.0: .*security Basic256Sha256/SignAndEncrypt, user operator", ok.stdout,
+                         re.M), ok.stdout
+        wrong = tmp_path / "wrong.pw"
+        wrong.write_text("not-the-password")
+        bad = twin_cli("check-line", str(path), "--password-file", str(wrong))
+        assert bad.returncode == 1
+        assert re.search(rf"^ERROR +{re.escape(str(path))}:\d+ sources\.opcua\.0\.endpoint: \(calender\) cannot "
+                         r"connect .* as user operator", bad.stdout, re.M), bad.stdout
+    finally:
+        line.stop()
+
+
 def test_discover_simulator_names_the_twins_signals(simulator: Simulator) -> None:
     """The simulator already speaks the twin's vocabulary: the draft must give back its own names."""
     r = twin_cli("discover", simulator.endpoint, "--browse-path", "PilotLine")
