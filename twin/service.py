@@ -80,7 +80,8 @@ class TwinService:
         self.predictor = Predictor(s.predict, self.line, self._surrogate() or PhysicsModel(), self._latest_value,
                                    registry=self.registry,
                                    sinks=[self.ctx.add_prediction, self._store_prediction, self._graph_prediction],
-                                   observe_latency=lambda m, sec: self.metrics.model_latency.labels(m).observe(sec))
+                                   observe_latency=lambda m, sec: self.metrics.model_latency.labels(m).observe(sec),
+                                   lineage=self.genealogy.lineage if self.genealogy is not None else None)
         self.audit.add_sink(self._store_audit)
         self.audit.add_sink(self._graph_audit)
         self.app = create_app(self.ctx)
