@@ -140,6 +140,14 @@ class ModelRegistry:
 
     def predict(self, name: str, inputs: Mapping[str, ArrayLike]) -> PredictionResult:
         """Batch prediction. Scalars and 1-D arrays broadcast against each other; extra keys are ignored."""
+        return self._predict(name, inputs, {})
+
+    def _predict(self, name: str, inputs: Mapping[str, ArrayLike],
+                 done: dict[str, PredictionResult]) -> PredictionResult:
+        """``done``: the other models already evaluated on these inputs in this call (constraints, derived outputs:
+        the cost model needs the structure model's N/P and the cell model's energy, the cell model N/P again)."""
+        if name in done:
+            return done[name]
         m = self._get(name)
         missing = [n for n in m.input_names if n not in inputs]
         if missing:
@@ -174,7 +182,7 @@ class ModelRegistry:
                 for c in np.flatnonzero(out_mask[r])
             })
         for con in m.constraints:  # a domain that is not a box: e.g. N/P >= 1, on the structure model's answer
-            value = self.predict(con["model"], inputs).outputs[con["output"]]
+            value = self._predict(con["model"], inputs, done).outputs[con["output"]]
             bad_rows = np.zeros(len(x), dtype=bool)
             if "low" in con:
                 bad_rows |= value < float(con["low"])
@@ -193,7 +201,7 @@ class ModelRegistry:
             outputs[out_name] = mean[:, k].astype(np.float64)
             spread[out_name] = sd[:, k].astype(np.float64)
         for out_name, d in m.derived.items():
-            outputs[out_name], spread[out_name] = self._derive(d, inputs, outputs, spread, name)
+            outputs[out_name], spread[out_name] = self._derive(d, inputs, outputs, spread, name, done)
         calibrated = all(o in m.scale_95 for o in outputs)
         std: dict[str, NDArray[np.float64]] = {}
         lower: dict[str, NDArray[np.float64]] = {}
@@ -212,12 +220,14 @@ class ModelRegistry:
         def ordered(a: dict[str, NDArray[np.float64]]) -> dict[str, NDArray[np.float64]]:
             return {o: a[o] for o in order}
 
-        return PredictionResult(ordered(outputs), ordered(std), in_domain, violations, m.card["version"], units,
-                                ordered(lower), ordered(upper), ordered(spread), calibrated)
+        result = PredictionResult(ordered(outputs), ordered(std), in_domain, violations, m.card["version"], units,
+                                  ordered(lower), ordered(upper), ordered(spread), calibrated)
+        done[name] = result
+        return result
 
     def _derive(self, d: Mapping[str, Any], inputs: Mapping[str, ArrayLike], own: Mapping[str, NDArray[np.float64]],
                 own_spread: Mapping[str, NDArray[np.float64]],
-                name: str) -> tuple[NDArray[np.float64], NDArray[np.float64]]:
+                name: str, done: dict[str, PredictionResult]) -> tuple[NDArray[np.float64], NDArray[np.float64]]:
         """numerator / denominator * scale, each from this model or another one; spreads add in relative terms."""
         parts = []
         for key in ("numerator", "denominator"):
@@ -225,7 +235,7 @@ class ModelRegistry:
             if model == name:
                 parts.append((own[output], own_spread[output]))
             else:
-                res = self.predict(model, inputs)
+                res = self._predict(model, inputs, done)
                 parts.append((res.outputs[output], res.ensemble_std[output]))
         (a, sa), (b, sb) = parts
         value = a / b * float(d.get("scale", 1.0))

@@ -11,6 +11,18 @@ Optimisation: minimise the objective of the product (``tracking``: sum w_i ((y_i
 ``scalarised``: seed 002 eq. 3, Cf = 1/n sum y_scaled^2 over the minimised set, with y_scaled = |deviation| /
 (4 tol) clipped to [0, 1]) plus a move penalty, over the manipulated setpoints, with L-BFGS-B inside the intersection
 of the hard bounds and current +- max step. Nothing is proposed from a bad-quality, missing or out-of-domain state.
+
+Confidence: the probability that the product made at the proposed setpoints, as its gauge reads it, lands within
+target ± tolerance for every target (the product of the per-target probabilities: the gauges' errors are independent).
+Per target, the reading is modelled as normal around model(proposed) + bias, with the variance of four independent
+parts: the bias standard error (from the last gauge samples, with the effective sample size of autocorrelated
+residuals), the model's calibrated error at the proposed point (``models.runtime``'s split-conformal std; zero for the
+exact physics), the error of carrying an additive bias to a point where the output differs (a mismatch that scales
+the output, such as solid content, changes the bias by bias * relative change), and the spread of single readings
+about their mean (gauge noise plus short-term process variation, the residuals' std). The centre is the latest raw
+bias estimate, not the filtered one the optimiser uses: the filter trades lag for smoothness, and its lag is an error
+of where the product lands. Checked on the process-chain physics with noise (tests/twin/test_recommend_confidence.py,
+reliability table in tests/bench/bench_models.py): of the proposals with confidence p, about p land within tolerance.
 """
 
 from __future__ import annotations
@@ -28,6 +40,8 @@ from scipy.stats import norm
 from twin.plant_model import PlantModel
 from twin.service_settings import ControlSettings, Loop, Product, Target
 
+# gauge samples whose residual trend estimates the drift of the bias (at least; 3 x bias_samples when larger)
+TREND_SAMPLES = 150
 RefusalKind = Literal["missing", "bad_quality", "out_of_domain", "insufficient_data", "on_target", "no_improvement"]
 
 
@@ -61,9 +75,13 @@ class ExpectedEffect:
     expected: float     # model at the proposed setpoints + bias: what it should read once the change reaches it
     bias: float
     bias_se: float
-    model_std: float
+    model_std: float    # calibrated model error at the proposed setpoints (0 for the exact physics)
     measured_mean: float
     samples: int
+    noise_std: float = 0.0       # spread of single gauge readings about their mean (residual std)
+    transfer_std: float = 0.0    # error of carrying the additive bias to the proposed point
+    drift_std: float = 0.0       # trend of the bias over the horizon until the new product reaches the gauge
+    probability: float = 1.0     # that a reading of the new product lands within target ± tolerance
 
 
 @dataclass
@@ -96,6 +114,16 @@ class Refusal:
     def anomaly(self) -> bool:
         """Refusals that mean the state cannot be trusted (a closed loop must stop on them)."""
         return self.kind in ("missing", "bad_quality", "out_of_domain")
+
+
+@dataclass(frozen=True)
+class _BiasEstimate:
+    bias: float          # mean residual (measured - model) of the most recent good samples
+    se: float            # its standard error (effective sample size of autocorrelated residuals)
+    measured_mean: float
+    n: int
+    noise_std: float     # std of the residuals: the spread of single readings about their mean
+    drift_std: float = 0.0  # how far the bias may move before the proposed product reaches the gauge
 
 
 def _scalar(x: Any) -> float:
@@ -205,10 +233,15 @@ class Recommender:
     # -- bias --------------------------------------------------------------------------------------------------------
     def estimate_bias(self, loop: Loop, target: Target) -> tuple[float, float, float, int] | None:
         """(bias, standard error, measured mean, n) from the most recent good gauge samples, or None if too few."""
+        est = self._bias(loop, target)
+        return None if est is None else (est.bias, est.se, est.measured_mean, est.n)
+
+    def _bias(self, loop: Loop, target: Target) -> _BiasEstimate | None:
         t_meas, v_meas = self.source.window(target.signal)
         if len(t_meas) == 0:
             return None
-        t_meas, v_meas = t_meas[-self.bias_samples * 3:], v_meas[-self.bias_samples * 3:]
+        keep = max(self.bias_samples * 3, TREND_SAMPLES)  # the trend of the residuals needs a longer look back
+        t_meas, v_meas = t_meas[-keep:], v_meas[-keep:]
         speed_key = loop.web_speed_signal
         if speed_key is not None:
             ts, vs = self.source.window(speed_key)
@@ -240,13 +273,34 @@ class Recommender:
             inputs[name] = np.where(have, vals, vh[-1])
         if int(ok.sum()) < target.min_samples:
             return None
-        sel = np.flatnonzero(ok)[-self.bias_samples:]
-        answer = self.model.evaluate(loop.electrode, {k: v[sel] for k, v in inputs.items()})
-        pred = np.asarray(answer.outputs[target.output], dtype=float)
-        resid = v_meas[sel] - pred
+        good = np.flatnonzero(ok)
+        answer = self.model.evaluate(loop.electrode, {k: v[good] for k, v in inputs.items()})
+        resid_all = v_meas[good] - np.asarray(answer.outputs[target.output], dtype=float)
+        sel = good[-self.bias_samples:]
+        resid = resid_all[-self.bias_samples:]
         n = len(resid)
-        se = float(resid.std(ddof=1) / math.sqrt(n)) if n > 1 else float("inf")
-        return float(resid.mean()), se, float(v_meas[sel].mean()), n
+        if n < 2:
+            return _BiasEstimate(float(resid.mean()), float("inf"), float(v_meas[sel].mean()), n, float("inf"))
+        # drift: the bias moves on between the samples it was estimated from and the moment the product made at the
+        # proposed setpoints reaches the gauge (the slowest actuator's transport delay); a linear trend of the longer
+        # residual history, and its own uncertainty, over that horizon
+        horizon_s = (float(t_meas[-1] - t_meas[sel].mean()) / 1e9 + max(
+            (max(0.0, target.gauge_position_m - target.input_positions_m.get(name, pos)) / float(speed_m_s[-1])
+             + target.dead_time_s) for name, _, pos in actors if name in self._manipulated_names(loop)))
+        drift = 0.0
+        if len(resid_all) >= 3 * self.bias_samples and len(resid_all) >= 10:
+            tt = (t_meas[good] - t_meas[good][-1]) / 1e9
+            coef, cov = np.polyfit(tt, resid_all, 1, cov=True)
+            drift = math.hypot(float(coef[0]), math.sqrt(max(float(cov[0, 0]), 0.0))) * horizon_s
+        sd = float(resid.std(ddof=1))
+        # residuals of a drifting or slowly varying process are correlated: n of them carry fewer than n independent
+        # pieces of information (AR(1) effective sample size n (1 - r) / (1 + r), r = lag-1 autocorrelation)
+        dev = resid - resid.mean()
+        denom = float(np.dot(dev, dev))
+        r1 = float(np.dot(dev[1:], dev[:-1]) / denom) if denom > 0 else 0.0
+        r1 = min(max(r1, 0.0), 0.95)
+        n_eff = max(1.0, n * (1.0 - r1) / (1.0 + r1))
+        return _BiasEstimate(float(resid.mean()), sd / math.sqrt(n_eff), float(v_meas[sel].mean()), n, sd, drift)
 
     # -- objective ---------------------------------------------------------------------------------------------------
     def _objective(self, targets: list[Target], y: Mapping[str, np.ndarray], bias: Mapping[str, float]) -> np.ndarray:
@@ -284,15 +338,15 @@ class Recommender:
             return state
         u0, d = state
         bias: dict[str, float] = {}
-        info: dict[str, tuple[float, float, float, int]] = {}
+        info: dict[str, _BiasEstimate] = {}
         for t in loop.targets:
-            est = self.estimate_bias(loop, t)
+            est = self._bias(loop, t)
             if est is None:
                 return Refusal(loop_name, "insufficient_data",
                                f"fewer than {t.min_samples} good samples of {t.signal} with their inputs in history")
             key = (loop_name, t.signal)
             prev = self.biases.get(key)
-            b = est[0] if prev is None else prev + self.settings.bias_filter * (est[0] - prev)
+            b = est.bias if prev is None else prev + self.settings.bias_filter * (est.bias - prev)
             staged[key] = b
             bias[t.signal] = b
             info[t.signal] = est
@@ -340,26 +394,32 @@ class Recommender:
         if j0 - j1 <= self.settings.min_improvement * max(j0, 1e-9) or np.allclose(x, x0):
             return Refusal(loop_name, "no_improvement", f"objective {j0:.3g} -> {j1:.3g} is not worth a change")
 
-        # confidence: probability the new segment mean lands within tolerance, from the bias and model uncertainty
+        # confidence: probability that a reading of the new product lands within tolerance (module docstring)
         expected, probs = [], []
         std_answer = self.model.evaluate(loop.electrode, {**d, **dict(zip(names, x, strict=True))}).std
         for t in loop.targets:
-            b_mean, b_se, meas_mean, n = info[t.signal]
+            est = info[t.signal]
             model_std = float(np.asarray(std_answer.get(t.output, 0.0)).reshape(-1)[0]) if std_answer else 0.0
-            sigma = math.sqrt(min(b_se, 10 * t.tolerance) ** 2 + model_std ** 2) or 1e-12
-            exp_v = _scalar(y1[t.output]) + bias[t.signal]
-            off = exp_v - t.target
-            probs.append(float(norm.cdf((t.tolerance - off) / sigma) - norm.cdf((-t.tolerance - off) / sigma)))
+            y_now, y_new = _scalar(y0[t.output]), _scalar(y1[t.output])
+            transfer = abs(est.bias) * abs(y_new - y_now) / max(abs(y_now), 1e-12)
+            sigma = math.sqrt(min(est.se, 10 * t.tolerance) ** 2 + model_std ** 2 + transfer ** 2
+                              + min(est.noise_std, 10 * t.tolerance) ** 2
+                              + min(est.drift_std, 10 * t.tolerance) ** 2) or 1e-12
+            exp_v = y_new + bias[t.signal]
+            off = y_new + est.bias - t.target  # centred on the latest raw bias (the filter's lag is an error)
+            p = float(norm.cdf((t.tolerance - off) / sigma) - norm.cdf((-t.tolerance - off) / sigma))
+            probs.append(p)
             expected.append(ExpectedEffect(signal=t.signal, output=t.output, target=t.target, tolerance=t.tolerance,
-                                           current=_scalar(y0[t.output]) + bias[t.signal], expected=exp_v,
-                                           bias=bias[t.signal], bias_se=b_se, model_std=model_std,
-                                           measured_mean=meas_mean, samples=n))
+                                           current=y_now + bias[t.signal], expected=exp_v,
+                                           bias=bias[t.signal], bias_se=est.se, model_std=model_std,
+                                           measured_mean=est.measured_mean, samples=est.n, noise_std=est.noise_std,
+                                           transfer_std=transfer, drift_std=est.drift_std, probability=p))
         changes = [SetpointChange(input=m.input, node=m.setpoint_node, before=float(x0[i]), after=float(x[i]),
                                   low=m.low, high=m.high, max_step=m.max_step) for i, m in enumerate(loop.manipulated)]
         worst_sig = max(expected, key=lambda e: abs(e.current - e.target) / e.tolerance)
         reason = (f"{worst_sig.signal} estimated {worst_sig.current:.4g} vs target {worst_sig.target:.4g} "
                   f"(bias {worst_sig.bias:+.3g} from {worst_sig.samples} samples); objective {j0:.3g} -> {j1:.3g}")
         return Proposal(loop=loop_name, electrode=loop.electrode, setpoints=changes, expected=expected,
-                        objective_before=j0, objective_after=j1, confidence=min(probs),
+                        objective_before=j0, objective_after=j1, confidence=float(np.prod(probs)),
                         model_version=self.model.version, reason=reason, inputs={**u0, **d},
                         compute_ms=(time.perf_counter() - started) * 1e3)

@@ -127,3 +127,48 @@ def test_bench_models() -> None:
     }
     print(json.dumps(report, indent=1))
     assert failed.sum() == 0
+
+
+def test_bench_recommendation_confidence_reliability() -> None:
+    """Reliability table of the recommender's confidence (issue 13): scenarios on the process-chain physics with
+    gauge noise, model-plant mismatch and solid-content drift; the recommender on the physics and on the calibrated
+    structure surrogate. Baseline in the same run: the confidence formula before issue 13 (bias SE of independent
+    samples and the ensemble std, centred on the filtered bias, min over targets) on the same proposals."""
+    from tests.twin import reliability
+    from twin.plant_model import PhysicsModel, RegistryModel
+
+    report: dict[str, Any] = {}
+    models = {"physics": PhysicsModel(), "structure_surrogate": RegistryModel(ModelRegistry.load(), "structure")}
+    for label, model in models.items():
+        for drift in (0.0, 1.0):
+            t0 = time.perf_counter()
+            out = reliability.run(range(600), model, drift=drift)
+            out["seconds"] = time.perf_counter() - t0
+            if label != "physics":
+                out.pop("per_target")
+            report[f"{label}, drift x{drift:g}"] = out
+    print(json.dumps({"recommendation_confidence_reliability": report}, indent=1))
+    for out in report.values():
+        assert out["proposals"] > 0
+
+
+def test_bench_prediction_latency_with_intervals() -> None:
+    """registry.predict (calibrated intervals, N/P constraint, derived $/kWh) against the bare ONNX session run of
+    the same graph in the same run: what the calibration and the derived outputs cost per call."""
+    reg = ModelRegistry.load()
+    x1000 = doe.sobol_design(doe.ALL_INPUTS, 1000, seed=8)
+    x1 = {k: v[:1] for k, v in x1000.items()}
+    report: dict[str, Any] = {}
+    for name in reg.names:
+        m = reg._get(name)
+        names = m.input_names
+        xb = np.column_stack([x1000[n] for n in names]).astype(np.float32)
+        sess = next(iter(m.sessions.values()))
+        report[name] = {
+            "predict_single_us": 1e6 * _median_s(lambda n=name: reg.predict(n, x1), 1000),
+            "predict_batch1000_ms": 1e3 * _median_s(lambda n=name: reg.predict(n, x1000), 30),
+            "session_single_us": 1e6 * _median_s(lambda s=sess, x=xb[:1]: s.run(None, {"X": x}), 1000),
+            "session_batch1000_ms": 1e3 * _median_s(lambda s=sess, x=xb: s.run(None, {"X": x}), 30),
+            "calibrated": reg.predict(name, x1).calibrated,
+        }
+    print(json.dumps({"prediction_latency_with_intervals": report}, indent=1))
