@@ -317,6 +317,11 @@ class Draft:
     units: dict[str, tuple[str, str]] = field(default_factory=dict)  # station -> (equipment name, why)
 
 
+def _comment(text: str) -> str:
+    """A comment's text on one line (a browse name may hold a line break)."""
+    return " ".join(text.split())
+
+
 def _flow(fields: dict[str, str]) -> str:
     return "{" + ", ".join(f"{k}: {v}" for k, v in fields.items()) + "}"
 
@@ -446,7 +451,7 @@ def render(draft: Draft, *, endpoint: str, namespace_uri: str, browse_path: str,
         for st in order:
             name, why = draft.units[st]
             step = STEP_OF.get(st.split("/")[0], "other")
-            w(f"    # GUESS: station {st} {why}")
+            w(f"    # GUESS: station {st} {_comment(why)}")
             w(f"    - {{name: {q(name)}, station: {q(st)}, step: {step}}}")
     else:
         w("  units: []")
@@ -473,13 +478,13 @@ def render(draft: Draft, *, endpoint: str, namespace_uri: str, browse_path: str,
     w("      # only what the signals rules below map is subscribed")
     w("      unmapped: ignore")
     if draft.grant is not None:
-        w(f"      # GUESS: {draft.grant[1]} grants remote setpoints"
+        w(f"      # GUESS: {_comment(draft.grant[1])} grants remote setpoints"
           + (f" (other candidates: {', '.join(draft.other_grants)})" if draft.other_grants else ""))
         w(f"      grant_node: {q(draft.grant[0])}")
     if draft.rules:
         w("      signals:")
         for r in draft.rules:
-            w(f"        # {r.comment}")
+            w(f"        # {_comment(r.comment)}")
             w(f"        - {_flow(r.fields)}")
     else:
         w("      signals: []")
@@ -487,7 +492,7 @@ def render(draft: Draft, *, endpoint: str, namespace_uri: str, browse_path: str,
     if draft.trace:
         w("trace:")
         for r in draft.trace:
-            w(f"  # {r.comment}")
+            w(f"  # {_comment(r.comment)}")
             w(f"  - {_flow(r.fields)}")
     else:
         w("trace: []")
@@ -510,7 +515,7 @@ def render(draft: Draft, *, endpoint: str, namespace_uri: str, browse_path: str,
               "drying.dry_mass_loading_mg_cm2, target: 14.3, tolerance: 0.2, gauge_position_m: 7.0}")
             w("#         manipulated:")
             for comment, f in items:
-                w(f"#           # {comment}")
+                w(f"#           # {_comment(comment)}")
                 w(f"#           - {_flow(f)}")
     return "\n".join(out) + "\n"
 
