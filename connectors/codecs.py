@@ -130,6 +130,7 @@ def decode_cycler(topic: str, line: str, channel: str, kind: str, raw: bytes,
 
 
 def decode_trace(topic: str, raw: bytes, received_ns: int) -> TraceEvent | Rejected:
+    """A ``pilotline.trace.v1`` event on any topic (the twin's own, or an MES's)."""
     try:
         return TraceEvent.from_json(decode_json(raw))
     except RecordError as exc:

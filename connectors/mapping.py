@@ -8,7 +8,8 @@ description reads the same whatever the wire.
 
 A rule's ``match`` is a glob over the item's path (``*`` one level, ``**`` any number of levels, ``?`` one character,
 ``[...]`` a set) or, when it starts with ``ns=`` / ``nsu=``, an exact NodeId. ``signal`` may use ``{name}`` (the last
-path element) and ``{1}``, ``{2}`` ... (what the first, second ... wildcard matched), so one rule maps a folder.
+path element) and ``{1}``, ``{2}`` ... (what the first, second ... wildcard of any kind matched), so one rule maps a
+folder.
 """
 
 from __future__ import annotations
@@ -54,14 +55,14 @@ def glob_regex(pattern: str) -> re.Pattern[str]:
         if c == "*":
             out.append("([^/]*)")
         elif c == "?":
-            out.append("[^/]")
+            out.append("([^/])")
         elif c == "[":
             j = pattern.find("]", i + 1)
             if j < 0:
                 out.append(re.escape(c))
             else:
                 body = pattern[i + 1:j]
-                out.append("[" + ("^" + re.escape(body[1:]) if body.startswith("!") else re.escape(body)) + "]")
+                out.append("([" + ("^" + re.escape(body[1:]) if body.startswith("!") else re.escape(body)) + "])")
                 i = j + 1
                 continue
         else:

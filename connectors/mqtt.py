@@ -20,7 +20,8 @@ from urllib.parse import urlparse
 import paho.mqtt.client as mqtt
 from paho.mqtt.enums import CallbackAPIVersion
 
-from connectors.codecs import decode_message
+from connectors.codecs import decode_message, decode_trace
+from connectors.jsondevice import decode_device
 from connectors.records import Rejected, Sample, TraceEvent
 from connectors.settings import MqttConfig
 
@@ -124,10 +125,14 @@ class _PahoLink:
 
 
 class MqttConnector(_PahoLink):
-    def __init__(self, cfg: MqttConfig, sink: Sink) -> None:
+    """The twin's own topics (``pilotline/<line>/...``), devices' own JSON (``mqtt.devices``) and further trace-event
+    topics (``mqtt.trace_topics``), on one session. ``line``: the line id of JSON device samples."""
+
+    def __init__(self, cfg: MqttConfig, sink: Sink, line: str = "") -> None:
         super().__init__(cfg, paho_client(cfg, client_id=cfg.client_id, clean_session=cfg.clean_session,
                                           manual_ack=True))
         self.sink = sink
+        self.line = line
         self._client.on_message = self._on_message
         self._lock = threading.Lock()
 
@@ -135,19 +140,19 @@ class MqttConnector(_PahoLink):
         session = getattr(flags, "session_present", False)
         log.info("MQTT connected to %s:%d (session present: %s); subscribing %s", self.host, self.port, session,
                  self.cfg.topics)
-        client.subscribe([(t, int(self.cfg.qos)) for t in self.cfg.topics])
+        topics = dict.fromkeys([*self.cfg.topics, *(j.topic for j in self.cfg.devices), *self.cfg.trace_topics])
+        client.subscribe([(t, int(self.cfg.qos)) for t in topics])
 
     def _on_message(self, client: mqtt.Client, userdata: Any, msg: mqtt.MQTTMessage) -> None:
         now = time.time_ns()
         self.state.messages += 1
         self.state.last_message_ns = now
         try:
-            result = decode_message(msg.topic, bytes(msg.payload), now)
+            result = self._decode(msg.topic, bytes(msg.payload), now)
         except Exception as exc:  # noqa: BLE001 - a codec bug must not kill the network thread
             result = Rejected("codec_error", f"{type(exc).__name__}: {exc}", msg.topic, bytes(msg.payload), now)
         records = [result] if isinstance(result, Rejected) else result
-        if isinstance(result, Rejected):
-            self.state.rejected += 1
+        self.state.rejected += sum(1 for r in records if isinstance(r, Rejected))
         ack: Ack | None = None
         if msg.qos > 0:
             mid, qos = msg.mid, msg.qos
@@ -156,6 +161,19 @@ class MqttConnector(_PahoLink):
                 client.ack(mid, qos)
 
         self.sink(records, ack)
+
+
+    def _decode(self, topic: str, raw: bytes, now: int) -> list[Sample | TraceEvent | Rejected] | Rejected:
+        """A device's JSON topic first, then a trace-event topic, else the twin's own scheme."""
+        for spec in self.cfg.devices:
+            if mqtt.topic_matches_sub(spec.topic, topic):
+                return list(decode_device(spec, topic, raw, self.line, now))
+        for sub in self.cfg.trace_topics:
+            if mqtt.topic_matches_sub(sub, topic):
+                event = decode_trace(topic, raw, now)
+                return event if isinstance(event, Rejected) else [event]
+        decoded = decode_message(topic, raw, now)
+        return decoded if isinstance(decoded, Rejected) else list(decoded)
 
 
 class MqttPublisher(_PahoLink):

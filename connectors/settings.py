@@ -71,11 +71,24 @@ class SignalRule(_Model):
         return self.match.startswith(("ns=", "nsu=", "i=", "s=", "g=", "b="))
 
 
+class EventTrace(_Model):
+    """A trace event that sets a station's trace context: for a machine with no ID node, the MES says which roll it
+    unwinds (``consumed`` at ``Calendering/Cathode``), and from that instant the station's samples carry that ID."""
+
+    station: str = Field(description='The event\'s station, e.g. "Calendering/Cathode"')
+    kinds: list[Literal["created", "consumed", "processed"]] = Field(
+        default=["consumed"], description="Event kinds that set it (the event's id is the value)")
+    types: list[str] = Field(default=[], description='Entity types that set it, e.g. ["CoatedRoll"]; empty = any')
+    key: Literal["slurry_batch_id", "roll_id", "source_roll_id", "segment_id", "sheet_id", "stack_id", "cell_id",
+                 "formation_run_id"] = Field(description="The trace key it sets")
+    stations: list[str] = Field(default=[], description="Stations whose samples it tags; empty = station")
+
+
 class OpcuaNode(_Model):
     """One explicitly configured node (Telegraf ``[[inputs.opcua_listener.nodes]]``)."""
 
     name: str = Field(description="The signal name in InfluxDB")
-    identifier: str = Field(description='e.g. "PilotLine.Coating.Cathode.PumpFlowRate", or a full node id '
+    identifier: str = Field(description='e.g. "Coater01.Monitoring.PumpFlow", or a full node id '
                                         '"ns=2;s=..."')
     identifier_type: Literal["s", "i", "g", "b"] = Field(
         default="s", description="s (string) | i (numeric) | g (GUID) | b (opaque): how identifier is read")
@@ -137,6 +150,8 @@ class TraceNode(_Model):
     offset_m: dict[str, float] = Field(
         default={}, description="Per station: metres along the web from where the ID is read to the station's "
                                 "gauge (0 when not listed)")
+    source: str = Field(default="", description="Name of the OPC UA source (server) that has the node; empty = any "
+                                                "server of the line on which it resolves")
     integrate_speed: bool = Field(
         default=False, description="key roll_position_m only: the node is the web speed (m/min) and the position is "
                                    "its integral over time, restarting at 0 whenever the stations' roll_id changes "
@@ -162,7 +177,7 @@ class OpcuaConfig(_Model):
     namespace_uri: str = Field(
         default="",
         description="The line's namespace; node ids are re-resolved through it on every (re)connection. Empty = the "
-                    "server's first namespace after the OPC UA one (index 1)")
+                    "first namespace after the server's own (index 2)")
     security_policy: Literal["None", "Basic256Sha256", "Aes128Sha256RsaOaep", "Aes256Sha256RsaPss"] = Field(
         default="None", description="None | Basic256Sha256 | Aes128Sha256RsaOaep | Aes256Sha256RsaPss")
     security_mode: Literal["None", "Sign", "SignAndEncrypt"] = Field(
@@ -274,6 +289,33 @@ class MqttTls(_Model):
                                                                   "and write)")
 
 
+class JsonValue(_Model):
+    """One value of a JSON device message."""
+
+    path: str = Field(description='Dotted JSON path of the value in the message, e.g. "dewpoint.value" (list items '
+                                  'by index: "tracks.3")')
+    unit: str = Field(default="", description="The value's unit (UCUM, or a device spelling such as degC); empty = "
+                                              "unit_path's")
+    unit_path: str = Field(default="", description="Dotted JSON path of the unit text in the message; empty = unit")
+
+
+class MqttJsonTopic(_Model):
+    """A device that publishes its own JSON (not the twin's topic scheme): which members are values, time, unit, IDs.
+
+    Each value is mapped like an OPC UA node: the item path ``<topic>/<value path>`` goes through ``signals``
+    (first match wins). A value nothing maps is quarantined (reason ``unmapped``), not dropped: it may be a device
+    the description has not caught up with."""
+
+    topic: str = Field(description='MQTT topic filter (+ and # wildcards), e.g. "plant1/dryroom/+"')
+    values: list[JsonValue] = Field(min_length=1, description="The message's values")
+    time_path: str = Field(default="", description="Dotted JSON path of the sample time: RFC 3339 text or an epoch "
+                                                   "number (time_unit); empty = the receive time (quality uncertain)")
+    time_unit: Literal["s", "ms", "us", "ns"] = Field(default="ms", description="Unit of a numeric time")
+    ids: dict[str, str] = Field(default={}, description="Trace key -> dotted JSON path of an ID the message carries "
+                                                       "(e.g. cell_id: meta.cell); they tag its samples")
+    signals: list[SignalRule] = Field(default=[], description="Mapping rules over <topic>/<value path>")
+
+
 class MqttConfig(_Model):
     enabled: bool = Field(default=True, description="Run the MQTT connector")
     url: str = Field(default="mqtt://127.0.0.1:1883", description="The broker: mqtt://host:port, or mqtts://host:port "
@@ -304,6 +346,10 @@ class MqttConfig(_Model):
     reconnect_max_s: float = Field(5.0, gt=0, description="Longest reconnect delay, s")
     sparkplug: bool = Field(default=False, description=(
         "Reserved: Sparkplug B (spBv1.0/#) payloads are not decoded on this connection (see docs/ingest.md)"))
+    devices: list[MqttJsonTopic] = Field(default=[], description="Devices that publish their own JSON (field maps)")
+    trace_topics: list[str] = Field(
+        default=[], description="Further topic filters carrying pilotline.trace.v1 events (an MES that publishes "
+                                "under its own names), besides pilotline/<line>/trace")
 
     @field_validator("qos", mode="before")
     @classmethod

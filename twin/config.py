@@ -17,10 +17,11 @@ from pathlib import Path
 from typing import Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from connectors.settings import (
     DeadbandConfig,
+    EventTrace,
     MqttConfig,
     MqttTls,
     OpcuaConfig,
@@ -50,10 +51,23 @@ class _Model(BaseModel):
 
 
 # ------------------------------------------------------------------------------------------------------------------
+#: The bundled simulator's line: what the twin runs on when no other line is described (``make run``, the tests).
+SIMULATOR_LINE = Path(__file__).resolve().parents[1] / "deploy" / "lines" / "simulator.yaml"
+
+
 class LineConfig(_Model):
     id: str = Field(default="PL1", description="The line's id: the line tag of every sample (the line description's "
                                                "line.id when it gives one)")
     name: str = Field(default="Pilot line 1", description="Shown in the dashboard")
+    description: Path | None = Field(
+        default=SIMULATOR_LINE, description="The line description (twin/line/, deploy/lines/sample.yaml): sources, "
+                                            "signal mapping, trace nodes, setpoints, products. Its sections are the "
+                                            "base this file and the environment are merged over; null = none")
+
+    @field_validator("description", mode="before")
+    @classmethod
+    def _none(cls, v: Any) -> Any:
+        return None if isinstance(v, str) and v.strip().lower() in ("", "none", "null") else v
 
 
 class InfluxConfig(_Model):
@@ -137,6 +151,9 @@ class IngestConfig(_Model):
     live_dispatch: bool = Field(default=True, description=(
         "OPC UA samples reach the subscribers (live state, recommender) as soon as they arrive instead of after the "
         "trace-ID hold and the spool; false = subscribers see exactly what was stored, in the order it was stored"))
+    trace_from_events: list[EventTrace] = Field(default=[], description=(
+        "Trace events that set a station's trace context (the line description's trace_events): the MES says "
+        "which roll a machine without an ID node works on"))
 
 
 class Config(_Model):
@@ -146,6 +163,8 @@ class Config(_Model):
         "The durable on-disk queue in front of the database: nothing is lost while it is down"))
     opcua: OpcuaConfig = Field(default=OpcuaConfig(), description=(
         "The line's (first) OPC UA server; every option is also in connectors/opcua/sample.yaml"))
+    opcua_servers: list[OpcuaConfig] = Field(default=[], description="Further OPC UA servers of the line (the line "
+                                                                     "description's sources after the first)")
     mqtt: MqttConfig = Field(default=MqttConfig(), description="The MQTT broker (cyclers, devices' JSON, trace "
                                                                "events)")
     validation: ValidationConfig = Field(default=ValidationConfig(), description=(
@@ -157,6 +176,41 @@ class Config(_Model):
     service: ServiceSettings = Field(default=ServiceSettings(), description=(
         "The twin service's own section (twin/service_settings.py): API, live state, predictions, control, "
         "dashboard, genealogy"))
+
+    @model_validator(mode="before")
+    @classmethod
+    def _line_description(cls, data: Any) -> Any:
+        """The line description's sections are the base; what this config (and the environment) says wins."""
+        if not isinstance(data, Mapping):
+            return data
+        line = data.get("line")
+        if isinstance(line, LineConfig):
+            path: Any = line.description
+        elif isinstance(line, Mapping) and "description" in line:
+            path = LineConfig.model_validate({"description": line["description"]}).description
+        else:
+            path = SIMULATOR_LINE
+        if path is None:
+            return data
+        from twin.line.apply import config_sections
+        from twin.line.load import LineDescriptionError, load_line
+
+        try:
+            desc = load_line(path)
+        except LineDescriptionError as exc:
+            raise ValueError(str(exc)) from None
+        base = config_sections(desc)
+        if isinstance(line, LineConfig):
+            base.pop("line")
+        merged = _merge(base, {k: v for k, v in data.items()})
+        if isinstance(merged.get("line"), Mapping):
+            merged["line"] = {**merged["line"], "description": path}
+        return merged
+
+    @property
+    def opcua_all(self) -> list[OpcuaConfig]:
+        """Every OPC UA server of the line, the ``opcua`` section first."""
+        return [self.opcua, *self.opcua_servers]
 
 
 # ------------------------------------------------------------------------------------------------------------------

@@ -49,7 +49,7 @@ from connectors.validation import Validator
 from twin.alarms import AlarmManager
 from twin.config import Config
 from twin.quarantine import Quarantine
-from twin.store.forwarder import Forwarder
+from twin.store.forwarder import Forwarder, ForwarderStats
 from twin.store.influx import InfluxV1Writer, InfluxV2Writer, LineWriter
 from twin.store.lineproto import encode
 from twin.store.spool import (
@@ -58,6 +58,7 @@ from twin.store.spool import (
     Spool,
     SpoolDiskError,
     SpoolFull,
+    SpoolStats,
     split_frames,
 )
 
@@ -128,7 +129,10 @@ class IngestPipeline:
         )
         self._use_opcua = cfg.opcua.enabled if opcua is None else opcua
         self._use_mqtt = cfg.mqtt.enabled if mqtt is None else mqtt
-        self.opcua: Any = None
+        self.opcua: Any = None  # the first OPC UA source (the config's opcua section)
+        self.opcua_sources: dict[str, Any] = {}  # every OPC UA source by name, the first included
+        self.trace_context: Any = None  # the line's, shared by its OPC UA sources (connectors.opcua.TraceContext)
+        self._event_rules = list(cfg.ingest.trace_from_events)
         self.mqtt: Any = None
         self._inbox: deque[tuple[Sequence[Item], Ack | None, bool]] = deque()
         self._live: deque[Sequence[Sample]] = deque()
@@ -171,6 +175,8 @@ class IngestPipeline:
         ``windowed``: the source sends at most a window of unacknowledged messages (MQTT QoS 1), so it is never
         held back. Returns False when the records were held back (not queued, ``ack`` will not run: the source
         keeps them) because ``ingest.queue_max`` records are waiting already; see the module doc."""
+        if self._event_rules:
+            self._trace_from(records)
         queue_max = self.cfg.ingest.queue_max
         with self._inbox_lock:
             # an empty queue takes any one batch: one larger than queue_max (an OPC UA publish after a pause carries
@@ -191,6 +197,25 @@ class IngestPipeline:
         self._wake_processor()
         return True
 
+    def _trace_from(self, records: Sequence[Item]) -> None:
+        """Trace events that set a station's IDs (``ingest.trace_from_events``) go into the line's trace context at
+        once, before the samples of that instant are tagged (on the event loop: the context is not thread-safe)."""
+        hits = [(rule, r) for r in records if isinstance(r, TraceEvent) for rule in self._event_rules
+                if r.station == rule.station and r.kind in rule.kinds and (not rule.types or r.type in rule.types)]
+        if not hits or self.trace_context is None:
+            return
+        ctx = self.trace_context
+
+        def apply() -> None:
+            for rule, ev in hits:
+                for station in rule.stations or [rule.station]:
+                    ctx.update(station, rule.key, ev.time_ns, ev.id, owner="events")
+
+        if self._loop is None or threading.get_ident() == self._loop_thread:
+            apply()
+        else:
+            self._loop.call_soon_threadsafe(apply)
+
     def _mqtt_sink(self, records: Sequence[Record | Rejected], ack: Ack | None) -> None:
         self.submit(records, ack, windowed=True)
 
@@ -199,6 +224,10 @@ class IngestPipeline:
 
     def _opcua_sink_live(self, records: Sequence[Record | Rejected], ack: Ack | None) -> bool:
         return self.submit(records, ack, samples_dispatched=True)
+
+    def opcua_source(self, name: str) -> Any:
+        """The OPC UA connector called ``name``; "" = the first. None when it does not run."""
+        return self.opcua if not name else self.opcua_sources.get(name)
 
     @property
     def accepting(self) -> bool:
@@ -284,26 +313,32 @@ class IngestPipeline:
             from connectors.mqtt import MqttConnector
 
             # the broker sends at most its in-flight window before our PUBACKs: MQTT is bounded by it
-            self.mqtt = MqttConnector(self.cfg.mqtt, self._mqtt_sink)
+            self.mqtt = MqttConnector(self.cfg.mqtt, self._mqtt_sink, self.cfg.line.id)
             self.mqtt.start()
         if self._use_opcua:
-            from connectors.opcua import OpcuaConnector
+            from connectors.opcua import OpcuaConnector, TraceContext
 
             live = self.cfg.ingest.live_dispatch
-            self.opcua = OpcuaConnector(
-                self.cfg.opcua, self.cfg.line.id,
-                self._opcua_sink_live if live else self._opcua_sink,
-                state_file=self.spool.dir / "opcua-subscription.json", live_sink=self.submit_live if live else None,
-                ready=lambda: self.accepting)
-            await self.opcua.start()
+            context = self.trace_context = TraceContext()  # one per line: a server's IDs may tag another's samples
+            for i, src in enumerate(c for c in self.cfg.opcua_all if c.enabled or c is self.cfg.opcua):
+                # the first keeps the state file name it always had (a running twin's subscription survives the update)
+                state = "opcua-subscription.json" if i == 0 else f"opcua-{src.name}-subscription.json"
+                conn = OpcuaConnector(
+                    src, self.cfg.line.id, self._opcua_sink_live if live else self._opcua_sink,
+                    state_file=self.spool.dir / state, live_sink=self.submit_live if live else None,
+                    ready=lambda: self.accepting, context=context)
+                self.opcua_sources[src.name] = conn
+                if i == 0:
+                    self.opcua = conn
+                await conn.start()
 
     async def stop(self, drain_timeout_s: float = 5.0) -> None:
         """Stop the connectors, spool what is in memory, try to send the spool for ``drain_timeout_s``, close.
 
         What is not sent stays in the spool and goes out at the next start.
         """
-        if self.opcua is not None:
-            await self.opcua.stop()
+        for conn in self.opcua_sources.values():
+            await conn.stop()
         if self.mqtt is not None:
             await asyncio.to_thread(self.mqtt.stop)
         await self._flush_inbox()
@@ -489,7 +524,7 @@ class IngestPipeline:
         elif self._inbox_records < self.cfg.ingest.queue_max // 2 and alarms.is_active("ingest_queue_full", "ingest"):
             alarms.clear("ingest_queue_full", "ingest")
         self._queue_alarm_seen = shed
-        lost = self.opcua.state.lost_at_source if self.opcua is not None else 0
+        lost = sum(c.state.lost_at_source for c in self.opcua_sources.values())
         if lost > self._lost_alarm_seen:  # not cleared by itself: lost data needs a person to look at it
             alarms.raise_("data_lost_at_source", "opcua",
                           f"{lost} OPC UA notification messages were held back and the server no longer had them: "
@@ -530,8 +565,25 @@ class IngestPipeline:
         a = np.fromiter(self._latencies_ms, dtype=float)
         return {"p50": float(np.percentile(a, 50)), "p99": float(np.percentile(a, 99)), "n": int(a.size)}
 
+    @property
+    def running(self) -> bool:
+        """Started and not stopped."""
+        return bool(self._tasks)
+
+    def status(self) -> IngestStatus:
+        """What the service and its readiness read: typed, so a missing field is an error here, not a silent
+        default at the reader (``/ready`` once read a ``connected`` attribute that did not exist)."""
+        return IngestStatus(
+            running=self.running, counts=dict(self.counts), inbox_records=self._inbox_records,
+            spool=self.spool.stats(), database=self.forwarder.stats, quarantine=dict(self.quarantine.counts),
+            connectors={("opcua" if c is self.opcua else f"opcua:{name}"): bool(c.state.connected)
+                        for name, c in self.opcua_sources.items()}
+            | ({"mqtt": bool(self.mqtt.state.connected)} if self.mqtt is not None else {}),
+        )
+
     def stats(self) -> dict[str, Any]:
-        """Counts, spool depth / age, database and connector state, quarantine counts per reason, latency."""
+        """Counts, spool depth / age, database and connector state, quarantine counts per reason, latency: the
+        JSON of ``/status`` (``status()`` is the typed view)."""
         return {
             "counts": dict(self.counts),
             "inbox_records": self._inbox_records,  # in memory, not yet in the spool (queued or held by the processor)
@@ -539,9 +591,23 @@ class IngestPipeline:
             "database": asdict(self.forwarder.stats),
             "quarantine": dict(self.quarantine.counts),
             "opcua": self.opcua.status() if self.opcua is not None else None,
+            "opcua_sources": {name: c.status() for name, c in self.opcua_sources.items()},
             "mqtt": asdict(self.mqtt.state) if self.mqtt is not None else None,
             "latency_ms": self.latency_ms(),
         }
+
+
+@dataclass(frozen=True)
+class IngestStatus:
+    """The pipeline's state as the service reads it (``IngestPipeline.status``)."""
+
+    running: bool
+    counts: dict[str, int]
+    inbox_records: int  # in memory, not yet in the spool
+    spool: SpoolStats
+    database: ForwarderStats
+    quarantine: dict[str, int]  # quarantined records per reason
+    connectors: dict[str, bool]  # connected per source: "opcua" (the first server), "opcua:<name>", "mqtt"
 
 
 def _internal(records: Sequence[Item]) -> bool:

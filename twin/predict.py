@@ -76,6 +76,8 @@ class Predictor:
         try:
             if ev.type == "RollSegment":
                 return [self._segment(ev)]
+            if ev.type == "CoatedRoll":
+                return self._roll(ev)
             if ev.type == "Cell":
                 return self._cell(ev)
         except Exception:  # noqa: BLE001 - a prediction failure must not stop the twin; counted and logged
@@ -86,13 +88,30 @@ class Predictor:
     def _lane(self, entity: str) -> tuple[str, str]:
         return ("Cathode", "cathode") if "-C-" in entity else ("Anode", "anode")
 
-    def _segment(self, ev: TraceEvent) -> Prediction:
-        seg = ev.id
-        lane, electrode = self._lane(seg)
-        src = ev.inputs[0] if ev.inputs else None
-        roll, a, b = (src.id, src.from_m, src.to_m) if src is not None else ("", None, None)
-        roll_params = self.lineage.parameters(ev.line, roll)
-        inputs: dict[str, float] = {k: roll_params[k] for k in ROLL_PARAMS if k in roll_params}
+    def _roll(self, ev: TraceEvent) -> list[Prediction]:
+        """A line whose MES books whole coated rolls and no segments: the roll is its own one segment, from the
+        roll's booked parameters (replaced by segment predictions as soon as any arrive for that roll)."""
+        length = ev.properties.get("length_m")
+        if ev.id in self.segments or not isinstance(length, int | float) or not length > 0:
+            return []
+        params = {k: float(v) for k, v in ev.parameters.items()
+                  if k in ROLL_PARAMS and isinstance(v, int | float) and not isinstance(v, bool)}
+        if "pump_flow_rate_cm3_h" not in params:
+            return []
+        lane, electrode = self._lane(ev.id)
+        pred = self._structure(ev.id, "CoatedRoll", electrode, self._with_calender(lane, electrode, params))
+        measured = ev.properties.get("mass_loading_mg_cm2_mean")
+        if isinstance(measured, int | float) and math.isfinite(measured):
+            pred["measured"] = {"drying.dry_mass_loading_mg_cm2": float(measured)}
+        pred["whole_roll"] = True
+        self.segments[ev.id] = [(0.0, float(length), pred)]
+        self.counts["segment"] += 1
+        self._emit(pred)
+        return [pred]
+
+    def _with_calender(self, lane: str, electrode: str, inputs: dict[str, float]) -> dict[str, float]:
+        """The calender's measured inputs (latest values), clamped to the model's domain within the edge tolerance."""
+        inputs = dict(inputs)
         domain = self.model.domain(electrode)
         for name, signal in (("line_load_N_mm", f"Calendering/{lane}/LineLoad"),
                              ("roll_temperature_C", f"Calendering/{lane}/RollTemperature")):
@@ -105,12 +124,22 @@ class Predictor:
                     if rng[0] - edge <= v < rng[0] or rng[1] < v <= rng[1] + edge:
                         v = min(max(v, rng[0]), rng[1])
                 inputs[name] = v
-        pred = self._structure(seg, "RollSegment", electrode, inputs)
+        return inputs
+
+    def _segment(self, ev: TraceEvent) -> Prediction:
+        seg = ev.id
+        lane, electrode = self._lane(seg)
+        src = ev.inputs[0] if ev.inputs else None
+        roll, a, b = (src.id, src.from_m, src.to_m) if src is not None else ("", None, None)
+        roll_params = self.lineage.parameters(ev.line, roll)
+        inputs: dict[str, float] = {k: roll_params[k] for k in ROLL_PARAMS if k in roll_params}
+        pred = self._structure(seg, "RollSegment", electrode, self._with_calender(lane, electrode, inputs))
         measured = ev.properties.get("mass_loading_mg_cm2_mean")
         if isinstance(measured, (int, float)) and math.isfinite(measured):
             pred["measured"] = {"drying.dry_mass_loading_mg_cm2": float(measured)}
         if roll and a is not None and b is not None:
-            self.segments.setdefault(roll, []).append((float(a), float(b), pred))
+            kept = [x for x in self.segments.get(roll, []) if not x[2].get("whole_roll")]
+            self.segments[roll] = [*kept, (float(a), float(b), pred)]
             if len(self.segments) > 500:
                 self.segments.pop(next(iter(self.segments)))
         self.counts["segment"] += 1

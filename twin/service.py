@@ -66,7 +66,8 @@ class TwinService:
         self.registry = self._load_registry()
         self.model: PlantModel = self._plant_model()
         self.recommender = Recommender(s.control, self.model, self.live)
-        self.port = SetpointPort(self.pipeline, self.live, s.control.grant_node)
+        self.port = SetpointPort(self.pipeline, lambda: [m for loop in s.control.active.loops.values()
+                                                          for m in loop.manipulated])
         start_mode = s.control.mode if s.control.mode != "closed_loop" else "advisory"
         self.controller = Controller(self.recommender, self.audit, self.alarms, self.port.write, self.port.read_grant,
                                      publish=self._publish_recommendation, mode=start_mode,
@@ -266,38 +267,34 @@ class TwinService:
                  "roll_id": r.get("roll_id"), "roll_position_m": r.get("roll_position_m")} for r in rows]
 
     def _ready(self) -> dict[str, bool]:
-        parts: dict[str, bool] = {"ingest": bool(self.pipeline._tasks)}  # noqa: SLF001 - started or not
-        parts["database"] = self.pipeline.forwarder.stats.database_up  # last write / idle ping succeeded
-        parts["spool"] = not self.pipeline.spool.full  # a full spool holds data back at the sources
-        parts.update({f"connector:{k}": v for k, v in self._connector_states().items()})
+        st = self.pipeline.status()
+        parts: dict[str, bool] = {"ingest": st.running}
+        parts["database"] = st.database.database_up  # last write / idle ping succeeded
+        parts["spool"] = not st.spool.full  # a full spool holds data back at the sources
+        parts.update({f"connector:{k}": v for k, v in st.connectors.items()})
         return parts
 
     def _connector_states(self) -> dict[str, bool]:
-        out: dict[str, bool] = {}
-        if self.pipeline.opcua is not None:
-            st = self.pipeline.opcua.status()
-            out["opcua"] = bool(st.get("connected")) if isinstance(st, dict) else bool(getattr(st, "connected", False))
-        if self.pipeline.mqtt is not None:
-            out["mqtt"] = bool(getattr(self.pipeline.mqtt.state, "connected", False))
-        return out
+        """Connected per source: "opcua" (the first server, the name it always had), "opcua:<name>" for each
+        further server, "mqtt"."""
+        return self.pipeline.status().connectors
 
     def stats(self) -> dict[str, Any]:
-        p = self.pipeline.stats()
-        spool = p.get("spool", {})
+        st = self.pipeline.status()
         return {
             "samples_total": self.live.samples_total,
-            "queues": {"ingest_inbox": p.get("inbox_records", 0)},
-            "spool_depth": spool.get("depth_lines", 0),
-            "spool_bytes": spool.get("depth_bytes", 0),  # unsent bytes: what the budget counts
-            "spool_max_bytes": spool.get("max_bytes", 0),
-            "spool_disk_bytes": spool.get("disk_bytes", 0),
-            "spool_full": bool(spool.get("full", False)),
-            "spool_age_s": spool.get("oldest_age_s", 0) or 0,
-            "connectors": self._connector_states(),
+            "queues": {"ingest_inbox": st.inbox_records},
+            "spool_depth": st.spool.depth_lines,
+            "spool_bytes": st.spool.depth_bytes,  # unsent bytes: what the budget counts
+            "spool_max_bytes": st.spool.max_bytes,
+            "spool_disk_bytes": st.spool.disk_bytes,
+            "spool_full": st.spool.full,
+            "spool_age_s": st.spool.oldest_age_s or 0,
+            "connectors": st.connectors,
             "recommendations": self.controller.counts,
             "mode": self.controller.mode,
             "alarms_active": self.alarms.active_count(),
-            "quarantined": sum(p.get("quarantine", {}).values()) if isinstance(p.get("quarantine"), dict) else 0,
+            "quarantined": sum(st.quarantine.values()),
         }
 
     # -- background tasks --------------------------------------------------------------------------------------------

@@ -1,8 +1,8 @@
 """The twin service's configuration sections (``service:`` in the twin YAML), as typed pydantic models.
 
 Every default works on one machine with no edits: the HTTP API on loopback, CORS closed, tokens in ``var/twin``,
-advisory mode, and the ProZell reference cathode / graphite anode targets of seed 001. Environment overrides
-(``PILOTLINE__SERVICE__HTTP__PORT=8001``) are applied by ``twin.config`` before these models validate.
+advisory mode; the line's products, specs and setpoints come from its line description (twin/line/). Environment
+overrides (``PILOTLINE__SERVICE__HTTP__PORT=8001``) are applied by ``twin.config`` before these models validate.
 
 Signal keys are ``<station>/<signal>`` as the connectors name them, e.g. ``Drying/Cathode/MassLoading``.
 """
@@ -67,23 +67,12 @@ class SpecLimits(_Strict):
         return self.target if self.target is not None else 0.5 * (self.lsl + self.usl)
 
 
-def _default_specs() -> dict[str, SpecLimits]:
-    # Seed 001 Table A1: ProZell cathode 14.31 mg/cm2 dry loading, 2.96 g/cm3 calendered density (process chain at
-    # nominal setpoints); graphite anode from models.process_chain defaults; +-3 % band around each.
-    return {
-        "Drying/Cathode/MassLoading": SpecLimits(lsl=13.88, usl=14.74, target=14.31),
-        "Calendering/Cathode/CoatingDensity": SpecLimits(lsl=2.87, usl=3.05, target=2.96),
-        "Calendering/Cathode/CalenderedThickness": SpecLimits(lsl=46.9, usl=49.9, target=48.4),
-        "Drying/Anode/MassLoading": SpecLimits(lsl=7.21, usl=7.65, target=7.43),
-        "Calendering/Anode/CoatingDensity": SpecLimits(lsl=1.38, usl=1.47, target=1.424),
-    }
-
-
 class LiveSettings(_Strict):
     window_size: int = Field(600, ge=10, description="samples kept per signal for the rolling windows")
     ewma_lambda: float = Field(0.2, gt=0, le=1, description="EWMA weight (Montgomery: 0.05-0.25 for small shifts)")
     ewma_L: float = Field(3.0, gt=0, description="EWMA control-limit width in sigmas")
-    specs: dict[str, SpecLimits] = Field(default_factory=_default_specs)
+    specs: dict[str, SpecLimits] = Field(default_factory=dict, description=(
+        "specification limits by Station/Signal; the line description's specs"))
     dew_point_signal: str = Field(default="DryRoom/DewPoint", description="The dry room's dew-point signal "
                                                                           "(Station/Signal), watched for the limit")
     dew_point_limit_C: float = Field(default=-40.0, description="A dew point above this, degC, raises the "
@@ -151,9 +140,12 @@ class Manipulated(_Strict):
     """One setpoint the recommender may move: hard bounds and the largest step per control interval."""
 
     input: str = Field(description="process-chain input, e.g. pump_flow_rate_cm3_h")
-    actual_signal: str
-    setpoint_node: str = Field(description="browse path of the writable setpoint, "
-                                           "e.g. PilotLine/Coating/Cathode/PumpFlowRateSetpoint")
+    actual_signal: str = Field(description="the twin signal (Station/Signal) that measures the actual value")
+    setpoint_node: str = Field(description="the writable setpoint: a browse path below Objects "
+                                           "(Machines/Coater_01/Control/PumpFlowSetpoint) or a NodeId")
+    source: str = Field("", description="the OPC UA source (server) name that has the node; empty = the first")
+    grant_node: str | None = Field(None, description="the node that grants remote setpoints for this one; null = its "
+                                                     "source's grant_node, empty = none")
     low: float = Field(description="Lowest setpoint the recommender may propose (hard bound)")
     high: float = Field(description="Highest setpoint the recommender may propose (hard bound, above low)")
     max_step: float = Field(gt=0, description="Largest change per control interval")
@@ -198,57 +190,6 @@ class Product(_Strict):
     min_energy_density_Wh_kg: float | None = Field(default=None, description="Not used yet; null")
 
 
-def _default_products() -> dict[str, Product]:
-    # Gauge geometry of the bundled simulator (simulator/web_lane.py): beta gauge 7.0 m after the die; the calender
-    # runs finished coated rolls at the coater's web speed with its caliper 0.5 m after the nip, so for the density
-    # the coater inputs count as current and the calender inputs lag 0.5 m.
-    cathode = Loop(
-        electrode="cathode",
-        targets=[
-            Target(signal="Drying/Cathode/MassLoading", output="drying.dry_mass_loading_mg_cm2", target=14.31,
-                   tolerance=0.2, gauge_position_m=7.0,
-                   input_positions_m={"line_load_N_mm": 7.0, "roll_temperature_C": 7.0}),
-            Target(signal="Calendering/Cathode/CoatingDensity", output="calendering.calendered_density_g_cm3",
-                   target=2.96, tolerance=0.03, gauge_position_m=0.5,
-                   input_positions_m={"pump_flow_rate_cm3_h": 0.5, "web_speed_m_min": 0.5}),
-        ],
-        manipulated=[
-            Manipulated(input="pump_flow_rate_cm3_h", actual_signal="Coating/Cathode/PumpFlowRate",
-                        setpoint_node="PilotLine/Coating/Cathode/PumpFlowRateSetpoint", low=500.0, high=900.0,
-                        max_step=40.0),
-            Manipulated(input="line_load_N_mm", actual_signal="Calendering/Cathode/LineLoad",
-                        setpoint_node="PilotLine/Calendering/Cathode/LineLoadSetpoint", low=40.0, high=140.0,
-                        max_step=8.0),
-        ],
-        measured_inputs=[MeasuredInput(input="web_speed_m_min", signal="Coating/Cathode/WebSpeed"),
-                         MeasuredInput(input="roll_temperature_C", signal="Calendering/Cathode/RollTemperature")],
-        web_speed_signal="Coating/Cathode/WebSpeed",
-    )
-    anode = Loop(
-        electrode="anode",
-        targets=[
-            Target(signal="Drying/Anode/MassLoading", output="drying.dry_mass_loading_mg_cm2", target=7.43,
-                   tolerance=0.1, gauge_position_m=7.0,
-                   input_positions_m={"line_load_N_mm": 7.0, "roll_temperature_C": 7.0}),
-            Target(signal="Calendering/Anode/CoatingDensity", output="calendering.calendered_density_g_cm3",
-                   target=1.424, tolerance=0.015, gauge_position_m=0.5,
-                   input_positions_m={"pump_flow_rate_cm3_h": 0.5, "web_speed_m_min": 0.5}),
-        ],
-        manipulated=[
-            Manipulated(input="pump_flow_rate_cm3_h", actual_signal="Coating/Anode/PumpFlowRate",
-                        setpoint_node="PilotLine/Coating/Anode/PumpFlowRateSetpoint", low=600.0, high=1000.0,
-                        max_step=40.0),
-            Manipulated(input="line_load_N_mm", actual_signal="Calendering/Anode/LineLoad",
-                        setpoint_node="PilotLine/Calendering/Anode/LineLoadSetpoint", low=10.0, high=80.0,
-                        max_step=4.0),
-        ],
-        measured_inputs=[MeasuredInput(input="web_speed_m_min", signal="Coating/Anode/WebSpeed"),
-                         MeasuredInput(input="roll_temperature_C", signal="Calendering/Anode/RollTemperature")],
-        web_speed_signal="Coating/Anode/WebSpeed",
-    )
-    return {"prozell-cathode": Product(loops={"Cathode": cathode, "Anode": anode})}
-
-
 class ControlSettings(_Strict):
     mode: Literal["off", "advisory", "closed_loop"] = Field(default="advisory", description=(
         "The mode the service starts in: off (nothing computed) | advisory (proposals wait for a person's approval). "
@@ -257,8 +198,8 @@ class ControlSettings(_Strict):
     interval_s: float = Field(5.0, gt=0, description="wall-clock seconds between recommendation rounds")
     live_max_duty: float = Field(0.5, ge=0, le=1, description=(
         "largest share of one core the live re-evaluation on every gauge sample may take (0 = only at rounds)"))
-    product: str = "prozell-cathode"
-    products: dict[str, Product] = Field(default_factory=_default_products)
+    product: str = Field("", description="the product running now (the line description's); empty = none")
+    products: dict[str, Product] = Field(default_factory=dict, description="the line description's products")
     bias_filter: float = Field(0.6, gt=0, le=1, description="weight of a new bias estimate (1 = no filtering)")
     recommendation_ttl_s: float = Field(300.0, gt=0, description="a proposal not approved within this expires")
     min_improvement: float = Field(0.05, ge=0, description="skip proposals that lower the objective by less")
@@ -274,24 +215,42 @@ class ControlSettings(_Strict):
         "as a fraction of the domain width, is clamped to its edge (sensor noise at the edge of the design space); "
         "further out the state is out of domain and nothing is recommended")
     bias_samples: int = Field(20, ge=2, description="most recent gauge samples the bias is estimated from")
-    grant_node: str = "PilotLine/RemoteSetpointsEnabled"
     mqtt_topic: str = Field(default="pilotline/{line}/twin/recommendations", description=(
         "Topic the recommendations are published on ({line} = the line id)"))
 
     @model_validator(mode="after")
     def _product_exists(self) -> ControlSettings:
-        if self.product not in self.products:
+        if self.product and self.product not in self.products:
             raise ValueError(f"control.product {self.product!r} is not among products {sorted(self.products)}")
         return self
 
     @property
     def active(self) -> Product:
-        return self.products[self.product]
+        """The running product; none running is a product without loops (nothing to recommend)."""
+        return self.products[self.product] if self.product else Product(loops={})
+
+
+ProcessStep = Literal["mixing", "coating", "drying", "calendering", "slitting", "post_drying", "assembly", "filling",
+                      "formation", "dry_room", "other"]
+
+
+class WorkUnit(_Strict):
+    """An ISA-95 work unit (a machine) and the twin station its signals land on."""
+
+    name: str = Field(description='The equipment\'s own name, e.g. "SlotDieCoater_01"')
+    work_cell: str = Field(default="", description='ISA-95 work cell, e.g. "Electrode coating"')
+    station: str = Field(pattern=r"^[A-Za-z][A-Za-z0-9_]*(/[A-Za-z0-9][A-Za-z0-9_-]*)?$",
+                         description='The twin station (and lane), e.g. "Coating/Cathode", "DryRoom", '
+                                     '"Formation/CH-01"')
+    step: ProcessStep = Field(default="other", description="Its place in the process flow (the dashboard draws the "
+                                                           "line in this order)")
 
 
 class DashboardSettings(_Strict):
     enabled: bool = Field(default=True, description="Serve the web dashboard at /")
     title: str = Field(default="Pilot line PL1", description="Not used yet")
+    stations: list[WorkUnit] = Field(default_factory=list, description="the line description's work units, in "
+                                                                       "process-flow order")
     overview: dict[str, list[str]] = Field(default_factory=dict, description=(
         "Not used yet: key signals per station for the line overview (it shows every signal the twin has seen)"))
 

@@ -18,14 +18,14 @@ The names importers use are re-exported here.
 from __future__ import annotations
 
 from connectors.opcua.asyncua_adapter import ensure_client_certificate
-from connectors.opcua.browse import ANALOG_ITEM_TYPES, ROOT_NAME, TRACE_VARIABLES, NodeInfo, station_and_signal
+from connectors.opcua.browse import ANALOG_ITEM_TYPES, NodeInfo, station_and_signal
 from connectors.opcua.connector import Ack, LiveSink, OpcuaConnector, OpcuaError, OpcuaState, Sink
 from connectors.opcua.setpoints import SetpointResult
 from connectors.opcua.trace import EARLIEST_NS, TraceContext, _History
 from connectors.opcua.values import quality_of
 
 __all__ = [
-    "ANALOG_ITEM_TYPES", "EARLIEST_NS", "ROOT_NAME", "TRACE_VARIABLES", "Ack", "LiveSink", "NodeInfo",
+    "ANALOG_ITEM_TYPES", "EARLIEST_NS", "Ack", "LiveSink", "NodeInfo",
     "OpcuaConnector", "OpcuaError", "OpcuaState", "SetpointResult", "Sink", "TraceContext", "_History",
     "ensure_client_certificate", "quality_of", "station_and_signal",
 ]

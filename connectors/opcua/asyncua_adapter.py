@@ -318,3 +318,11 @@ def property_path(start: ua.NodeId, name: str) -> ua.BrowsePath:
     bp.StartingNode = start
     bp.RelativePath = rp
     return bp
+
+
+async def namespace_index(client: Client, uri: str) -> int:
+    """The index of ``uri``; an empty ``uri`` means the first namespace after the server's own (index 2; index 1 is
+    the server's application namespace, where most servers keep nothing of the process)."""
+    if uri:
+        return int(await client.get_namespace_index(uri))
+    return min(2, len(await client.get_namespace_array()) - 1)

@@ -56,6 +56,7 @@ from typing import Any
 from asyncua import ua
 from asyncua.client.client import Client
 from asyncua.client.ua_session import UaSession
+from asyncua.common.node import Node
 from asyncua.ua.attribute_ids import AttributeIds
 from asyncua.ua.object_ids import ObjectIds
 from asyncua.ua.uaerrors import (
@@ -70,7 +71,7 @@ from connectors.backoff import Backoff
 from connectors.opcua import asyncua_adapter as adapter
 from connectors.opcua.asyncua_adapter import BatchSubscription
 from connectors.opcua.backfill import Backfill
-from connectors.opcua.browse import ROOT_NAME, NodeInfo, catalogue
+from connectors.opcua.browse import NodeInfo, catalogue, resolve_node_id
 from connectors.opcua.setpoints import SetpointResult, read_grant, write_setpoint
 from connectors.opcua.trace import EARLIEST_NS, TraceContext, id_time, sample_time
 from connectors.opcua.values import plain_value, samples_of, trace_event
@@ -130,7 +131,10 @@ class OpcuaState:
 
 class OpcuaConnector:
     def __init__(self, cfg: OpcuaConfig, line: str, sink: Sink, state_file: Path | None = None,
-                 live_sink: LiveSink | None = None, ready: Ready | None = None) -> None:
+                 live_sink: LiveSink | None = None, ready: Ready | None = None,
+                 context: TraceContext | None = None) -> None:
+        """``context``: the line's trace context when several servers share IDs (the calender's samples get the
+        roll ID the coater's server holds); each connector owns the histories it writes (``cfg.name``)."""
         self.cfg = cfg
         self.line = line
         self.sink = sink
@@ -152,7 +156,10 @@ class OpcuaConnector:
         self._saved: dict[str, Any] | None = self._load_state()
         self._session_file = state_file.with_name(state_file.stem + "-session.json") if state_file else None
         self.state = OpcuaState()
-        self.context = TraceContext()
+        self.context = context if context is not None else TraceContext()
+        self._owner = cfg.name
+        # integrate_speed trace nodes: per node source, (time, speed m/min, position m, roll id) of the last value
+        self._speed: dict[str, tuple[int, float, float, str]] = {}
         # acknowledgements wait until the context that tagged their samples is saved: (context version, ack)
         self._acks_waiting: list[tuple[int, ua.SubscriptionAcknowledgement]] = []
         self._saved_version = -1
@@ -189,7 +196,7 @@ class OpcuaConnector:
         if self._saved:
             self._ctx_server = self._saved.get("server_start")
             if self._saved.get("context"):
-                self.context.restore(self._saved["context"])
+                self.context.restore(self._saved["context"], self._owner)
             durable = self._saved.get("durable")
             if isinstance(durable, dict):
                 self._durable = {str(k): [int(v[0]), str(v[1])] for k, v in durable.items()}
@@ -216,20 +223,26 @@ class OpcuaConnector:
             await asyncio.wait_for(self._connected_evt.wait(), timeout_s)
         return self.state.connected
 
-    async def write_setpoint(self, node: str, value: float) -> SetpointResult:
-        """Through this connector's session: EURange and grant checked, written once, the server's status back."""
+    async def write_setpoint(self, node: str, value: float, grant_node: str | None = None) -> SetpointResult:
+        """Through this connector's session: EURange and grant checked, written once, the server's status back.
+        ``grant_node`` None = the source's ``grant_node``; "" = none on this server."""
         client, ns = self._client, self.state.namespace_index
         if client is None or ns is None or not self.state.connected:
             return SetpointResult(False, "NotSent", f"not connected to {self.cfg.endpoint}", node, value, False)
-        return await write_setpoint(client, ns, node, value, timeout_s=self.cfg.request_timeout_s)
+        grant = self.cfg.grant_node if grant_node is None else grant_node
+        return await write_setpoint(client, ns, node, value, grant_path=grant or None,
+                                    timeout_s=self.cfg.request_timeout_s)
 
-    async def read_grant(self) -> bool:
-        """The line's ``RemoteSetpointsEnabled``; False when not connected or unreadable."""
+    async def read_grant(self, grant_node: str | None = None) -> bool:
+        """The source's grant node (True when it has none); False when not connected or unreadable."""
         client, ns = self._client, self.state.namespace_index
+        grant = self.cfg.grant_node if grant_node is None else grant_node
         if client is None or ns is None or not self.state.connected:
             return False
+        if not grant:
+            return True
         try:
-            return await read_grant(client, ns, timeout_s=self.cfg.request_timeout_s)
+            return await read_grant(client, ns, grant, timeout_s=self.cfg.request_timeout_s)
         except (TimeoutError, OSError, ConnectionError, UaError):
             return False
 
@@ -295,7 +308,7 @@ class OpcuaConnector:
         resumed = saved_token is not None and adapter.session_token(client) == saved_token
         # acks only what is durable (see module doc)
         adapter.replace_publish_loop(session, lambda: self._publish_loop(session))
-        ns = await asyncio.wait_for(client.get_namespace_index(c.namespace_uri), c.request_timeout_s)
+        ns = await asyncio.wait_for(adapter.namespace_index(client, c.namespace_uri), c.request_timeout_s)
         self.state.namespace_index = ns
         start_time = await asyncio.wait_for(
             client.get_node(adapter.node_id(ObjectIds.Server_ServerStatus_StartTime)).read_value(), c.request_timeout_s)
@@ -303,7 +316,7 @@ class OpcuaConnector:
         self.backfill.keep_marks(self._durable)  # where the gaps begin, before a server restart clears them
         if server_start != self._ctx_server:
             # a new server run may have a new clock: IDs and durable marks of the old one must not apply to it
-            self.context.clear()
+            self.context.clear(self._owner)
             self._durable.clear()
             self._durable_version += 1
             self._ctx_server = server_start
@@ -349,6 +362,7 @@ class OpcuaConnector:
         self._acks_waiting.clear()
         self._unacked_oldest.clear()
         self._handles = await self._monitor(sub, infos)
+        self._set_offsets()
         self._initial_due = set(self._handles)
         if c.trace_events:
             await self._subscribe_events(client, sub, ns)
@@ -381,10 +395,9 @@ class OpcuaConnector:
             log.info("OPC UA: subscription %s is gone (%s); creating a new one", sub_id,
                      results[0].StatusCode.name if results else "no result")
             return None
-        handles = {int(h): NodeInfo(ua.NodeId.from_string(d["source"]), d["source"], d["station"], d["signal"],
-                                    d["unit"], d.get("trace_key"), tuple((k, v) for k, v in d.get("tags", [])))
-                   for h, d in saved["handles"].items()}
+        handles = {int(h): _info_from_saved(d) for h, d in saved["handles"].items()}
         self._handles = handles
+        self._set_offsets()
         self._initial_due = set()  # SendInitialValues=False: what arrives are the line's own changes
         sub = BatchSubscription(session, ua.CreateSubscriptionParameters(), self._on_batch)
         sub.subscription_id = sub_id
@@ -572,9 +585,14 @@ class OpcuaConnector:
         self._saved = {
             "endpoint": self.cfg.endpoint, "server_start": server_start, "subscription_id": sub.subscription_id,
             "handles": {str(h): {"source": i.source, "station": i.station, "signal": i.signal, "unit": i.unit,
-                                 "trace_key": i.trace_key, "tags": list(i.tags)} for h, i in self._handles.items()},
+                                 "trace_key": i.trace_key, "tags": list(i.tags),
+                                 "trace_stations": list(i.trace_stations), "offsets_m": [list(o) for o in i.offsets_m],
+                                 "integrate_speed": i.integrate_speed,
+                                 "valid_range": list(i.valid_range) if i.valid_range else None,
+                                 "scale": list(i.scale) if i.scale else None}
+                             for h, i in self._handles.items()},
             "event_handle": adapter.event_item_handle(sub),
-            "context": self.context.snapshot(),
+            "context": self.context.snapshot(self._owner),
         }
         self._write_state()
 
@@ -602,7 +620,7 @@ class OpcuaConnector:
     def _state_to_save(self) -> dict[str, Any] | None:
         if self.state_file is None or self._saved is None:
             return None
-        self._saved = {**self._saved, "context": self.context.snapshot(), "durable": dict(self._durable)}
+        self._saved = {**self._saved, "context": self.context.snapshot(self._owner), "durable": dict(self._durable)}
         return self._saved
 
     def _dump_state(self, saved: dict[str, Any]) -> bool:
@@ -632,7 +650,8 @@ class OpcuaConnector:
         held = [t for t in (self._pending_oldest, self._held_oldest, self.backfill.oldest_ns) if t is not None]
         horizon = min([*self._unacked_oldest.values(), *held], default=self._acked_oldest)
         if horizon is not None:
-            self.context.trim(horizon - int(self.cfg.trace_history_s * 1e9), self.cfg.trace_history_max_entries)
+            self.context.trim(horizon - int(self.cfg.trace_history_s * 1e9), self.cfg.trace_history_max_entries,
+                              self._owner)
         self._acked_oldest = None
 
     async def _watchdog(self, client: Client, sub: BatchSubscription) -> None:
@@ -733,7 +752,7 @@ class OpcuaConnector:
         except UaError:
             log.info("OPC UA: server has no TraceEventType; trace events come from MQTT only")
             return
-        root = await client.nodes.objects.get_child(f"{ns}:{ROOT_NAME}")
+        root = await self._event_root(client, ns)
         from asyncua.common.events import get_filter_from_event_type
 
         evfilter = await get_filter_from_event_type([etype])
@@ -759,6 +778,21 @@ class OpcuaConnector:
         else:
             log.error("OPC UA: cannot subscribe to trace events: %s", res[0].StatusCode)
 
+    async def _event_root(self, client: Client, ns: int) -> Node:
+        """``opcua.event_root``, else the first element of the discovery path, else the Server object."""
+        c = self.cfg
+        if c.event_root:
+            return client.get_node(await resolve_node_id(client, c.event_root, ns))
+        first = [p for p in c.discovery.browse_path.split("/") if p][:1]
+        if first:
+            return client.get_node(await resolve_node_id(client, first[0], ns))
+        return client.nodes.server
+
+    def _set_offsets(self) -> None:
+        for info in self._handles.values():
+            for station, offset in info.offsets_m:
+                self.context.set_offset(station, offset)
+
     # -- notifications -------------------------------------------------------------------------------------------------
     def _update_context(self, info: NodeInfo, dv: ua.DataValue, received_ns: int, initial: bool = False) -> None:
         assert info.trace_key is not None
@@ -772,9 +806,34 @@ class OpcuaConnector:
         # behind it passes that stamp, "no ID" would replace the real IDs written since. It says nothing about time:
         # it goes to the start of the history.
         t_ns = None if initial and val is None else id_time(dv, received_ns, self.cfg.timestamp)
-        if (EARLIEST_NS if t_ns is None else t_ns) <= self._pending_newest.get(info.station, EARLIEST_NS - 1):
+        stations = info.trace_stations or (info.station,)
+        if info.integrate_speed:
+            val = self._integrate(info, stations, t_ns, val)
+            if val is None:
+                return
+        newest = self._pending_newest
+        if any((EARLIEST_NS if t_ns is None else t_ns) <= newest.get(st, EARLIEST_NS - 1) for st in stations):
             self._retag = True  # the server delivered this ID after samples of the same instant (rare)
-        self.context.update(info.station, info.trace_key, t_ns, val)
+        for st in stations:
+            self.context.update(st, info.trace_key, t_ns, val, self._owner)
+
+    def _integrate(self, info: NodeInfo, stations: Sequence[str], t_ns: int | None,
+                   speed: TraceValue | None) -> float | None:
+        """A web speed (m/min) -> the roll position (m): its integral since the stations' roll ID last changed (for
+        lines without a position counter). The speed holds until its next value (what the server's sampling saw)."""
+        if t_ns is None or not isinstance(speed, float):
+            return None
+        ids = self.context.at(stations[0], t_ns)
+        roll = f'{ids.get("roll_id", "")}|{ids.get("source_roll_id", "")}'  # the roll made, or the roll unwound
+        last = self._speed.get(info.source)
+        if last is None or t_ns < last[0]:
+            pos = 0.0
+        else:
+            pos = last[2] + last[1] * (t_ns - last[0]) / 60e9
+            if roll != last[3]:
+                pos = 0.0  # a new roll: the counter starts again (the ID changed within this interval)
+        self._speed[info.source] = (t_ns, max(speed, 0.0), pos, roll)
+        return pos
 
     def _on_batch(self, changes: list[tuple[int, ua.DataValue]], events: list[Any], status_change: bool,
                   seq: int | None) -> None:
@@ -820,6 +879,13 @@ class OpcuaConnector:
             pending_durable[info.source] = [t_ns, mark]  # delivery order: a monitored item's queue is FIFO
             if timed and (oldest is None or t_ns < oldest):
                 oldest = t_ns
+            if info.valid_range is not None and not _within(value, info.valid_range, info.scale):
+                # physically impossible for this node (its rule's range, else its EURange): quarantined, not stored
+                self._pending_events.append(Rejected(
+                    "out_of_range", f"{info.station}/{info.signal} = {value!r} {info.unit} outside the node's range "
+                    f"[{info.valid_range[0]}, {info.valid_range[1]}]", info.source, repr(value), t_ns,
+                    samples_of(info, line, t_ns, value, quality, is_array, now)[0]))
+                continue
             out.extend(samples_of(info, line, t_ns, value, quality, is_array, now))
         self._pending_oldest = oldest
         first_time = self._replaying is not True  # a republished held-back message was counted and shown once
@@ -913,3 +979,29 @@ def _ranges(seqs: list[int]) -> str:
         else:
             out.append(str(n))
     return ", ".join(out)
+
+
+def _info_from_saved(d: dict[str, Any]) -> NodeInfo:
+    rng = d.get("valid_range")
+    return NodeInfo(ua.NodeId.from_string(d["source"]), d["source"], d["station"], d["signal"], d["unit"],
+                    d.get("trace_key"), tuple((k, v) for k, v in d.get("tags", [])),
+                    trace_stations=tuple(d.get("trace_stations", ())),
+                    offsets_m=tuple((str(k), float(v)) for k, v in d.get("offsets_m", [])),
+                    integrate_speed=bool(d.get("integrate_speed", False)),
+                    valid_range=(rng[0], rng[1]) if rng else None,
+                    scale=(float(d["scale"][0]), float(d["scale"][1])) if d.get("scale") else None)
+
+
+def _within(value: Any, rng: tuple[float | None, float | None], scale: tuple[float, float] | None) -> bool:
+    """Numbers (and every element of an array), in the node's mapped unit, inside the range; anything else is the
+    validator's business."""
+    lo, hi = rng
+    f, o = scale if scale is not None else (1.0, 0.0)
+    items = value if isinstance(value, list | tuple) else [value]
+    for raw in items:
+        if isinstance(raw, bool) or not isinstance(raw, int | float) or raw != raw:
+            continue
+        x = raw * f + o
+        if (lo is not None and x < lo) or (hi is not None and x > hi):
+            return False
+    return True

@@ -17,7 +17,7 @@ from asyncua.common.node import Node
 from asyncua.ua.attribute_ids import AttributeIds
 from asyncua.ua.uaerrors import UaError, UaStatusCodeError
 
-GRANT_PATH = "PilotLine/RemoteSetpointsEnabled"
+from connectors.opcua.browse import resolve_node_id
 
 
 @dataclass(frozen=True)
@@ -31,29 +31,20 @@ class SetpointResult:
     code: int | None = None
 
 
-def _parts(node: str) -> list[str]:
-    """``PilotLine/Coating/Cathode/X`` or ``Coating.Cathode.X`` or ``Coating/Cathode/X`` -> browse names."""
-    text = node.strip().strip("/")
-    parts = text.split("/") if "/" in text else text.split(".")
-    if parts and parts[0] != "PilotLine":
-        parts = ["PilotLine", *parts]
-    return parts
-
-
 async def resolve(client: Client, ns: int, node: str) -> Node:
-    """A full node id (``ns=2;s=...``) or a browse path below Objects, resolved on the server (never guessed)."""
-    if node.startswith(("ns=", "i=", "s=")):
-        return client.get_node(ua.NodeId.from_string(node))
-    return await client.nodes.objects.get_child([f"{ns}:{p}" for p in _parts(node)])
+    """A NodeId (``ns=2;i=5``, ``nsu=urn:x;i=5``) or a browse path below Objects (``Machines/Coater/Control/X``, a
+    name may carry its namespace index ``3:Machines``), resolved on the server (never guessed)."""
+    return client.get_node(await resolve_node_id(client, node, ns))
 
 
-async def read_grant(client: Client, ns: int, grant_path: str = GRANT_PATH, timeout_s: float = 5.0) -> bool:
+async def read_grant(client: Client, ns: int, grant_path: str, timeout_s: float = 5.0) -> bool:
     grant = await asyncio.wait_for(resolve(client, ns, grant_path), timeout_s)
     return bool(await asyncio.wait_for(grant.read_value(), timeout_s))
 
 
-async def write_setpoint(client: Client, ns: int, node: str, value: float, *, grant_path: str = GRANT_PATH,
+async def write_setpoint(client: Client, ns: int, node: str, value: float, *, grant_path: str | None,
                          timeout_s: float = 5.0) -> SetpointResult:
+    """``grant_path`` None: the server has no grant node (the twin's control mode gates writes alone)."""
     def refused(status: str, message: str) -> SetpointResult:
         return SetpointResult(False, status, message, node, value, written=False)
 
@@ -74,7 +65,7 @@ async def write_setpoint(client: Client, ns: int, node: str, value: float, *, gr
         if not level & ua.AccessLevel.CurrentWrite.mask:
             return refused("NotSent", f"{node} is not writable for this session (UserAccessLevel {level}); "
                                       "log in as an operator (opcua.auth_method: username)")
-        if not await read_grant(client, ns, grant_path, timeout_s):
+        if grant_path and not await read_grant(client, ns, grant_path, timeout_s):
             return refused("NotSent", f"the line has not granted remote setpoints ({grant_path} is false)")
     except UaStatusCodeError as exc:
         return refused("NotSent", f"cannot check {node} before writing: {exc}")

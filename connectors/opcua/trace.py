@@ -84,48 +84,117 @@ class TraceContext:
     (not only the newest entry: a restarted process re-reads samples from before its crash and must tag them with
     the IDs of *their* time), and ``trim`` cuts it relative to the oldest sample that can still arrive, never
     relative to the newest ID (which may carry another clock's time).
+
+    One context may serve several connectors of a line (the calender's server has no roll ID; the coater's does):
+    each history belongs to the connector (``owner``) that writes it, which alone clears it (its server restarted),
+    saves and restores it; a trim keeps what the connector with the oldest outstanding sample still needs.
+
+    A station whose gauge sits ``offset_m`` downstream of where its IDs are read (``set_offset``) is looked up at the
+    time the web now under the gauge passed the reader, found from the station's roll-position history.
     """
 
     def __init__(self) -> None:
         self._h: dict[str, dict[str, _History]] = {}
+        self._owner: dict[tuple[str, str], str] = {}
+        self._horizon: dict[str, int] = {}
+        self._offset_m: dict[str, float] = {}
         self.version = 0  # bumped by every change: what a saved snapshot covers
 
-    def update(self, station: str, key: str, t_ns: int | None, value: TraceValue | None) -> None:
+    def update(self, station: str, key: str, t_ns: int | None, value: TraceValue | None, owner: str = "") -> None:
         """``t_ns`` None: the value has no source time; it is valid from the start of the history (EARLIEST_NS)."""
+        self._owner.setdefault((station, key), owner)
         if self._h.setdefault(station, {}).setdefault(key, _History()).set(
                 EARLIEST_NS if t_ns is None else t_ns, value):
             self.version += 1
 
+    def set_offset(self, station: str, offset_m: float) -> None:
+        if offset_m > 0:
+            self._offset_m[station] = offset_m
+        else:
+            self._offset_m.pop(station, None)
+
     def at(self, station: str, t_ns: int) -> dict[str, TraceValue]:
+        keys = self._h.get(station)
+        if not keys:
+            return {}
+        offset = self._offset_m.get(station)
+        if offset:
+            t_ns = self._passed_reader_at(keys.get("roll_position_m"), t_ns, offset)
         out: dict[str, TraceValue] = {}
-        for key, h in self._h.get(station, {}).items():
+        for key, h in keys.items():
             v = h.at(t_ns)
             if v is not None and v != "":
                 out[key] = v
         return out
 
-    def clear(self) -> None:
-        self._h.clear()
+    @staticmethod
+    def _passed_reader_at(pos: _History | None, t_ns: int, offset_m: float) -> int:
+        """When the web now ``offset_m`` downstream of the reader passed it: walk the position history back from
+        ``t_ns`` until that much web has gone by (a drop in position is a new roll starting at 0), interpolating
+        linearly between entries. Without a position history the time itself (nothing better is known)."""
+        if pos is None or not pos.times:
+            return t_ns
+        i = bisect.bisect_right(pos.times, t_ns) - 1
+        if i < 0:
+            return t_ns
+        left = offset_m
+        t_hi, p_hi = t_ns, pos.values[i]
+        while i >= 0:
+            p = pos.values[i]
+            t_lo = pos.times[i]
+            if not isinstance(p, float | int) or not isinstance(p_hi, float | int):
+                return t_lo
+            if i + 1 < len(pos.times) and pos.times[i + 1] <= t_ns:
+                step = p_hi - p if p_hi >= p else p_hi  # a new roll starts at 0
+            else:
+                step = 0.0  # t_ns lies within [t_lo, next entry): no movement known since t_lo
+            if step >= left and step > 0:
+                frac = left / step
+                return int(t_hi - frac * (t_hi - t_lo))
+            left -= max(step, 0.0)
+            t_hi, p_hi = t_lo, p
+            i -= 1
+        return pos.times[0]
+
+    def clear(self, owner: str | None = None) -> None:
+        """Forget every history (``owner`` None) or only those ``owner`` writes."""
+        if owner is None:
+            self._h.clear()
+            self._owner.clear()
+        else:
+            for (st, key), o in list(self._owner.items()):
+                if o == owner:
+                    self._h.get(st, {}).pop(key, None)
+                    del self._owner[(st, key)]
         self.version += 1
 
-    def trim(self, keep_from_ns: int, max_entries: int = 100_000) -> None:
-        """Lookups at ``keep_from_ns`` or later answer as before; older ones may not."""
+    def trim(self, keep_from_ns: int, max_entries: int = 100_000, owner: str = "") -> None:
+        """Lookups at ``keep_from_ns`` or later answer as before; older ones may not. With several owners, each
+        says how far back it still looks, and the history is kept from the earliest of them."""
+        self._horizon[owner] = keep_from_ns
+        horizon = min(self._horizon.values())
+        for station, offset in self._offset_m.items():  # its lookups reach back to when the web passed the reader
+            pos = self._h.get(station, {}).get("roll_position_m")
+            horizon = min(horizon, self._passed_reader_at(pos, horizon, offset))
         for keys in self._h.values():
             for h in keys.values():
-                h.trim(keep_from_ns, max_entries)
+                h.trim(horizon, max_entries)
 
-    def snapshot(self) -> dict[str, dict[str, list[list[Any]]]]:
-        """Every entry of every station and key, as JSON-ready ``[[t_ns, value], ...]`` lists."""
-        return {st: {k: [[t, v] for t, v in zip(h.times, h.values, strict=True)] for k, h in keys.items() if h.times}
-                for st, keys in self._h.items()}
+    def snapshot(self, owner: str | None = None) -> dict[str, dict[str, list[list[Any]]]]:
+        """Every entry of every station and key (of ``owner``'s histories when given), as JSON-ready
+        ``[[t_ns, value], ...]`` lists."""
+        out = {st: {k: [[t, v] for t, v in zip(h.times, h.values, strict=True)] for k, h in keys.items()
+                    if h.times and (owner is None or self._owner.get((st, k), "") == owner)}
+               for st, keys in self._h.items()}
+        return {st: keys for st, keys in out.items() if keys}
 
-    def restore(self, snap: dict[str, dict[str, list[Any]]]) -> None:
+    def restore(self, snap: dict[str, dict[str, list[Any]]], owner: str = "") -> None:
         """Load a ``snapshot``; also the older format that kept one ``[t_ns, value]`` per key."""
         for st, keys in snap.items():
             for k, entries in keys.items():
                 pairs = entries if entries and isinstance(entries[0], list) else [entries]
                 for t, v in pairs:
-                    self.update(st, k, int(t), v)
+                    self.update(st, k, int(t), v, owner)
 
 
 # ---------------------------------------------------------------------------------------------------------------

@@ -39,7 +39,14 @@ def plain_value(dv: ua.DataValue) -> tuple[Any, Quality, bool]:
 
 def samples_of(info: NodeInfo, line: str, t_ns: int, value: Any, quality: Quality, is_array: bool,
                received_ns: int) -> list[Sample]:
-    """The untagged samples of one node's value (the trace context is added later, see ``OpcuaConnector._tag``)."""
+    """The untagged samples of one node's value (the trace context is added later, see ``OpcuaConnector._tag``),
+    converted to the node's mapped unit where the server speaks another."""
+    if info.scale is not None:
+        f, o = info.scale
+        if is_array:
+            value = [x * f + o for x in value]
+        elif isinstance(value, int | float) and not isinstance(value, bool):
+            value = value * f + o
     if is_array:
         # an array item (e.g. a cross-web gauge track): element i is the series "<Signal>.P<iii>", the same
         # series a server publishing one scalar node per track would give

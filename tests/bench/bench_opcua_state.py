@@ -20,8 +20,8 @@ from pathlib import Path
 from typing import Any
 
 from connectors.opcua import Ack, OpcuaConnector
-from connectors.settings import OpcuaConfig
 from deploy.localstack import Simulator
+from tests.simline import sim_opcua
 
 SIM_ARGS = ["--security", "none", "--speed", "60", "--tick", "5", "--profile-points", "1000", "--profile-array"]
 PHASE_S = 10.0
@@ -38,7 +38,7 @@ async def _run(endpoint: str, state: Path) -> dict[str, Any]:
             ack()
         return True
 
-    c = OpcuaConnector(OpcuaConfig(endpoint=endpoint, watchdog_interval_s=TICK_S), "PL1", sink, state_file=state,
+    c = OpcuaConnector(sim_opcua(endpoint=endpoint, watchdog_interval_s=TICK_S), "PL1", sink, state_file=state,
                        ready=lambda: room[0])
     await c.start()
     out: dict[str, Any] = {}

@@ -17,9 +17,9 @@ from asyncua.common.events import get_filter_from_event_type
 
 from connectors.opcua import asyncua_adapter as adapter
 from connectors.opcua.asyncua_adapter import BatchSubscription
-from connectors.opcua.browse import ROOT_NAME, catalogue
-from connectors.settings import OpcuaConfig
+from connectors.opcua.browse import catalogue
 from tests.ingest.conftest import FAST_LINE
+from tests.simline import sim_opcua
 
 UPGRADE = ("read every 'Private:' in connectors/opcua/asyncua_adapter.py against the installed asyncua, fix what "
            "moved, then set CHECKED_ASYNCUA_VERSION")
@@ -77,7 +77,7 @@ def _loop_without_acks(session: UaSession, counter: list[int]) -> Callable[[], A
 async def test_each_internal_against_the_simulator(tmp_path: Path, simulator_factory: Any) -> None:
     sim = await asyncio.to_thread(simulator_factory, ["--security", "none", "--speed", "40", "--tick", "1",
                                                       "--scenario", str(FAST_LINE)])
-    cfg = OpcuaConfig(endpoint=sim.endpoint, request_timeout_s=5.0, session_timeout_s=60.0)
+    cfg = sim_opcua(endpoint=sim.endpoint, request_timeout_s=5.0, session_timeout_s=60.0)
     session_file = tmp_path / "opcua-subscription-session.json"
     clients = []
     try:
@@ -125,7 +125,7 @@ async def test_each_internal_against_the_simulator(tmp_path: Path, simulator_fac
 
         # register_event_item + event_item_handle + BatchSubscription.process_message (Subscription._monitored_items)
         etype = await client.nodes.base_event_type.get_child(f"{ns}:TraceEventType")
-        root = await client.nodes.objects.get_child(f"{ns}:{ROOT_NAME}")
+        root = await client.nodes.objects.get_child(f"{ns}:PilotLine")
         evfilter = await get_filter_from_event_type([etype])
         event_handle = adapter.next_client_handle(sub)
         req = ua.MonitoredItemCreateRequest()

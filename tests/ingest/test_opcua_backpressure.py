@@ -17,6 +17,7 @@ from typing import Any
 
 from tests.faults.checker import Report, Run, check_opcua
 from tests.ingest.conftest import FAST_LINE, influx_rows, read_record, until
+from tests.simline import sim_opcua
 from twin.config import Config
 from twin.ingest import IngestPipeline
 
@@ -114,7 +115,6 @@ async def test_held_messages_the_server_dropped_are_counted_and_logged(tmp_path:
     import logging
 
     from connectors.opcua import Ack, OpcuaConnector
-    from connectors.settings import OpcuaConfig
 
     sim = await asyncio.to_thread(simulator_factory, ["--security", "none", "--speed", "40", "--tick", "1",
                                                       "--scenario", str(FAST_LINE)])
@@ -130,7 +130,7 @@ async def test_held_messages_the_server_dropped_are_counted_and_logged(tmp_path:
         return True
 
     # session_timeout_s 1: the subscription lives 30 publishing intervals (3 s) without a Publish request
-    cfg = OpcuaConfig(endpoint=sim.endpoint, session_timeout_s=1.0, watchdog_interval_s=0.3, stale_after_s=2.0,
+    cfg = sim_opcua(endpoint=sim.endpoint, session_timeout_s=1.0, watchdog_interval_s=0.3, stale_after_s=2.0,
                       request_timeout_s=2.0, reconnect_initial_s=0.2, reconnect_max_s=1.0, trace_events=False)
     c = OpcuaConnector(cfg, "PL1", sink, state_file=tmp_path / "opcua-subscription.json", ready=lambda: room[0])
     caplog.set_level(logging.ERROR, logger="connectors.opcua")

@@ -11,8 +11,8 @@ from typing import Any
 
 from connectors.opcua import OpcuaConnector
 from connectors.records import Sample
-from connectors.settings import OpcuaConfig
 from deploy.localstack import free_port
+from tests.simline import sim_opcua
 
 
 class CuttableProxy:
@@ -63,7 +63,7 @@ async def test_network_cut_loses_nothing(tmp_path: Path, simulator_factory: Any)
     proxy = CuttableProxy(sim.port)
     await proxy.start()
     got: list[Sample] = []
-    cfg = OpcuaConfig(endpoint=f"opc.tcp://127.0.0.1:{proxy.port}", reconnect_initial_s=0.2, reconnect_max_s=1.0,
+    cfg = sim_opcua(endpoint=f"opc.tcp://127.0.0.1:{proxy.port}", reconnect_initial_s=0.2, reconnect_max_s=1.0,
                       watchdog_interval_s=0.3, request_timeout_s=1.0, stale_after_s=2.0)
     c = OpcuaConnector(cfg, "PL1", lambda recs, ack: (got.extend(r for r in recs if isinstance(r, Sample)),
                                                        ack() if ack else None),

@@ -11,6 +11,7 @@ from asyncua import Client, ua
 from connectors.opcua import OpcuaConnector
 from connectors.records import Sample
 from connectors.settings import OpcuaConfig
+from tests.simline import sim_opcua
 
 SETPOINT = "PilotLine/Coating/Cathode/PumpFlowRateSetpoint"  # EURange 100..2000 cm3/h
 
@@ -37,13 +38,13 @@ async def test_encrypted_session_with_user_streams_and_writes_setpoints(tmp_path
     sim = await asyncio.to_thread(simulator_factory, ["--security", "none,sign-encrypt", "--speed", "10"])
     password = (sim.data_dir / "operator-password").read_text().strip()
     cert, key = tmp_path / "pki" / "client_cert.der", tmp_path / "pki" / "client_key.pem"
-    secure = OpcuaConfig(endpoint=sim.endpoint, security_policy="Basic256Sha256", security_mode="SignAndEncrypt",
+    secure = sim_opcua(endpoint=sim.endpoint, security_policy="Basic256Sha256", security_mode="SignAndEncrypt",
                          certificate=cert, private_key=key, auth_method="username", username="operator",
                          password=password)
     got: list[Any] = []
     op = await _connector(secure, got)
     anon_got: list[Any] = []
-    anon = await _connector(OpcuaConfig(endpoint=sim.endpoint), anon_got)
+    anon = await _connector(sim_opcua(endpoint=sim.endpoint), anon_got)
     try:
         assert cert.is_file() and key.is_file(), "the client certificate is created when absent"
         await asyncio.sleep(1.5)
@@ -86,7 +87,7 @@ async def test_encrypted_session_with_user_streams_and_writes_setpoints(tmp_path
 
 async def test_wrong_password_is_reported_and_retried_with_backoff(simulator_factory: Any) -> None:
     sim = await asyncio.to_thread(simulator_factory, ["--security", "none"])
-    cfg = OpcuaConfig(endpoint=sim.endpoint, auth_method="username", username="operator", password="wrong",
+    cfg = sim_opcua(endpoint=sim.endpoint, auth_method="username", username="operator", password="wrong",
                       reconnect_initial_s=0.1, reconnect_max_s=0.4)
     c = OpcuaConnector(cfg, "PL1", lambda recs, ack: None)
     await c.start()

@@ -11,8 +11,8 @@ from pathlib import Path
 from typing import Any
 
 from connectors.opcua import Ack, OpcuaConnector
-from connectors.settings import OpcuaConfig
 from tests.ingest.conftest import FAST_LINE
+from tests.simline import sim_opcua
 
 
 def _stamp(path: Path) -> tuple[int, int]:
@@ -35,7 +35,7 @@ async def test_state_file_is_not_rewritten_while_nothing_changes(tmp_path: Path,
         return True
 
     state = tmp_path / "opcua-subscription.json"
-    cfg = OpcuaConfig(endpoint=sim.endpoint, watchdog_interval_s=0.2, stale_after_s=3.0, request_timeout_s=3.0)
+    cfg = sim_opcua(endpoint=sim.endpoint, watchdog_interval_s=0.2, stale_after_s=3.0, request_timeout_s=3.0)
     c = OpcuaConnector(cfg, "PL1", sink, state_file=state, ready=lambda: room[0])
     await c.start()
     try:

@@ -9,7 +9,7 @@ from asyncua import ua
 
 from connectors.opcua import NodeInfo, OpcuaConnector
 from connectors.records import Sample
-from connectors.settings import OpcuaConfig
+from tests.simline import sim_opcua
 
 LINE_T0 = datetime(2026, 11, 21, 2, 0, tzinfo=UTC)
 SERVER_NOW = LINE_T0 + timedelta(hours=6)
@@ -17,7 +17,7 @@ ST = "Drying/Cathode"
 
 
 def _conn(stored: list[Sample]) -> OpcuaConnector:
-    conn = OpcuaConnector(OpcuaConfig(subscription_interval_ms=10_000.0), "PL1",
+    conn = OpcuaConnector(sim_opcua(subscription_interval_ms=10_000.0), "PL1",
                           lambda recs, ack: stored.extend(r for r in recs if isinstance(r, Sample)))
     conn._handles = {
         1: NodeInfo(ua.NodeId("L.RollId", 2), "ns=2;s=L.RollId", ST, "RollId", "", trace_key="roll_id"),
@@ -77,7 +77,7 @@ async def test_a_creation_value_stamped_by_the_server_clock_does_not_hide_the_li
 
     state = Path(str(tmp_path)) / "opcua-subscription.json"
     stored: list[Sample] = []
-    conn = OpcuaConnector(OpcuaConfig(subscription_interval_ms=10_000.0), "PL1",
+    conn = OpcuaConnector(sim_opcua(subscription_interval_ms=10_000.0), "PL1",
                           lambda recs, ack: stored.extend(r for r in recs if isinstance(r, Sample)), state_file=state)
     conn._handles = _conn([])._handles
     conn._save_state(SimpleNamespace(subscription_id=1, _monitored_items={}), "run-1")  # type: ignore[arg-type]
@@ -85,7 +85,7 @@ async def test_a_creation_value_stamped_by_the_server_clock_does_not_hide_the_li
     conn._on_batch([(1, _dv("", SERVER_NOW))], [], False, 1)
     conn._on_batch([(1, _dv("CR-C-000001", t1)), (3, _dv(14.1, t1))], [], False, 2)
     conn._write_state()
-    restarted = OpcuaConnector(OpcuaConfig(subscription_interval_ms=10_000.0), "PL1",
+    restarted = OpcuaConnector(sim_opcua(subscription_interval_ms=10_000.0), "PL1",
                                lambda recs, ack: stored.extend(r for r in recs if isinstance(r, Sample)),
                                state_file=state)
     restarted._handles = conn._handles

@@ -11,7 +11,7 @@ from asyncua import ua
 
 from connectors.opcua import NodeInfo, OpcuaConnector
 from connectors.records import Sample
-from connectors.settings import OpcuaConfig
+from tests.simline import sim_opcua
 
 T0 = datetime(2026, 11, 21, 8, 0, tzinfo=UTC)
 
@@ -23,7 +23,7 @@ def _dv(value: object, t: datetime) -> ua.DataValue:
 async def test_a_late_id_retags_the_held_samples_but_not_the_live_ones() -> None:
     stored: list[Sample] = []
     live: list[Sample] = []
-    conn = OpcuaConnector(OpcuaConfig(subscription_interval_ms=50.0), "PL1",
+    conn = OpcuaConnector(sim_opcua(subscription_interval_ms=50.0), "PL1",
                           lambda recs, ack: stored.extend(r for r in recs if isinstance(r, Sample)),
                           live_sink=live.extend)
     conn._handles = {
@@ -51,7 +51,7 @@ async def test_held_samples_go_to_the_store_without_a_next_publish() -> None:
     import asyncio
 
     stored: list[Sample] = []
-    conn = OpcuaConnector(OpcuaConfig(subscription_interval_ms=20.0), "PL1",
+    conn = OpcuaConnector(sim_opcua(subscription_interval_ms=20.0), "PL1",
                           lambda recs, ack: stored.extend(r for r in recs if isinstance(r, Sample)))
     conn._handles = {2: NodeInfo(ua.NodeId("PilotLine.Drying.Cathode.MassLoading", 2), "ns=2;s=ML",
                                  "Drying/Cathode", "MassLoading", "mg/cm2")}

@@ -32,6 +32,7 @@ from hypothesis import strategies as st
 from connectors.opcua import NodeInfo, OpcuaConnector
 from connectors.records import Sample
 from connectors.settings import OpcuaConfig
+from tests.simline import sim_opcua
 
 LINE_T0 = datetime(2026, 11, 21, 2, 0, tzinfo=UTC)
 SERVER_CLOCK = LINE_T0 + timedelta(hours=6)
@@ -140,7 +141,7 @@ class _Harness:
 def test_combined_faults_never_mis_tag_lose_or_double_store(tmp_path_factory: Any, steps: int, roll_len: int,
                                                             chunks: list[int], actions: list[str], seed: int) -> None:
     state = tmp_path_factory.mktemp("state") / "opcua-subscription.json"
-    cfg = OpcuaConfig(subscription_interval_ms=10_000.0, trace_history_s=0.5)
+    cfg = sim_opcua(subscription_interval_ms=10_000.0, trace_history_s=0.5)
     per_step, truth = _line(steps, roll_len)
     rnd = random.Random(seed)
 

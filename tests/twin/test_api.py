@@ -11,6 +11,7 @@ from fastapi.testclient import TestClient
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from tests.simline import sim_specs
 from tests.twin.plantsim import Plant, control_settings, new_live
 from twin.alarms import AlarmManager
 from twin.api import create_app
@@ -21,7 +22,7 @@ from twin.control import Controller
 from twin.metrics import Metrics
 from twin.plant_model import PhysicsModel
 from twin.recommend import Recommender
-from twin.service_settings import ServiceSettings
+from twin.service_settings import LiveSettings, ServiceSettings
 
 
 class Env:
@@ -29,7 +30,7 @@ class Env:
         self.plant = Plant()
         self.live = new_live()
         self.grant = [True]
-        settings = ServiceSettings(control=control_settings())
+        settings = ServiceSettings(control=control_settings(), live=LiveSettings(specs=sim_specs()))
         settings.auth.token_file = tmp / "tokens.json"
         self.tokens = TokenStore(settings.auth.token_file)
         alarms, audit = AlarmManager(), AuditLog()
