@@ -223,48 +223,84 @@ def calibrate_artifacts(directory: Path, dfn_sets: Path, log: Callable[[str], No
     return report
 
 
+def apply_domain_and_derived(card: dict[str, Any], constraints: Sequence[Mapping[str, Any]],
+                             derived: Mapping[str, Mapping[str, Any]]) -> dict[str, Any]:
+    """Give a card its non-box domain constraints and turn the outputs in ``derived`` into derived outputs (the
+    fitted graph column stays in the ONNX file, unused; its fit is kept under ``superseded_fit``)."""
+    card["constraints"] = [dict(c) for c in constraints]
+    for o in card["outputs"]:
+        d = derived.get(o["name"])
+        if d is not None and "derived" not in o:
+            o["superseded_fit"] = {k: o.pop(k) for k in ("family", "file", "index", "metrics", "meets_targets",
+                                                         "candidates") if k in o}
+            o["family"] = "derived"
+            o["derived"] = dict(d)
+    return card
+
+
 def _migrate_cards(directory: Path) -> None:
     """Cards written before issue 13: add the N/P >= 1 constraint and make $/kWh a derived output."""
     for name in ("cell", "cost"):
         path = directory / f"{name}.card.json"
         card = json.loads(path.read_text(encoding="utf-8"))
-        card["constraints"] = [dict(doe.NP_CONSTRAINT)]
-        for o in card["outputs"]:
-            d = doe.DERIVED_OUTPUTS.get(o["name"])
-            if d is not None and "derived" not in o:
-                o["superseded_fit"] = {k: o.pop(k) for k in ("family", "file", "index", "metrics", "meets_targets",
-                                                             "candidates") if k in o}
-                o["family"] = "derived"
-                o["derived"] = dict(d)
+        apply_domain_and_derived(card, [doe.NP_CONSTRAINT], doe.DERIVED_OUTPUTS)
         path.write_text(json.dumps(card, indent=1))
 
 
-def _derived_metrics(reg: Any, directory: Path, holdout: Mapping[str, Mapping[str, FloatArray]],
-                     resamplings: int = 50, seed: int = 7) -> None:
-    """Seed 002 metrics of the derived outputs on the training run's held-out rows (in domain), as the fitted
+def _derived_metrics(reg: Any, directory: Path, holdout: Mapping[str, Mapping[str, FloatArray]]) -> None:
+    for name in ("cell", "cost"):
+        derived_metrics(reg, directory / f"{name}.card.json", holdout)
+
+
+def derived_metrics(reg: Any, card_path: Path, holdout: Mapping[str, Mapping[str, FloatArray]],
+                    resamplings: int = 50, seed: int = 7) -> None:
+    """Seed 002 metrics of a card's derived outputs on the training run's held-out rows (in domain), as the fitted
     outputs have them; their R2 interval is a bootstrap over those rows (a derived output has nothing to refit)."""
     from models import surrogates as sg
 
-    for name in ("cell", "cost"):
-        path = directory / f"{name}.card.json"
-        card = json.loads(path.read_text(encoding="utf-8"))
-        derived = [o for o in card["outputs"] if "derived" in o]
-        if not derived:
+    card = json.loads(card_path.read_text(encoding="utf-8"))
+    derived = [o for o in card["outputs"] if "derived" in o]
+    if not derived:
+        return
+    res = reg.predict(card["name"], holdout["x"])
+    keep = np.asarray(res.in_domain, dtype=bool)
+    rng = np.random.default_rng(seed)
+    for o in derived:
+        t = np.asarray(holdout["y"][o["name"]], dtype=float)[keep][:, None]
+        pred = np.asarray(res.outputs[o["name"]], dtype=float)[keep][:, None]
+        if len(t) < 2:
+            o["metrics"] = {"rmse_pct": float("nan"), "r2": float("nan"), "r2_ci95": [float("nan")] * 2,
+                            "n_test": int(len(t)), "resamplings": resamplings,
+                            "r2_ci95_note": "fewer than 2 held-out rows in domain"}
+            o["meets_targets"] = False
             continue
-        res = reg.predict(name, holdout["x"])
-        keep = np.asarray(res.in_domain, dtype=bool)
-        rng = np.random.default_rng(seed)
-        for o in derived:
-            t = np.asarray(holdout["y"][o["name"]], dtype=float)[keep][:, None]
-            pred = np.asarray(res.outputs[o["name"]], dtype=float)[keep][:, None]
-            boots = []
-            for _ in range(resamplings):
-                b = rng.integers(0, len(t), len(t))
-                boots.append(float(sg.r2(t[b], pred[b])[0]))
-            rmse, r2 = float(sg.rmse_pct(t, pred)[0]), float(sg.r2(t, pred)[0])
-            o["metrics"] = {"rmse_pct": rmse, "r2": r2,
-                            "r2_ci95": [float(np.percentile(boots, 2.5)), float(np.percentile(boots, 97.5))],
-                            "n_test": int(keep.sum()), "resamplings": resamplings,
-                            "r2_ci95_note": "derived output: bootstrap of the held-out rows (nothing to refit)"}
-            o["meets_targets"] = bool(r2 >= sg.TARGET_R2 and rmse <= sg.TARGET_RMSE_PCT)
-        path.write_text(json.dumps(card, indent=1))
+        boots = []
+        for _ in range(resamplings):
+            b = rng.integers(0, len(t), len(t))
+            boots.append(float(sg.r2(t[b], pred[b])[0]))
+        rmse, r2 = float(sg.rmse_pct(t, pred)[0]), float(sg.r2(t, pred)[0])
+        o["metrics"] = {"rmse_pct": rmse, "r2": r2,
+                        "r2_ci95": [float(np.percentile(boots, 2.5)), float(np.percentile(boots, 97.5))],
+                        "n_test": int(keep.sum()), "resamplings": resamplings,
+                        "r2_ci95_note": "derived output: bootstrap of the held-out rows (nothing to refit)"}
+        o["meets_targets"] = bool(r2 >= sg.TARGET_R2 and rmse <= sg.TARGET_RMSE_PCT)
+    card_path.write_text(json.dumps(card, indent=1))
+
+
+def calibrate_on_holdout(directory: Path, name: str, x: Mapping[str, FloatArray], y: Mapping[str, FloatArray],
+                         alpha: float = ALPHA) -> bool:
+    """What ``models.train`` does after exporting a card: derived outputs' metrics, and a calibration on the split's
+    held-out rows (no member fitted on them; they also chose the family, a mild optimism a fresh calibration with
+    ``python -m models calibrate`` removes). Too few rows (< 1 / alpha in domain): left uncalibrated (the runtime then
+    serves the raw spread and says ``calibrated`` False). True if calibrated."""
+    from models.runtime import ModelRegistry
+
+    reg = ModelRegistry.load(directory)
+    data = {"x": dict(x), "y": dict(y)}
+    derived_metrics(reg, directory / f"{name}.card.json", data)
+    if int(np.sum(reg.predict(name, data["x"]).in_domain)) < math.ceil(1.0 / alpha):
+        return False
+    cal = calibrate_model(reg, name, data, f"{len(next(iter(y.values())))} held-out points of the training split "
+                          "(fitted by no member; also used to choose the family)", alpha)
+    write_calibration(directory / f"{name}.card.json", cal)
+    return True

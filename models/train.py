@@ -21,7 +21,7 @@ from typing import Any
 
 import numpy as np
 
-from models import doe, onnx_export
+from models import calibration, doe, onnx_export
 from models import surrogates as sg
 
 ARTIFACTS = Path(__file__).resolve().parent / "artifacts"
@@ -71,8 +71,14 @@ def _matrix(d: dict[str, np.ndarray], names: Sequence[str]) -> np.ndarray:
 def fit_and_export(name: str, description: str, specs: Sequence[doe.InputSpec], units: dict[str, str],
                    x: dict[str, np.ndarray], y: dict[str, np.ndarray], dataset: dict[str, Any], cfg: TrainConfig,
                    out: Path, log: Callable[[str], None] = print,
-                   families: tuple[str, ...] | None = None, prefer_fast: bool = False) -> dict[str, Any]:
-    """Fit every family, pick per output, validate, export one ONNX per used family and write the card."""
+                   families: tuple[str, ...] | None = None, prefer_fast: bool = False,
+                   constraints: Sequence[dict[str, Any]] = (),
+                   derived: dict[str, dict[str, Any]] | None = None) -> dict[str, Any]:
+    """Fit every family, pick per output, validate, export one ONNX per used family and write the card.
+
+    ``constraints`` (domain limits on another model's output, e.g. N/P >= 1) and ``derived`` outputs (computed at run
+    time from other outputs, e.g. $/kWh) go into the card; then the held-out rows calibrate its 95 % intervals
+    (models.calibration; ``python -m models calibrate`` recalibrates on fresh physics points)."""
     in_names = [s.name for s in specs]
     out_names = list(units)
     X = _matrix(x, in_names)
@@ -152,8 +158,13 @@ def fit_and_export(name: str, description: str, specs: Sequence[doe.InputSpec], 
                      "quick": cfg.quick, "targets": {"r2": sg.TARGET_R2, "rmse_pct": sg.TARGET_RMSE_PCT}},
         "packages": package_versions(),
     }
+    calibration.apply_domain_and_derived(card, constraints, derived or {})
     (out / f"{name}.card.json").write_text(json.dumps(card, indent=1))
-    return card
+    held_x = {n: X[te][:, i] for i, n in enumerate(in_names)}
+    held_y = {o: Y[te][:, j] for j, o in enumerate(out_names)}
+    if not calibration.calibrate_on_holdout(out, name, held_x, held_y):
+        log(f"    {name}: too few held-out points to calibrate the intervals; the card serves the raw spread")
+    return json.loads((out / f"{name}.card.json").read_text(encoding="utf-8"))
 
 
 def train(cfg: TrainConfig = TrainConfig(), out: Path = ARTIFACTS, work: Path | None = None,
@@ -199,9 +210,10 @@ def _train(cfg: TrainConfig, out: Path, work: Path | None, log: Callable[[str], 
     cards["cell"] = fit_and_export(
         "cell", "Cell performance of the reference pouch (DFN at C/3, 1C, 3C and the operating C-rate, seed 000 "
         "power, cycle life) from the manufacturing inputs", cell_specs, doe.CELL_OUTPUT_UNITS, data["x"],
-        data["y"], meta, cfg, out, log, prefer_fast=True)
+        data["y"], meta, cfg, out, log, prefer_fast=True, constraints=[doe.NP_CONSTRAINT])
     cards["cost"] = fit_and_export(
         "cost", "Cost per good cell on the pilot line (seed 000 bottom-up model), $/kWh and LCOS", doe.ALL_INPUTS,
-        doe.COST_OUTPUT_UNITS, data["x"], data["y"], meta, cfg, out, log, prefer_fast=True)
+        doe.COST_OUTPUT_UNITS, data["x"], data["y"], meta, cfg, out, log, prefer_fast=True,
+        constraints=[doe.NP_CONSTRAINT], derived=doe.DERIVED_OUTPUTS)
     log(f"trained in {time.perf_counter() - t_start:.0f} s wall")
     return cards

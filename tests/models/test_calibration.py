@@ -130,3 +130,20 @@ def test_uncalibrated_card_serves_the_raw_spread_and_says_so(tmp_path) -> None: 
         assert calibrated.std[o][0] > raw.std[o][0]  # every output's spread under-stated its error
         half = calibrated.upper[o] - calibrated.outputs[o]
         np.testing.assert_allclose(calibrated.std[o], half / 1.959963984540054)
+
+
+def test_training_writes_constraints_derived_outputs_and_a_holdout_calibration(  # type: ignore[no-untyped-def]
+        quick_run) -> None:
+    """A retrain (here the CI-sized one) gives cards the same shape as the committed ones: the structure card is
+    calibrated on its held-out rows, the 6 held-out DFN rows are too few, so cell and cost say they are not."""
+    out, cards = quick_run
+    assert cards["structure"]["calibration"]["n"] >= 20
+    assert cards["cell"]["constraints"] == [doe.NP_CONSTRAINT] == cards["cost"]["constraints"]
+    kwh = next(o for o in cards["cost"]["outputs"] if o["name"] == "cost_usd_per_kWh")
+    assert kwh["derived"] == doe.DERIVED_OUTPUTS["cost_usd_per_kWh"] and "metrics" in kwh
+    reg = ModelRegistry.load(out)
+    mid = {i["name"]: 0.5 * (i["low"] + i["high"]) for i in cards["cost"]["inputs"]}
+    assert reg.predict("structure", mid).calibrated
+    res = reg.predict("cost", mid)
+    assert not res.calibrated and "calibration" not in cards["cost"]
+    np.testing.assert_allclose(res.std["cost_usd_per_cell"], res.ensemble_std["cost_usd_per_cell"])
