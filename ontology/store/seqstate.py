@@ -93,6 +93,12 @@ class SeqState:
             return
         rows = self.backend.select("entity_count")
         self.index.entity_count = int(rows[0]["n"]) if rows else 0
+        if self.index.entity_count == 0:
+            # a new store (every placed event created or names an entity): only the quarantine to count, here and
+            # now; in the background, a first batch placed before the count was merged went unjudged by the figures
+            self._recount_now(held)
+            self.figures_known()
+            return
         self.recount = quarantined
         self.recount_pinned.clear()
 
