@@ -18,15 +18,18 @@ whose server node offers history (AccessLevel HistoryRead bit, or the Historizin
   with its own clock, not the line's (the live path treats an empty initial value the same way), so a real "no
   roll" period in a gap keeps the previous ID;
 - **batched by the server's operation limits**: at most ``MaxNodesPerHistoryReadData`` nodes per request (default
-  ``DEFAULT_NODES_PER_READ`` when the server names none), ``VALUES_PER_READ`` values per node per request,
-  continuation points followed (and released when a node reached ``opcua.history_backfill_max_values``). A server
-  that stops at NumValuesPerNode without a continuation point (asyncua's) is asked again from the last time read;
+  ``DEFAULT_NODES_PER_READ`` when the server names none) and ``VALUES_PER_READ`` values per node, so that a response
+  carries at most ``VALUES_PER_REQUEST`` values (a busy server encodes it within the request timeout); continuation
+  points followed (and released when a node reached ``opcua.history_backfill_max_values``). A server that stops at
+  NumValuesPerNode without a continuation point (asyncua's) is asked again from the last time read. A failed request
+  is retried from where it stopped (``RETRIES`` per session, with backoff);
 - **the same sink as live samples** (validation, spool, InfluxDB), never the live sink: they are history. The sink's
   backpressure is honoured (a refused batch is offered again once it has room). Acknowledged batches move a node's
   durable mark forward only (never behind what the subscription stored since). Counted in ``backfilled``.
 
-A gap left unfinished by a cut is kept in memory and read on the next session, transferred or not; a crash of the
-process in the middle of a backfill loses what was not read yet (the marks moved on with the subscription).
+A gap left unfinished by a cut (or by the retries running out) is kept in memory and read on the next session,
+transferred or not; a crash of the process in the middle of a backfill loses what was not read yet (the marks moved
+on with the subscription).
 Web-speed trace nodes (``integrate_speed``) are not replayed into the context: their integral is the live path's
 running state.
 """
@@ -61,7 +64,11 @@ if TYPE_CHECKING:
 log = logging.getLogger("connectors.opcua.backfill")
 
 DEFAULT_NODES_PER_READ = 100  # nodes per HistoryRead when the server names no MaxNodesPerHistoryReadData
-VALUES_PER_READ = 1000  # NumValuesPerNode: one response stays well below any message size limit
+VALUES_PER_READ = 1000  # NumValuesPerNode
+VALUES_PER_REQUEST = 10_000  # nodes per request x VALUES_PER_READ: a response stays small for the server and us
+RETRIES = 5  # failed HistoryRead requests are retried this often per session, from where they stopped
+RETRY_INITIAL_S = 0.5
+RETRY_MAX_S = 5.0
 GROUP_WINDOW_NS = 1_000_000_000  # nodes whose gaps start within this of each other share a request
 FIRST_VALUES_WAIT_S = 10.0  # how long the new subscription's initial values are awaited (they bound the gaps)
 ATTRIBUTE_CHUNK = 1000  # nodes per Read of AccessLevel / Historizing
@@ -76,6 +83,7 @@ class Gap:
     after_mark: str
     before_ns: int | None = None
     read: int = 0  # values handed over so far (bounded by opcua.history_backfill_max_values)
+    done: bool = False
     with_start: bool = False  # an ID node: its value at after_ns goes into the context too (not stored again)
 
     @property
@@ -131,54 +139,59 @@ class Backfill:
 
     # -- the backfill ----------------------------------------------------------------------------------------------
     async def _run(self, client: Client) -> None:
-        gaps: list[Gap] = []
-        try:
-            if self._due:
-                await self._await_first_values()
-                gaps = await self._gaps(client)
-                self._due = False
-            gaps = self._carry_over(gaps)
-            if not gaps:
+        """Compute the gaps once the first values are in, read them; a failed request is retried (``RETRIES``,
+        with backoff) from where it stopped: a busy server must not cost the gap until the next reconnect."""
+        retry = Backoff(RETRY_INITIAL_S, RETRY_MAX_S)
+        for attempt in range(1, RETRIES + 1):
+            try:
+                if self._due:
+                    await self._await_first_values()
+                    self._left.extend(await self._gaps(client))
+                    self._due = False
+                await self._backfill(client)
                 return
-            self.oldest_ns = min(g.after_ns for g in gaps)
-            self.runs += 1
-            t0, before = time.monotonic(), self.conn.state.backfilled
-            log.info("OPC UA %s: reading the history of %d node(s) since their last stored values",
-                     self.conn.cfg.endpoint, len(gaps))
+            except (TimeoutError, UaError, OSError, ConnectionError) as exc:
+                log.warning("OPC UA %s: history backfill failed (%s: %s), attempt %d of %d", self.conn.cfg.endpoint,
+                            type(exc).__name__, exc, attempt, RETRIES)
+                await asyncio.sleep(retry.next_delay())
+        log.error("OPC UA %s: history backfill gave up for this session with %d node(s) unread; they are read after "
+                  "the next reconnect", self.conn.cfg.endpoint, len(self._left))
+
+    async def _backfill(self, client: Client) -> None:
+        gaps = self._carry_over()
+        if not gaps:
+            return
+        self.oldest_ns = min(g.after_ns for g in gaps)
+        self.runs += 1
+        t0, before = time.monotonic(), self.conn.state.backfilled
+        log.info("OPC UA %s: reading the history of %d node(s) since their last stored values",
+                 self.conn.cfg.endpoint, len(gaps))
+        try:
             limit = await self._nodes_per_read(client)
-            ids = [g for g in gaps if g.info.trace_key is not None]
-            await self._read(client, ids, limit)  # IDs first: they tag the measurements read next
-            await self._read(client, [g for g in gaps if g.info.trace_key is None], limit)
-            gaps = []
-            log.info("OPC UA %s: backfilled %d value(s) from the server's history in %.1f s", self.conn.cfg.endpoint,
-                     self.conn.state.backfilled - before, time.monotonic() - t0)
-        except asyncio.CancelledError:
-            self._left = [g for g in gaps if g.before_ns is None or g.after_ns < g.before_ns]
-            raise
-        except (TimeoutError, UaError, OSError, ConnectionError) as exc:
-            self._left = gaps
-            log.warning("OPC UA %s: history backfill interrupted (%s: %s); the rest is read on the next session",
-                        self.conn.cfg.endpoint, type(exc).__name__, exc)
+            await self._read(client, [g for g in gaps if g.info.trace_key is not None], limit)  # IDs first: they
+            await self._read(client, [g for g in gaps if g.info.trace_key is None], limit)  # tag what comes next
         finally:
+            self._left = [g for g in self._left if not g.done]
             self.oldest_ns = None
+        log.info("OPC UA %s: backfilled %d value(s) from the server's history in %.1f s", self.conn.cfg.endpoint,
+                 self.conn.state.backfilled - before, time.monotonic() - t0)
 
     async def _await_first_values(self) -> None:
         deadline = time.monotonic() + max(FIRST_VALUES_WAIT_S, 20 * self.conn.cfg.subscription_interval_ms / 1000)
         while self.conn._initial_due and time.monotonic() < deadline:
             await asyncio.sleep(0.02)
 
-    def _carry_over(self, gaps: list[Gap]) -> list[Gap]:
-        """Gaps a cut interrupted, on the current handles (node ids are re-resolved per session)."""
-        left, self._left = self._left, []
-        if not left:
-            return gaps
+    def _carry_over(self) -> list[Gap]:
+        """The gaps not read yet, on the current handles (node ids are re-resolved per session)."""
         infos = {i.source: i for i in self.conn._handles.values()}
-        for g in left:
+        kept: list[Gap] = []
+        for g in self._left:
             info = infos.get(g.key)
-            if info is not None:
+            if info is not None and not g.done:
                 g.info = info
-                gaps.append(g)
-        return gaps
+                kept.append(g)
+        self._left = kept
+        return list(kept)
 
     async def _gaps(self, client: Client) -> list[Gap]:
         """One gap per monitored node with a mark, history access and an empty-free range."""
@@ -225,8 +238,8 @@ class Backfill:
         try:
             limit = int(await asyncio.wait_for(node.read_value(), self.conn.cfg.request_timeout_s))
         except (TimeoutError, UaError, TypeError, ValueError):
-            return DEFAULT_NODES_PER_READ
-        return limit if limit > 0 else DEFAULT_NODES_PER_READ
+            limit = 0
+        return min(limit if limit > 0 else DEFAULT_NODES_PER_READ, max(1, VALUES_PER_REQUEST // VALUES_PER_READ))
 
     async def _read(self, client: Client, gaps: list[Gap], nodes_per_read: int) -> None:
         """Read the gaps in groups (nodes whose gaps start close together share a request and its details)."""
@@ -243,6 +256,8 @@ class Backfill:
         ends = [g.before_ns for g in group]
         end_ns = None if any(e is None for e in ends) else max(e for e in ends if e is not None)
         if end_ns is not None and end_ns <= start_ns:
+            for g in group:
+                g.done = True
             return
         points: dict[str, bytes | None] = {g.key: None for g in group}
         active = list(group)
@@ -257,8 +272,8 @@ class Backfill:
                         await self._release(client, gap, cp)
                     log.warning("OPC UA: backfill of %s stopped at opcua.history_backfill_max_values=%d",
                                 gap.key, max_values)
-                    continue
-                if cp:
+                    gap.done = True
+                elif cp:
                     points[gap.key] = cp
                     again.append(gap)
                 elif full and newest is not None and newest > start_ns:
@@ -266,6 +281,8 @@ class Backfill:
                     # time read, on its own (its start differs from the group's)
                     points[gap.key] = None
                     await self._read_group(client, [gap])
+                else:
+                    gap.done = True
             active = again
 
     async def _history_read(self, client: Client, gaps: Sequence[Gap], start_ns: int, end_ns: int | None,
