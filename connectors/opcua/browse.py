@@ -14,7 +14,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass, replace
-from typing import Any, cast
+from typing import Any
 
 from asyncua import ua
 from asyncua.client.client import Client
@@ -23,6 +23,7 @@ from asyncua.ua.object_ids import ObjectIds
 
 from connectors.mapping import matches_any, resolve
 from connectors.opcua.asyncua_adapter import node_id, property_path
+from connectors.opcua.bulk import OperationLimits, browse_tree, operation_limits
 from connectors.settings import DeadbandConfig, OpcuaConfig, OpcuaNode, TraceNode
 from connectors.units import conversion, ucum_from_eu_information
 
@@ -175,29 +176,15 @@ async def discover(cfg: OpcuaConfig, client: Client, ns: int) -> list[NodeInfo]:
     and EURange); then the trace nodes, wherever they are."""
     node, root_path = await browse_root(cfg, client, ns)
     namespaces: list[str] = list(await client.get_namespace_array())
-    found: list[tuple[list[str], ua.ReferenceDescription]] = []
-    queue: list[tuple[Node, list[str]]] = [(node, root_path)]
-    while queue:
-        parent, path = queue.pop(0)
-        refs = await parent.get_references(refs=ObjectIds.HierarchicalReferences,
-                                           direction=ua.BrowseDirection.Forward,
-                                           nodeclassmask=cast(ua.NodeClass,
-                                                              ua.NodeClass.Object | ua.NodeClass.Variable))
-        for ref in refs:
-            if ref.ReferenceTypeId == node_id(ObjectIds.HasProperty, 0):
-                continue  # EngineeringUnits, EURange ...: metadata, not signals
-            if ref.NodeId.NamespaceIndex == 0:
-                continue  # the Server object, types, standard folders: not the line's
-            name = ref.BrowseName.Name
-            if ref.NodeClass == ua.NodeClass.Object:
-                queue.append((client.get_node(ref.NodeId), [*path, name]))
-            elif ref.NodeClass == ua.NodeClass.Variable:
-                found.append(([*path, name], ref))
-                queue.append((client.get_node(ref.NodeId), [*path, name]))  # variables may have components
+    # many nodes per Browse, within what the server says it takes (one request per node is a round trip per node;
+    # one request for everything is "message too large" on real servers)
+    limits = await operation_limits(client)
+    tree = await browse_tree(client, node.nodeid, limits, root_path)
+    found = [(list(n.path), n.ref) for n in tree.nodes if n.is_variable]
     traced = {await _trace_key(client, t, ns): t for t in cfg.trace if not t.source or t.source == cfg.name}
     trace_ids = {k for k in traced if k}
     analog = [(p, r) for p, r in found if r.TypeDefinition in ANALOG_ITEM_TYPES]
-    units = await units_batch(client, [r.NodeId for _, r in analog])
+    units = await units_batch(client, [r.NodeId for _, r in analog], limits)
     unit_of = {r.NodeId.to_string(): u for (_, r), u in zip(analog, units, strict=True)}
     infos: list[NodeInfo] = []
     tags = tuple(sorted(cfg.default_tags.items()))
@@ -279,13 +266,17 @@ def _signal_name(text: str) -> str:
     return out if out[:1].isalpha() else f"N{out}"
 
 
-async def units_batch(client: Client, node_ids: list[ua.NodeId]) -> list[UnitAndRange]:
-    """EngineeringUnits and EURange of many AnalogItems with two TranslateBrowsePaths + one Read."""
+async def units_batch(client: Client, node_ids: list[ua.NodeId],
+                      limits: OperationLimits | None = None) -> list[UnitAndRange]:
+    """EngineeringUnits and EURange of many AnalogItems: per chunk two TranslateBrowsePaths and one Read, each within
+    the server's operation limits (two properties per node are read, so a chunk is half the Read limit)."""
     if not node_ids:
         return []
+    lim = limits or OperationLimits()
+    per_chunk = max(1, min(lim.translate, lim.read // 2))
     out: list[UnitAndRange] = []
-    for chunk_start in range(0, len(node_ids), 500):
-        chunk = node_ids[chunk_start:chunk_start + 500]
+    for chunk_start in range(0, len(node_ids), per_chunk):
+        chunk = node_ids[chunk_start:chunk_start + per_chunk]
         targets: dict[str, list[ua.NodeId | None]] = {}
         for prop in ("EngineeringUnits", "EURange"):
             paths = [property_path(nid, prop) for nid in chunk]

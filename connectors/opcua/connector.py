@@ -72,6 +72,7 @@ from connectors.opcua import asyncua_adapter as adapter
 from connectors.opcua.asyncua_adapter import BatchSubscription
 from connectors.opcua.backfill import Backfill
 from connectors.opcua.browse import NodeInfo, catalogue, resolve_node_id
+from connectors.opcua.bulk import operation_limits
 from connectors.opcua.setpoints import SetpointResult, read_grant, write_setpoint
 from connectors.opcua.trace import EARLIEST_NS, TraceContext, id_time, sample_time
 from connectors.opcua.values import plain_value, samples_of, trace_event
@@ -361,7 +362,8 @@ class OpcuaConnector:
         self._acks.clear()  # of a subscription that is gone: nothing will be republished from it
         self._acks_waiting.clear()
         self._unacked_oldest.clear()
-        self._handles = await self._monitor(sub, infos)
+        per_call = (await operation_limits(client)).monitored_items
+        self._handles = await self._monitor(sub, infos, per_call)
         self._set_offsets()
         self._initial_due = set(self._handles)
         if c.trace_events:
@@ -690,7 +692,10 @@ class OpcuaConnector:
         for info, dv in zip(trace_infos, dvs, strict=True):
             self._update_context(info, dv, time.time_ns(), initial=True)
 
-    async def _monitor(self, sub: BatchSubscription, infos: list[NodeInfo]) -> dict[int, NodeInfo]:
+    async def _monitor(self, sub: BatchSubscription, infos: list[NodeInfo],
+                       per_call: int = 1000) -> dict[int, NodeInfo]:
+        """One monitored item per node, ``per_call`` per CreateMonitoredItems (the server's
+        MaxMonitoredItemsPerCall, else a safe default)."""
         c = self.cfg
         handles: dict[int, NodeInfo] = {}
         requests: list[ua.MonitoredItemCreateRequest] = []
@@ -720,10 +725,10 @@ class OpcuaConnector:
             requests.append(req)
             handles[handle] = info
         results: list[ua.MonitoredItemCreateResult] = []
-        for i in range(0, len(requests), 1000):
+        for i in range(0, len(requests), per_call):
             params = ua.CreateMonitoredItemsParameters()
             params.SubscriptionId = sub.subscription_id
-            params.ItemsToCreate = requests[i:i + 1000]
+            params.ItemsToCreate = requests[i:i + per_call]
             params.TimestampsToReturn = ua.TimestampsToReturn.Both
             results += await asyncio.wait_for(sub.server.create_monitored_items(params), c.request_timeout_s * 4)
         bad = [(req.ItemToMonitor.NodeId.to_string(), r.StatusCode.name) for req, r in zip(requests, results,

@@ -316,9 +316,6 @@ def test_discover_respects_a_strict_servers_operation_limits(strict: StrictServe
     asyncio.run(too_much())
 
 
-@pytest.mark.xfail(strict=True, reason="connectors/opcua/browse.py units_batch sends 500 nodes per "
-                   "TranslateBrowsePaths whatever the server's MaxNodesPerTranslateBrowsePathsToNodeIds: the "
-                   "connector's discovery fails with BadTooManyOperations on such a server (and subscribes nothing)")
 def test_connector_discovery_on_a_strict_server(strict: StrictServer) -> None:
     from connectors.opcua.browse import discover
     from connectors.settings import OpcuaConfig, OpcuaDiscovery
