@@ -141,7 +141,8 @@ class MqttConnector(_PahoLink):
         log.info("MQTT connected to %s:%d (session present: %s); subscribing %s", self.host, self.port, session,
                  self.cfg.topics)
         topics = dict.fromkeys([*self.cfg.topics, *(j.topic for j in self.cfg.devices), *self.cfg.trace_topics])
-        client.subscribe([(t, int(self.cfg.qos)) for t in topics])
+        if topics:  # a line may use the broker for Sparkplug B or publishing only
+            client.subscribe([(t, int(self.cfg.qos)) for t in topics])
 
     def _on_message(self, client: mqtt.Client, userdata: Any, msg: mqtt.MQTTMessage) -> None:
         now = time.time_ns()

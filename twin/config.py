@@ -31,6 +31,7 @@ from connectors.settings import (
     SignalRange,
     ValidationConfig,
 )
+from connectors.sparkplug import SparkplugSource
 from twin.service_settings import ServiceSettings
 
 __all__ = [
@@ -165,6 +166,8 @@ class Config(_Model):
         "The line's (first) OPC UA server; every option is also in connectors/opcua/sample.yaml"))
     opcua_servers: list[OpcuaConfig] = Field(default=[], description="Further OPC UA servers of the line (the line "
                                                                      "description's sources after the first)")
+    sparkplug: list[SparkplugSource] = Field(default=[], description=(
+        "Sparkplug B sources (the line description's sources.sparkplug), each its own host session"))
     mqtt: MqttConfig = Field(default=MqttConfig(), description="The MQTT broker (cyclers, devices' JSON, trace "
                                                                "events)")
     validation: ValidationConfig = Field(default=ValidationConfig(), description=(

@@ -134,6 +134,7 @@ class IngestPipeline:
         self.trace_context: Any = None  # the line's, shared by its OPC UA sources (connectors.opcua.TraceContext)
         self._event_rules = list(cfg.ingest.trace_from_events)
         self.mqtt: Any = None
+        self.sparkplug: list[Any] = []  # one SparkplugConnector per configured group
         self._inbox: deque[tuple[Sequence[Item], Ack | None, bool]] = deque()
         self._live: deque[Sequence[Sample]] = deque()
         self._live_wake: asyncio.Event | None = None
@@ -315,6 +316,13 @@ class IngestPipeline:
             # the broker sends at most its in-flight window before our PUBACKs: MQTT is bounded by it
             self.mqtt = MqttConnector(self.cfg.mqtt, self._mqtt_sink, self.cfg.line.id)
             self.mqtt.start()
+        if self._use_mqtt and self.cfg.sparkplug:
+            from connectors.sparkplug import SparkplugConnector
+
+            for spb in self.cfg.sparkplug:
+                conn = SparkplugConnector(spb, self.cfg.line.id, self._mqtt_sink)
+                self.sparkplug.append(conn)
+                await conn.start()
         if self._use_opcua:
             from connectors.opcua import OpcuaConnector, TraceContext
 
@@ -341,6 +349,8 @@ class IngestPipeline:
             await conn.stop()
         if self.mqtt is not None:
             await asyncio.to_thread(self.mqtt.stop)
+        for spb in self.sparkplug:
+            await spb.stop()
         await self._flush_inbox()
         if drain_timeout_s > 0:
             await self.forwarder.drain(drain_timeout_s)
@@ -578,7 +588,8 @@ class IngestPipeline:
             spool=self.spool.stats(), database=self.forwarder.stats, quarantine=dict(self.quarantine.counts),
             connectors={("opcua" if c is self.opcua else f"opcua:{name}"): bool(c.state.connected)
                         for name, c in self.opcua_sources.items()}
-            | ({"mqtt": bool(self.mqtt.state.connected)} if self.mqtt is not None else {}),
+            | ({"mqtt": bool(self.mqtt.state.connected)} if self.mqtt is not None else {})
+            | {f"sparkplug:{c.group}": bool(c.state.connected) for c in self.sparkplug},
         )
 
     def stats(self) -> dict[str, Any]:

@@ -25,6 +25,7 @@ def config_sections(desc: LineDescription) -> dict[str, Any]:
         "line": {"id": desc.line.id, "name": desc.line.name or desc.line.id},
         "opcua": sources[0] if sources else {"enabled": False},
         "opcua_servers": sources[1:],
+        "sparkplug": [s.model_dump() for s in desc.sources.sparkplug],
         "ingest": {"trace_from_events": [t.model_dump() for t in desc.trace_events]},
         "validation": {"ranges": {k: v.model_dump() for k, v in {**ValidationConfig().ranges, **desc.ranges}.items()}},
         "service": {

@@ -17,6 +17,7 @@ from typing import Literal
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from connectors.settings import EventTrace, MqttConfig, OpcuaConfig, SignalRange, TraceNode
+from connectors.sparkplug import SparkplugSource
 from twin.service_settings import Product, SpecLimits, WorkUnit
 
 
@@ -43,6 +44,9 @@ class Sources(_Strict):
     opcua: list[OpcuaConfig] = Field(
         default=[], description="OPC UA servers, each its own connector and supervision (coater, dryer, calender, "
                                 "dry room are often separate servers); names must differ")
+    sparkplug: list[SparkplugSource] = Field(
+        default=[], description="Sparkplug B groups (edge nodes, devices) and how their metrics map onto the twin "
+                                "(connectors/sparkplug)")
     mqtt: MqttConfig | None = Field(default=None, description="The MQTT broker: the twin's own topics, JSON device "
                                                               "topics (json) and trace-event topics; null = defaults")
 
