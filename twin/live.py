@@ -1,8 +1,14 @@
 """Live state of the line: latest value per signal, rolling windows, SPC per roll, and the alarms they raise.
 
-Fed one sample at a time (``update``) from the ingest hook; everything here is O(1) per sample so it keeps up with
-ingest. Signal keys are ``<station>/<signal>``. Bad-quality samples update ``latest`` (the operator must see them)
-but never enter SPC or the windows the recommender uses.
+Fed one sample at a time (``update``; text samples such as a machine's state or the roll it runs: ``update_text``)
+from the ingest hook; everything here is O(1) per sample so it keeps up with ingest. Signal keys are
+``<station>/<signal>``. Bad-quality samples update ``latest`` (the operator must see them) but never enter SPC or the
+windows the recommender uses.
+
+Station state (running / idle / fault / no_data) comes from the station's own state text where it has one
+(``live.state_signals``: a PackML-like ``State``, a cycler channel's ``Step``), else from whether it still reports.
+An idle station is not an alarm: its gauges fall silent because no material passes them, so ``check_missing`` does
+not raise ``sensor_missing`` for a signal of an idle station.
 """
 
 from __future__ import annotations
@@ -34,6 +40,19 @@ class Latest:
     def to_dict(self) -> dict[str, Any]:
         return {"value": self.value if math.isfinite(self.value) else None, "time_ns": self.time_ns,
                 "quality": self.quality, "unit": self.unit, "roll": self.roll, "position_m": self.position_m}
+
+
+@dataclass
+class LatestText:
+    """The newest text sample of a signal (a state, a step, an ID the machine shows)."""
+
+    text: str
+    time_ns: int
+    quality: str
+    received_mono: float
+
+
+StationState = str  # "running" | "idle" | "fault" | "no_data"
 
 
 class _Ring:
@@ -77,6 +96,7 @@ class LiveState:
         self.settings = settings
         self.alarms = alarms
         self.latest: dict[str, Latest] = {}
+        self.texts: dict[str, LatestText] = {}
         self._windows: dict[str, _Ring] = {}
         self._runs: dict[str, _Run] = {}
         self.charts: dict[tuple[str, str], EwmaChart] = {}
@@ -108,6 +128,13 @@ class LiveState:
             spec = self.settings.specs.get(key)
             if spec is not None:
                 self._spc(key, value, time_ns, roll or "-", position_m)
+
+    def update_text(self, key: str, text: str, time_ns: int, quality: str = "good") -> None:
+        """A text sample: kept as the signal's newest text (a station's state is read from these)."""
+        with self._lock:
+            self.samples_total += 1
+            self.version += 1
+            self.texts[key] = LatestText(str(text)[:200], int(time_ns), quality, time.monotonic())
 
     def _check_quality(self, key: str, good: bool, time_ns: int) -> None:
         # only the quality signals and the watched ones alarm: a gauge reading bad before material reaches it is normal
@@ -179,6 +206,12 @@ class LiveState:
                 last = self.latest.get(key)
                 if last is None:
                     continue  # never seen: a configuration matter, not a sensor failure
+                if self._stated(key.rsplit("/", 1)[0]) == "idle":
+                    # no material under the gauge: silence is expected, and a missing alarm raised while the
+                    # station still ran is cleared once it says it is idle
+                    if self.alarms.is_active("sensor_missing", key):
+                        self.alarms.clear("sensor_missing", key)
+                    continue
                 if now_mono - last.received_mono > self.settings.missing_after_s:
                     missing.append(key)
                     self.alarms.raise_("sensor_missing", key, f"no sample from {key} for "
@@ -186,6 +219,54 @@ class LiveState:
                 elif self.alarms.is_active("sensor_missing", key):
                     self.alarms.clear("sensor_missing", key)
         return missing
+
+    # -- station state ----------------------------------------------------------------------------------------------
+    def _stated(self, station: str) -> StationState | None:
+        """What the station's own state text says (running / idle / fault), or None when it has none."""
+        for name in self.settings.state_signals:
+            t = self.texts.get(f"{station}/{name}")
+            if t is None:
+                continue
+            word = t.text.strip().lower()
+            if t.quality == "bad":
+                return "fault"
+            if word in (w.lower() for w in self.settings.idle_states):
+                return "idle"
+            if word in (w.lower() for w in self.settings.fault_states):
+                return "fault"
+            return "running"
+        return None
+
+    def station_state(self, station: str, now_mono: float | None = None) -> dict[str, Any]:
+        """State of one station (and its sub-stations, e.g. a cycler's channels), with why.
+
+        running / idle / fault from the station's state text where it has one; without one: fault when a signal's
+        newest sample is bad, no_data when nothing arrived for ``missing_after_s``, else running."""
+        now_mono = now_mono if now_mono is not None else time.monotonic()
+        prefix = station + "/"
+        with self._lock:
+            stated = self._stated(station)
+            newest = max((v.received_mono for k, v in self.latest.items() if k.startswith(prefix)
+                          and "/" not in k[len(prefix):]), default=None)
+            bad = sorted(k for k, v in self.latest.items() if k.startswith(prefix) and "/" not in k[len(prefix):]
+                         and v.quality == "bad")
+            text = next((self.texts[f"{station}/{n}"].text for n in self.settings.state_signals
+                         if f"{station}/{n}" in self.texts), None)
+        if stated is not None:
+            return {"state": stated, "why": f"the station says {text!r}", "text": text}
+        if newest is None:
+            return {"state": "no_data", "why": "no sample yet", "text": None}
+        if bad:
+            return {"state": "fault", "why": f"bad-quality value of {', '.join(bad[:3])}", "text": None}
+        if now_mono - newest > self.settings.missing_after_s:
+            return {"state": "no_data", "why": f"no sample for {now_mono - newest:.0f} s", "text": None}
+        return {"state": "running", "why": "reporting", "text": None}
+
+    def stations(self) -> list[str]:
+        """Every station a sample or text has come from."""
+        with self._lock:
+            keys = list(self.latest) + list(self.texts)
+        return sorted({k.rsplit("/", 1)[0] for k in keys if "/" in k})
 
     # -- reads ------------------------------------------------------------------------------------------------------
     def value(self, key: str) -> Latest | None:
@@ -217,7 +298,9 @@ class LiveState:
 
     def snapshot(self) -> dict[str, Any]:
         with self._lock:
-            return {"version": self.version, "signals": {k: v.to_dict() for k, v in self.latest.items()}}
+            return {"version": self.version, "signals": {k: v.to_dict() for k, v in self.latest.items()},
+                    "texts": {k: {"text": v.text, "time_ns": v.time_ns, "quality": v.quality}
+                              for k, v in self.texts.items()}}
 
     def spc(self, key: str | None = None, roll: str | None = None, with_points: bool = False) -> list[dict[str, Any]]:
         with self._lock:

@@ -180,6 +180,9 @@ class TwinService:
                 v = r.value
                 if isinstance(v, bool):
                     v = 1.0 if v else 0.0
+                elif isinstance(v, str):
+                    live.update_text(f"{r.station}/{r.signal}", v, r.time_ns, r.quality)  # a state, a step, an ID
+                    continue
                 elif not isinstance(v, (int, float)):
                     continue
                 trace = r.trace

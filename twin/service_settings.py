@@ -81,6 +81,15 @@ class LiveSettings(_Strict):
     stuck_after_samples: int = Field(30, ge=3, description="identical consecutive values that mean a stuck sensor")
     missing_after_s: float = Field(30.0, gt=0, description="no sample for this long (wall clock) means missing")
     watched_signals: list[str] = Field(default_factory=list, description="signals whose absence raises an alarm")
+    state_signals: list[str] = Field(default_factory=lambda: ["State", "Step", "Status", "MachineState"], description=(
+        "Names of a station's text signal that says its state (the first one the station has counts); its value "
+        "decides running / idle / fault, and an idle station's silent gauges raise no sensor_missing"))
+    idle_states: list[str] = Field(default_factory=lambda: [
+        "idle", "stopped", "waiting", "starved", "blocked", "held", "suspended", "complete", "standby", "off"],
+        description="State texts (case-insensitive) that mean the station is idle (PackML-like words)")
+    fault_states: list[str] = Field(default_factory=lambda: [
+        "fault", "error", "aborted", "aborting", "alarm", "failed", "emergency"],
+        description="State texts (case-insensitive) that mean the station is in fault; any other text is running")
 
 
 class PredictSettings(_Strict):
