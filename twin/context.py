@@ -37,6 +37,7 @@ class TwinContext:
     metrics: Metrics
     config_dump: Callable[[], dict[str, Any]] = dict
     history: HistoryFn | None = None
+    influx: Callable[[], Any] | None = None  # -> twin.store.query.InfluxQuery of the store (opened on first use)
     ready: ReadyFn | None = None
     genealogy: Any = None                 # ontology.store.GenealogyStore (genealogy / downstream / status)
     quarantine: Any = None                # twin.quarantine.Quarantine of the ingest pipeline (list / counts)

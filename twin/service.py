@@ -76,6 +76,7 @@ class TwinService:
         self.ctx = TwinContext(settings=s, line=self.line, live=self.live, alarms=self.alarms, audit=self.audit,
                                tokens=self.tokens, controller=self.controller, metrics=self.metrics,
                                config_dump=lambda: self.cfg.model_dump(mode="json"), history=self._history,
+                               influx=self._influx_query,
                                ready=self._ready, genealogy=self.genealogy,
                                quarantine=self.pipeline.quarantine)
         self.predictor = Predictor(s.predict, self.line, self._surrogate() or PhysicsModel(), self._latest_value,
@@ -253,13 +254,20 @@ class TwinService:
         self._mqtt_pub.publish(topic, json.dumps(rec, default=str), qos=1)
 
     # -- queries -----------------------------------------------------------------------------------------------------
-    async def _history(self, station: str, signal: str, start_ns: int, end_ns: int, limit: int) -> list[dict[str, Any]]:
-        from twin.store.query import InfluxQuery, QueryError
+    def _influx_query(self) -> Any:
+        """The store's query client (twin.store.query.InfluxQuery), opened on first use and closed at stop."""
+        from twin.store.query import InfluxQuery
 
         if self._query is None:
             i = self.cfg.influx
             self._query = InfluxQuery(i.url, i.database if i.version == 1 else i.bucket, version=i.version,
                                       token=i.token, username=i.username, password=i.password)
+        return self._query
+
+    async def _history(self, station: str, signal: str, start_ns: int, end_ns: int, limit: int) -> list[dict[str, Any]]:
+        from twin.store.query import QueryError
+
+        self._influx_query()
         try:
             rows = await self._query.signal_history(station, signal, start_ns, end_ns, line=self.line, limit=limit)
         except QueryError as exc:
