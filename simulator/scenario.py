@@ -46,6 +46,32 @@ class DriftConfig:
     dew_point_per_h: float = 0.0
 
 
+# The plant's true parameters a scenario may set per electrode (``plant: {cathode: {...}, anode: {...}}``), so that
+# model-plant mismatch can be tested: the twin's models keep the process-chain defaults, the simulated line does not.
+# Process-chain names (models.process_chain.ElectrodeParameters) plus two the chain has no field for:
+# pump_delivery_efficiency (volume reaching the die / volume the pump's meter reports: slip and leakage the flow meter
+# does not see, so only the wet-film caliper and the beta gauge reveal it) and compaction_resistance_loading_exp
+# (gamma_c = gamma_c_ref * (m_dry / m_ref) ** k, m_ref the electrode's nominal dry loading).
+# Value ranges: (low, high) open at fractions' and positives' ends, checked at load time.
+PLANT_PARAMETERS: dict[str, tuple[float, float]] = {
+    "solid_content": (0.0, 1.0),
+    "rho_active_g_cm3": (0.0, 20.0),
+    "rho_conductive_g_cm3": (0.0, 20.0),
+    "rho_binder_g_cm3": (0.0, 20.0),
+    "rho_solvent_g_cm3": (0.0, 20.0),
+    "pump_delivery_efficiency": (0.0, 1.5),
+    "dry_porosity_ref": (0.0, 1.0),
+    "dry_porosity_exp_per_mg_cm2": (-1.0, 1.0),
+    "min_porosity": (0.0, 1.0),
+    "compaction_resistance_ref_N_mm": (0.0, 10000.0),
+    "compaction_resistance_temp_coeff_per_K": (-1.0, 1.0),
+    "compaction_resistance_loading_exp": (-5.0, 5.0),
+    "particle_radius_um": (0.0, 1000.0),
+    "specific_capacity_mAh_g": (0.0, 5000.0),
+}
+PLANT_ELECTRODES = ("cathode", "anode")
+
+
 @dataclass(frozen=True)
 class Event:
     at_s: float
@@ -68,6 +94,8 @@ class Scenario:
     drift: DriftConfig = field(default_factory=DriftConfig)
     setpoints: dict[str, float] = field(default_factory=dict)
     events: tuple[Event, ...] = ()
+    # true plant parameters per electrode that differ from the process-chain defaults (PLANT_PARAMETERS)
+    plant: dict[str, dict[str, float]] = field(default_factory=dict)
 
 
 def _build(cls: type, data: Any, where: str) -> Any:
@@ -130,6 +158,36 @@ def _event(data: Any, i: int) -> Event:
     return ev
 
 
+def _plant(data: Any) -> dict[str, dict[str, float]]:
+    """``plant:`` -> {electrode: {parameter: value}}; every key and value checked (a typo must not run the nominal
+    plant and pass a mismatch test for the wrong reason)."""
+    if data is None:
+        return {}
+    if not isinstance(data, dict):
+        raise ScenarioError("plant must map an electrode (cathode, anode) to {parameter: value}")
+    out: dict[str, dict[str, float]] = {}
+    for electrode, params in data.items():
+        if electrode not in PLANT_ELECTRODES:
+            raise ScenarioError(f"plant.{electrode}: unknown electrode; valid: {list(PLANT_ELECTRODES)}")
+        if not isinstance(params, dict):
+            raise ScenarioError(f"plant.{electrode} must be a mapping of parameter: value")
+        unknown = sorted(set(params) - set(PLANT_PARAMETERS))
+        if unknown:
+            raise ScenarioError(f"plant.{electrode}: unknown parameter(s) {unknown}; valid: {sorted(PLANT_PARAMETERS)}")
+        checked: dict[str, float] = {}
+        for name, value in params.items():
+            where = f"plant.{electrode}.{name}"
+            if isinstance(value, bool) or not isinstance(value, (int, float)) or value != value \
+                    or value in (float("inf"), float("-inf")):
+                raise ScenarioError(f"{where} must be a finite number, got {value!r}")
+            lo, hi = PLANT_PARAMETERS[name]
+            if not lo < value < hi:
+                raise ScenarioError(f"{where} = {value} must lie strictly between {lo} and {hi}")
+            checked[name] = float(value)
+        out[str(electrode)] = checked
+    return out
+
+
 def parse_scenario(data: Any) -> Scenario:
     if data is None:
         data = {}
@@ -165,6 +223,7 @@ def parse_scenario(data: Any) -> Scenario:
         name=str(data.get("name", "default")), description=str(data.get("description", "")),
         noise_scale=float(noise), batch_variation=float(variation), line=line, drift=drift,
         setpoints={str(k): float(v) for k, v in setpoints.items()}, events=parsed,
+        plant=_plant(data.get("plant")),
     )
 
 
@@ -179,3 +238,66 @@ def load_scenario(path: str | Path | None) -> Scenario:
     except yaml.YAMLError as exc:
         raise ScenarioError(f"{p} is not valid YAML: {exc}") from exc
     return parse_scenario(data)
+
+
+# -- the scenario family (issue 15): random scenarios from documented ranges -------------------------------------------
+@dataclass(frozen=True)
+class FamilyRanges:
+    """Ranges of every drift and disturbance the simulator supports, for ``draw_scenario``. Pairs are (low, high),
+    drawn uniformly; ``*_abs`` ranges are magnitudes with a random sign. What the simulator cannot vary yet, and the
+    family therefore leaves out: the coating width (a constant of the lane, not a setpoint) and offsets of the plant's
+    process-chain parameters (the lane runs ``models.process_chain``'s parameter set as it is)."""
+
+    duration_s: float = 3.0 * 3600.0
+    noise_scale: tuple[float, float] = (0.5, 2.0)           # gauge and actuator noise, x the instruments' sigmas
+    batch_variation: tuple[float, float] = (0.0, 2.0)       # batch-to-batch solid content, x 0.2 %-points
+    slurry_batch_volume_l: tuple[float, float] = (0.3, 1.2)  # a batch lasts 26-100 min at the nominal pump flow
+    roll_length_m: tuple[float, float] = (20.0, 60.0)
+    solid_content_per_batch_abs: tuple[float, float] = (0.002, 0.008)  # mass fraction per batch, either sign
+    pump_wear_per_h: tuple[float, float] = (0.0, 0.05)      # the pump delivers this fraction less per hour
+    compaction_resistance_per_h_abs: tuple[float, float] = (0.02, 0.08)  # fraction per hour, either sign
+    dew_point_per_h: tuple[float, float] = (0.0, 3.0)       # K per hour
+    speed_steps: tuple[int, int] = (0, 2)                   # web-speed steps at the HMI (count)
+    speed_step_at_s: tuple[float, float] = (1800.0, 9000.0)
+    speed_m_min: tuple[float, float] = (0.8, 1.25)          # new web speed of each step
+    dropouts: tuple[int, int] = (0, 2)                      # gauge dropouts (count)
+    dropout_at_s: tuple[float, float] = (1200.0, 9600.0)
+    dropout_s: tuple[float, float] = (20.0, 120.0)
+    dropout_nodes: tuple[str, ...] = ("Drying.Cathode.MassLoading", "Calendering.Cathode.CoatingDensity")
+
+
+def draw_scenario(seed: int, ranges: FamilyRanges | None = None) -> Scenario:
+    """One scenario of the family, the same for the same seed (numpy's Generator, drawn in a fixed order)."""
+    import numpy as np
+
+    r = ranges or FamilyRanges()
+    rng = np.random.default_rng(seed)
+
+    def u(lo_hi: tuple[float, float]) -> float:
+        return float(rng.uniform(*lo_hi))
+
+    def signed(lo_hi: tuple[float, float]) -> float:
+        return float(rng.choice([-1.0, 1.0])) * u(lo_hi)
+
+    noise, variation = u(r.noise_scale), u(r.batch_variation)
+    line = LineConfig(roll_length_m=round(u(r.roll_length_m), 1), segment_length_m=5.0,
+                      slurry_batch_volume_l=round(u(r.slurry_batch_volume_l), 3), cell_interval_s=600.0,
+                      cycler_channels=4, formation_duration_s=1800.0, post_drying_duration_s=1800.0,
+                      remote_setpoints_enabled=True)
+    drift = DriftConfig(solid_content_per_batch=signed(r.solid_content_per_batch_abs),
+                        pump_wear_per_h=u(r.pump_wear_per_h),
+                        compaction_resistance_per_h=signed(r.compaction_resistance_per_h_abs),
+                        dew_point_per_h=u(r.dew_point_per_h))
+    events = [Event(at_s=round(u(r.speed_step_at_s)), action="set", node="Coating.Cathode.WebSpeedSetpoint",
+                    value=round(u(r.speed_m_min), 3))
+              for _ in range(int(rng.integers(r.speed_steps[0], r.speed_steps[1] + 1)))]
+    events += [Event(at_s=round(u(r.dropout_at_s)), action="fault", fault="dropout",
+                     node=str(rng.choice(list(r.dropout_nodes))), duration_s=round(u(r.dropout_s)))
+               for _ in range(int(rng.integers(r.dropouts[0], r.dropouts[1] + 1)))]
+    desc = (f"family seed {seed}: solid content {drift.solid_content_per_batch:+.4f}/batch of "
+            f"{line.slurry_batch_volume_l} l, pump wear {drift.pump_wear_per_h:.3f}/h, compaction "
+            f"{drift.compaction_resistance_per_h:+.3f}/h, dew point {drift.dew_point_per_h:+.2f} K/h, noise x{noise:.2f}, "
+            f"batch variation x{variation:.2f}, {sum(e.action == 'set' for e in events)} speed step(s), "
+            f"{sum(e.action == 'fault' for e in events)} dropout(s)")
+    return Scenario(name=f"family-{seed}", description=desc, noise_scale=noise, batch_variation=variation,
+                    line=line, drift=drift, events=tuple(sorted(events, key=lambda e: e.at_s)))
