@@ -108,12 +108,15 @@ class Backfill:
     # -- hooks the connector calls ---------------------------------------------------------------------------------
     def keep_marks(self, durable: dict[str, list[Any]]) -> None:
         """The newest stored sample per node before the subscription of this session exists (or is cleared with a
-        server restart): where each gap begins."""
+        server restart): where each gap begins. Kept as they were while an earlier new subscription's gaps were
+        never computed (a cut came first): the subscription since has moved the durable marks past that gap."""
+        if self._due:
+            return
         self._marks = {k: list(v) for k, v in durable.items()}
         self._first = {}  # initial values may arrive before new_subscription() is called
 
     def new_subscription(self) -> None:
-        self._due = True
+        self._due = self.conn.cfg.history_backfill
 
     def first_value(self, info: NodeInfo, dv: ua.DataValue, received_ns: int) -> None:
         t_ns, on_reference_clock = sample_time(dv, received_ns, self.conn.cfg.timestamp)

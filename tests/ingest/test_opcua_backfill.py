@@ -12,11 +12,17 @@ the simulator published in the gap are lost (``opcua.history_backfill: false`` l
 
 from __future__ import annotations
 
+import asyncio
+import json
 import time
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
+from connectors.opcua import OpcuaConnector
+from connectors.opcua import backfill as bf
+from connectors.records import Sample
+from connectors.settings import OpcuaConfig
 from tests.faults.checker import Report, Run, check_opcua
 from tests.ingest.conftest import FAST_LINE, influx_rows, ingest_config, read_record, wait_until
 
@@ -100,3 +106,76 @@ def test_simulator_restart_with_sqlite_history_backfills_what_it_published_befor
                     influxd.url, "backfill_restart")
     assert report.opcua_checked > 3000, report.summary()
     assert report.clean(), report.summary()
+
+
+
+async def test_pages_and_the_per_node_bound(tmp_path: Path, simulator_factory: Any, monkeypatch: Any) -> None:
+    """Tiny pages (3 values per node, 2 nodes per request): asyncua's server ends a page without a continuation point,
+    so every node is read again from its last time, and the gap still arrives complete, each value with one set of
+    trace IDs (a value handed over again after the connector's stop, whose last marks the state file may not have,
+    is the same point to InfluxDB). Then a second gap with ``history_backfill_max_values`` 2: at most 2 values per
+    node are read back."""
+    monkeypatch.setattr(bf, "VALUES_PER_READ", 3)
+    monkeypatch.setattr(bf, "VALUES_PER_REQUEST", 6)
+    record = tmp_path / "record.jsonl"
+    start = datetime.now(tz=UTC).replace(microsecond=0)
+    sim = await asyncio.to_thread(simulator_factory, _sim_args(record, start, None))
+    state = tmp_path / "opcua-subscription.json"
+    got: list[list[tuple[str, int]]] = []  # per session: (node, time) of every sample handed to the sink
+    tags: dict[tuple[str, int], set[tuple[Any, ...]]] = {}
+
+    def sink(records: Any, ack: Any) -> bool:
+        for r in records:
+            if isinstance(r, Sample):
+                got[-1].append((r.source, r.time_ns))
+                tags.setdefault((r.source, r.time_ns), set()).add(tuple(sorted(r.trace.items())))
+        if ack is not None:
+            ack()
+        return True
+
+    async def session(max_values: int) -> OpcuaConnector:
+        got.append([])
+        state.with_name(state.stem + "-session.json").unlink(missing_ok=True)  # no session to resume: a new one
+        cfg = OpcuaConfig(endpoint=sim.endpoint, watchdog_interval_s=0.3, history_backfill_max_values=max_values)
+        c = OpcuaConnector(cfg, "PL1", sink, state_file=state)
+        await c.start()
+        try:
+            assert await c.wait_connected(30)
+            await asyncio.sleep(2.0)
+            while c.backfill.running:
+                await asyncio.sleep(0.05)
+        finally:
+            await c.stop()
+        return c
+
+    try:
+        await session(100_000)
+        await asyncio.sleep(1.5)  # ~30 line seconds without a subscription
+        second = await session(100_000)
+        await asyncio.sleep(1.5)
+        third = await session(2)
+    finally:
+        await asyncio.to_thread(sim.stop)
+    assert second.status()["backfilled"] > 100, second.status()
+    stored = got[0] + got[1]
+    twice = {k: v for k, v in tags.items() if len(v) > 1}
+    assert not twice, f"values stored under two sets of trace IDs: {list(twice.items())[:3]}"
+    recorded: dict[str, list[int]] = {}
+    for line in record.read_text().splitlines():
+        r = json.loads(line)
+        if r["source"].startswith("opcua:"):
+            recorded.setdefault(r["source"].removeprefix("opcua:"), []).append(int(r["t_ns"]))
+    have = set(stored)
+    last_stored = max(t for _, t in got[1])
+    for node, times in recorded.items():
+        mine = [t for n, t in have if n == node]
+        if mine:  # from its first stored value on, until the second session stopped: nothing missing
+            missing = [t for t in times if min(mine) <= t <= last_stored - 10**9 * 5 and (node, t) not in have]
+            assert not missing, (node, len(missing), missing[:3])
+    first = third.backfill._first  # the third subscription's first value per node: what is older came from history
+    back: dict[str, int] = {}
+    for node, t in got[2]:
+        if first.get(node) is not None and t < first[node]:  # type: ignore[operator]
+            back[node] = back.get(node, 0) + 1
+    assert back and max(back.values()) <= 2, back
+    assert third.status()["backfilled"] == sum(back.values()), (third.status(), back)
