@@ -344,8 +344,6 @@ class MqttConfig(_Model):
     reconnect_min_s: float = Field(0.2, gt=0, description="First reconnect delay, s (paho counts whole seconds, at "
                                                           "least 1); doubled up to reconnect_max_s")
     reconnect_max_s: float = Field(5.0, gt=0, description="Longest reconnect delay, s")
-    sparkplug: bool = Field(default=False, description=(
-        "Reserved: Sparkplug B (spBv1.0/#) payloads are not decoded on this connection (see docs/ingest.md)"))
     devices: list[MqttJsonTopic] = Field(default=[], description="Devices that publish their own JSON (field maps)")
     trace_topics: list[str] = Field(
         default=[], description="Further topic filters carrying pilotline.trace.v1 events (an MES that publishes "

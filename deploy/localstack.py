@@ -390,6 +390,12 @@ def main() -> int:
         sim_args += ["--scenario", scenario]
     sim = Simulator(var / "simulator", opcua_port, sim_args)
     services: list[ManagedProcess] = [influx, mqtt]
+    # PILOTLINE_LINE=line.yaml: the twin serves that line (its servers, broker and users are in the file) and the
+    # simulator does not start; without it, the bundled simulator's line (deploy/lines/simulator.yaml)
+    own_line = os.environ.get("PILOTLINE_LINE", "")
+    if own_line and not Path(own_line).is_file():
+        print(f"PILOTLINE_LINE={own_line}: no such file", file=sys.stderr)
+        return 2
     twin_config = REPO / "deploy" / "local" / "twin.yaml"
     twin: Twin | None = None
     token = ""
@@ -402,12 +408,14 @@ def main() -> int:
         twin_dir = var / "twin"
         token_file = twin_dir / "tokens.json"
         token = local_engineer_token(token_file, twin_dir / "engineer-token")
-        twin = Twin(twin_dir, http_port, ["--config", str(twin_config),
-                                          "--opcua-password-file", str(sim.data_dir / "operator-password")])
+        password = [] if own_line else ["--opcua-password-file", str(sim.data_dir / "operator-password")]
+        twin = Twin(twin_dir, http_port, ["--config", str(twin_config), *password])
+        if own_line:
+            os.environ["PILOTLINE__LINE__DESCRIPTION"] = str(Path(own_line).resolve())
+        else:
+            os.environ.update({"PILOTLINE__MQTT__URL": mqtt.url, "PILOTLINE__OPCUA__ENDPOINT": sim.endpoint})
         os.environ.update({
             "PILOTLINE__INFLUX__URL": influx.url,
-            "PILOTLINE__MQTT__URL": mqtt.url,
-            "PILOTLINE__OPCUA__ENDPOINT": sim.endpoint,
             "PILOTLINE__SERVICE__HTTP__PORT": str(http_port),
             "PILOTLINE__SPOOL__DIR": str(twin_dir / "spool"),
             "PILOTLINE__QUARANTINE__DIR": str(twin_dir / "quarantine"),
@@ -417,7 +425,8 @@ def main() -> int:
         # The twin starts before the line: its persistent MQTT session must exist before the first trace event
         # (raw-material lots, the first slurry batch), or the genealogy would miss the roots of everything after.
         services.append(twin)
-    services.append(sim)
+    if not own_line:
+        services.append(sim)
     stop = False
 
     def _on_signal(signum: int, frame: object) -> None:
@@ -430,8 +439,11 @@ def main() -> int:
             print("\nPilot-line digital twin: local stack is up", flush=True)
             print(f"  InfluxDB 1.x   {influx.url}   (database data in {influx.data_dir})")
             print(f"  Mosquitto      {mqtt.url}   (persistence in {mqtt.data_dir})")
-            print(f"  OPC UA line    {sim.endpoint}   (simulator, speed x{speed}, log {sim.log_path})")
-            print(f"                 operator password in {sim.data_dir / 'operator-password'}")
+            if own_line:
+                print(f"  Line           {own_line}   (its servers and broker, as the description says)")
+            else:
+                print(f"  OPC UA line    {sim.endpoint}   (simulator, speed x{speed}, log {sim.log_path})")
+                print(f"                 operator password in {sim.data_dir / 'operator-password'}")
             if twin is not None:
                 print(f"  Twin           {twin.url}   dashboard: {twin.url}/   API docs: {twin.url}/docs")
                 print(f"                 engineer token (paste it into the dashboard): {token}")
