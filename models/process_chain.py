@@ -228,6 +228,18 @@ def compaction_resistance_N_mm(
     return _a(reference_N_mm) * np.exp(-_a(coeff_per_K) * (_a(roll_temperature_C) - _a(reference_C)))
 
 
+def compaction_resistance_at_loading_N_mm(
+    gamma_c_N_mm: ArrayLike, dry_loading_mg_cm2: ArrayLike, reference_loading_mg_cm2: ArrayLike,
+    loading_exp: ArrayLike,
+) -> FloatArray:
+    """gamma_c (m) = gamma_c (m_ref) * (m / m_ref) ** k: seed 001 reports a compaction resistance that depends on the
+    mass loading (thicker coatings resist the rolls differently). ``run_chain`` does not apply it (k = 0 there); the
+    simulator's plant applies it with a scenario's ``compaction_resistance_loading_exp`` and the twin's online
+    calibration estimates k (twin/calibration). A power law keeps gamma_c positive for every k."""
+    ratio = _a(dry_loading_mg_cm2) / _a(reference_loading_mg_cm2)
+    return _a(gamma_c_N_mm) * np.power(np.maximum(ratio, 1e-9), _a(loading_exp))
+
+
 def calendered_porosity(
     porosity_dry: ArrayLike, min_porosity: ArrayLike, line_load_N_mm: ArrayLike, gamma_c_N_mm: ArrayLike
 ) -> FloatArray:

@@ -45,7 +45,8 @@ class Plant:
             self.trace.emit("created", lot_id(mat), "RawMaterialLot", "Receiving", "Warehouse", "GoodsReceipt",
                             properties={"material": mat})
         self.lanes = {lane: ElectrodeLane(lane, line, scenario.drift, self.noise, scenario.batch_variation,
-                                          self.ids, self.trace, profile_points, profile_array) for lane in LANES}
+                                          self.ids, self.trace, profile_points, profile_array,
+                                          plant=scenario.plant.get(lane.lower())) for lane in LANES}
         self.cells = CellLine(line, scenario.drift, self.noise, self.ids, self.trace, self.lanes)
         self.formation = Formation(line, self.noise, self.ids, self.trace, self.cells, line_id,
                                    lambda: iso(self.now()))

@@ -10,8 +10,10 @@ winder 7.5. The calender processes completed coated rolls first-in first-out at 
 from __future__ import annotations
 
 import bisect
+import dataclasses
 import math
 from collections import deque
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -160,10 +162,18 @@ class ElectrodeLane:
         trace: TraceLog,
         profile_points: int = 0,
         profile_array: bool = False,
+        plant: Mapping[str, float] | None = None,
     ) -> None:
         self.lane = lane
         self.L = lane_letter(lane)
-        self.p = pc.PARAMETER_SETS[lane.lower()]
+        # the plant's true parameters: the process-chain defaults unless the scenario's ``plant`` section says
+        # otherwise (model-plant mismatch, simulator/scenario.py PLANT_PARAMETERS)
+        true = dict(plant or {})
+        self.delivery_efficiency = float(true.pop("pump_delivery_efficiency", 1.0))
+        self.gamma_loading_exp = float(true.pop("compaction_resistance_loading_exp", 0.0))
+        nominal = pc.PARAMETER_SETS[lane.lower()]
+        self.gamma_ref_loading_mg_cm2 = float(pc.run_chain(electrode=lane.lower())["drying"]["dry_mass_loading_mg_cm2"])
+        self.p = dataclasses.replace(nominal, **true) if true else nominal
         self.line = line
         self.drift = drift
         self.noise = noise
@@ -264,16 +274,17 @@ class ElectrodeLane:
 
     def _coat(self, dt_s: float, t_s: float, out: dict[str, Any]) -> None:
         p = self.p
-        q = max(self.act["PumpFlowRate"].value * (1.0 - self.pump_wear), 0.0)
+        q = max(self.act["PumpFlowRate"].value * (1.0 - self.pump_wear), 0.0)  # what the flow meter reads
+        q_die = q * self.delivery_efficiency  # what reaches the die (slip / leakage the meter does not see)
         v = max(self.act["WebSpeed"].value, 1e-6)
         # slurry consumption; a new batch from the mixer when the tank runs dry (mixing is done ahead of time)
-        self.batch.volume_left_cm3 -= q * dt_s / 3600.0
+        self.batch.volume_left_cm3 -= q_die * dt_s / 3600.0
         if self.batch.volume_left_cm3 <= 0.0:
             old = self.batch
             self.trace.emit("consumed", old.id, "SlurryBatch", "Coating", f"Coating/{self.lane}",
                             f"SlotDieCoater-{self.L}")
             self.batch = self._new_batch(t_s)
-        h_wet = float(pc.wet_film_thickness_um(q, v, p.coating_width_mm))
+        h_wet = float(pc.wet_film_thickness_um(q_die, v, p.coating_width_mm))
         m_wet = float(pc.wet_mass_loading_mg_cm2(self.batch.slurry_density_g_cm3, h_wet))
         m_dry = float(pc.dry_mass_loading_mg_cm2(m_wet, self.batch.solid_content))
         eps = float(pc.dry_porosity(m_wet, p.dry_porosity_ref, p.dry_porosity_ref_wet_loading_mg_cm2,
@@ -417,11 +428,17 @@ class ElectrodeLane:
         self.rolls.pop(roll.number, None)  # past the last gauge: only the calender and the coils refer to it now
 
     # ---------------------------------------------------------------------------------------------------------------
-    def gamma_c_N_mm(self) -> float:
+    def gamma_c_N_mm(self, dry_loading_mg_cm2: float | None = None) -> float:
+        """Compaction resistance now (drift, roll temperature) at a dry loading (its mass-loading dependence; the
+        nominal loading when None)."""
         p = self.p
-        return float(pc.compaction_resistance_N_mm(
+        gamma = float(pc.compaction_resistance_N_mm(
             p.compaction_resistance_ref_N_mm * self.compaction_factor, self.act["RollTemperature"].value,
             p.roll_temperature_ref_C, p.compaction_resistance_temp_coeff_per_K))
+        if dry_loading_mg_cm2 is None or self.gamma_loading_exp == 0.0:
+            return gamma
+        return float(pc.compaction_resistance_at_loading_N_mm(gamma, dry_loading_mg_cm2, self.gamma_ref_loading_mg_cm2,
+                                                              self.gamma_loading_exp))
 
     def _calender(self, dt_s: float, t_s: float, out: dict[str, Any]) -> None:
         n = self.noise
@@ -449,7 +466,7 @@ class ElectrodeLane:
             x = self.cal_pos_m
             eps_dry = roll.interp(roll.pos_m, roll.eps_dry, x)
             m_dry = roll.interp(roll.pos_m, roll.m_dry_mg_cm2, x)
-            eps = float(pc.calendered_porosity(eps_dry, p.min_porosity, load, self.gamma_c_N_mm()))
+            eps = float(pc.calendered_porosity(eps_dry, p.min_porosity, load, self.gamma_c_N_mm(m_dry)))
             roll.cal_pos_m.append(x)
             roll.cal_porosity.append(eps)
             roll.cal_thickness_um.append(float(pc.coating_thickness_um(m_dry, self.rho_solids, eps)))
