@@ -23,6 +23,7 @@ from asyncua import Client, ua
 
 from ontology.store import UnknownIdError
 from tests.ingest.conftest import influx_rows
+from tests.ingest.test_sparkplug import Edge
 from tests.lines import past_start_time, vendor_line_factory  # noqa: F401 - the fixture
 from tests.twin.simstack import wait_for
 from twin.auth import Principal, Role
@@ -71,6 +72,7 @@ def _described(tmp: Path, line: Any, mqtt_url: str) -> Path:
                    certificate=str(tmp / "pki" / "cert.der"), private_key=str(tmp / "pki" / "key.pem"),
                    subscription_interval_ms=100)
     desc["sources"]["mqtt"].update(url=mqtt_url, client_id=f"twin-{uuid.uuid4().hex[:8]}")
+    desc["sources"]["sparkplug"][0]["mqtt"]["url"] = mqtt_url
     # a target the line is off, so that the loop has something to propose
     loop = desc["products"]["prozell-cathode"]["loops"]["Cathode"]
     loop["targets"][0]["target"] = 13.4
@@ -98,9 +100,11 @@ async def test_the_whole_twin_runs_on_a_line_described_only_by_yaml(
     assert [c.name for c in cfg.opcua_all] == ["coater", "calender"]
     svc = TwinService(cfg)
     await svc.start()
+    # the dry room's Sparkplug B edge node: a separate process written with the library (tests/ingest)
+    edge = Edge(mosquitto.url.removeprefix("mqtt://"), "plant1", tmp_path / "edge.json")
     try:
-        await wait_for(lambda: all(svc._connector_states().values()) and len(svc._connector_states()) == 3, 60,
-                       "both servers and the broker connected")
+        await wait_for(lambda: all(svc._connector_states().values()) and len(svc._connector_states()) == 4, 60,
+                       "both servers, the broker and the Sparkplug host connected")
 
         # every station's samples, in the twin's names and units, with the IDs current at that station
         def rows(q: str) -> list[dict[str, Any]]:
@@ -129,6 +133,8 @@ async def test_the_whole_twin_runs_on_a_line_described_only_by_yaml(
         assert any((r.get("roll_position_m") or 0) > 1.0 for r in cal_tagged), "calender position not integrated"
         dew = rows('SELECT * FROM "DryRoom" WHERE "signal"=\'DewPoint\'')
         assert dew and all(r["unit"] == "Cel" and -60 < r["value"] < -30 for r in dew)
+        await wait_for(lambda: len(rows('SELECT * FROM "DryRoom" WHERE "signal"=\'Temperature\'')) > 3, 30,
+                       "the Sparkplug B edge node's temperature stored")
         del early
 
         # out of range: a dew point of +95 degC is quarantined with its reason, nothing else is lost
@@ -180,4 +186,5 @@ async def test_the_whole_twin_runs_on_a_line_described_only_by_yaml(
         value = await _read(line.coater_endpoint, 1201)
         assert abs(value - write["after"]) < 1e-6
     finally:
+        edge.kill()
         await svc.stop()
