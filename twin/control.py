@@ -114,6 +114,9 @@ class Controller:
         self.live: dict[str, LiveRecommendation] = {}
         self.evaluations: dict[str, int] = {}  # by outcome: proposal or the refusal's kind
         self._round_started_ns = 0
+        # each loop's result the last round used: the round stores its own evaluation as the live one, which must not
+        # pass for a newer evaluation at the next round
+        self._round_used: dict[str, Proposal | Refusal] = {}
         self.listeners: list[Callable[[str, Recommendation], None]] = []
 
     # -- modes -------------------------------------------------------------------------------------------------------
@@ -173,11 +176,13 @@ class Controller:
         previous_round_ns, self._round_started_ns = self._round_started_ns, time.time_ns()
         for loop_name in list(self.recommender.product.loops):
             live = self.live.get(loop_name)
-            if live is not None and live.computed_ns > previous_round_ns:
+            if live is not None and live.computed_ns > previous_round_ns and \
+                    live.result is not self._round_used.get(loop_name):
                 self.recommender.commit(loop_name)  # the evaluation since the last round is this round's
                 result = live.result
             else:
                 result = await self.evaluate(loop_name, commit=True)
+            self._round_used[loop_name] = result
             if isinstance(result, Refusal):
                 self.refusals[result.kind] = self.refusals.get(result.kind, 0) + 1
                 out.append(result)
@@ -335,6 +340,7 @@ class Controller:
                 if ok:
                     self.counts["writes"] += 1
                     self.recommender.commanded[ch.node] = (ch.after, time.monotonic())
+                    self.recommender.note_move(rec.proposal, ch.node, ch.before, ch.after)
                     self.audit.record("write", who, why, recommendation_id=rec.id, loop=rec.proposal.loop,
                                       target=ch.node, before=ch.before, after=ch.after,
                                       model_version=rec.proposal.model_version, details={"status": status})

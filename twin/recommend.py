@@ -42,7 +42,10 @@ from twin.service_settings import ControlSettings, Loop, Product, Target
 
 # gauge samples whose residual trend estimates the drift of the bias (at least; 3 x bias_samples when larger)
 TREND_SAMPLES = 150
-RefusalKind = Literal["missing", "bad_quality", "out_of_domain", "insufficient_data", "on_target", "no_improvement"]
+RefusalKind = Literal["missing", "bad_quality", "out_of_domain", "insufficient_data", "on_target", "no_improvement",
+                      "waiting"]
+# a measured disturbance that moves the predicted product by more than this many tolerances lifts a loop's dwell
+DWELL_LIFT_TOLERANCES = 0.25
 
 
 class SignalSource(Protocol):
@@ -98,6 +101,7 @@ class Proposal:
     inputs: dict[str, float]
     time_ns: int = field(default_factory=time.time_ns)
     compute_ms: float = 0.0
+    process_time_ns: int = 0  # the newest sample of the loop's signals: the line's clock, for the dwell
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -112,7 +116,8 @@ class Refusal:
 
     @property
     def anomaly(self) -> bool:
-        """Refusals that mean the state cannot be trusted (a closed loop must stop on them)."""
+        """Refusals that mean the state cannot be trusted (a closed loop must stop on them). ``waiting`` is not one:
+        a loop whose gauge has not seen material yet (or is idle between rolls) holds its setpoints and waits."""
         return self.kind in ("missing", "bad_quality", "out_of_domain")
 
 
@@ -124,6 +129,15 @@ class _BiasEstimate:
     n: int
     noise_std: float     # std of the residuals: the spread of single readings about their mean
     drift_std: float = 0.0  # how far the bias may move before the proposed product reaches the gauge
+
+
+@dataclass(frozen=True)
+class _Move:
+    """The last move of one setpoint, for the dwell: when (process time), which way, and the measured inputs then."""
+
+    time_ns: int
+    direction: float
+    measured: dict[str, float]
 
 
 def _scalar(x: Any) -> float:
@@ -159,6 +173,10 @@ class Recommender:
         # setpoint node -> (value, monotonic time) of our last successful write (the controller fills it)
         self.commanded: dict[str, tuple[float, float]] = {}
         self.commanded_ttl_s = 120.0
+        # setpoint node -> its last move (the controller reports writes through note_move); loop -> holding inside the
+        # deadband (hysteresis)
+        self.moves: dict[str, _Move] = {}
+        self._holding: dict[str, bool] = {}
 
     @staticmethod
     def _manipulated_names(loop: Loop) -> set[str]:
@@ -182,9 +200,23 @@ class Recommender:
         out = []
         for name, loop in self.product.loops.items():
             r = self._current(name, loop)
-            if isinstance(r, Refusal):
+            if isinstance(r, Refusal) and r.anomaly:
                 out.append(r)
         return out
+
+    def _now_ns(self, loop: Loop) -> int:
+        """The line's clock as this loop sees it: the newest sample of its actuators, measured inputs and gauges."""
+        keys = [m.actual_signal for m in loop.manipulated] + [mi.signal for mi in loop.measured_inputs] + [
+            t.signal for t in loop.targets]
+        return max((last.time_ns for k in keys if (last := self.source.value(k)) is not None), default=0)
+
+    def note_move(self, proposal: Proposal, node: str, before: float, after: float) -> None:
+        """A setpoint of ``proposal`` was written: remember when and which way, for the loop's dwell."""
+        loop = self.product.loops.get(proposal.loop)
+        if loop is None or after == before:
+            return
+        measured = {mi.input: proposal.inputs[mi.input] for mi in loop.measured_inputs if mi.input in proposal.inputs}
+        self.moves[node] = _Move(proposal.process_time_ns, math.copysign(1.0, after - before), measured)
 
     def _current(self, loop_name: str, loop: Loop) -> tuple[dict[str, float], dict[str, float]] | Refusal:
         u0: dict[str, float] = {}
@@ -207,15 +239,26 @@ class Recommender:
             if value is None:
                 (missing if "no sample" in why else bad).append(why)
             else:
-                d[mi.input] = value
+                d[mi.input] = value * mi.scale
+        waiting: list[str] = []
         for t in loop.targets:
             value, _, why = self._latest_good(t.signal)
             if value is None:
-                (missing if "no sample" in why else bad).append(why)
+                # a gauge that has never reported has not seen material yet: the loop waits (its actuators and
+                # measured inputs must still be there); one that reported and went bad is an anomaly
+                (waiting if "no sample" in why else bad).append(why)
         if bad:
             return Refusal(loop_name, "bad_quality", "; ".join(bad))
         if missing:
             return Refusal(loop_name, "missing", "; ".join(missing))
+        now_ns = self._now_ns(loop)
+        for t in loop.targets:
+            last = self.source.value(t.signal)
+            if t.max_age_s is not None and last is not None and now_ns - last.time_ns > t.max_age_s * 1e9:
+                waiting.append(f"{t.signal}: newest sample {(now_ns - last.time_ns) / 1e9:.0f} s old "
+                               f"(max_age_s {t.max_age_s:g}): its station is idle")
+        if waiting:
+            return Refusal(loop_name, "waiting", "; ".join(waiting))
         dom = self.model.domain(loop.electrode)
         tol = self.settings.domain_edge_tolerance
         for key, value in list(d.items()):
@@ -254,6 +297,7 @@ class Recommender:
         inputs: dict[str, np.ndarray] = {}
         actors = [(m.input, m.actual_signal, m.position_m) for m in loop.manipulated] + [
             (mi.input, mi.signal, mi.position_m) for mi in loop.measured_inputs]
+        scales = {mi.input: mi.scale for mi in loop.measured_inputs}
         for name, signal, pos in actors:
             pos = target.input_positions_m.get(name, pos)
             if name in self._manipulated_names(loop):
@@ -270,7 +314,7 @@ class Recommender:
             vals, have = _step_hold(th, vh, t_meas - delay_ns)
             # the window must reach back past the delayed instant, otherwise we would guess the input
             ok &= have
-            inputs[name] = np.where(have, vals, vh[-1])
+            inputs[name] = np.where(have, vals, vh[-1]) * scales.get(name, 1.0)
         if int(ok.sum()) < target.min_samples:
             return None
         good = np.flatnonzero(ok)
@@ -361,6 +405,9 @@ class Recommender:
         lo = np.maximum(lo, [dom.get(n, (-np.inf, np.inf))[0] for n in names])
         hi = np.minimum(hi, [dom.get(n, (-np.inf, np.inf))[1] for n in names])
         lo, hi = np.minimum(lo, hi), np.maximum(lo, hi)  # a current value outside the bounds: move toward them
+        now_ns = self._now_ns(loop)
+        if loop.dwell_s > 0:
+            lo, hi = self._dwell(loop, names, x0, d, lo, hi, now_ns)
         cost_w = np.array([m.cost_weight for m in loop.manipulated])
 
         def evaluate(x: np.ndarray) -> dict[str, np.ndarray]:
@@ -380,8 +427,14 @@ class Recommender:
         y0 = evaluate(x0)
         j0 = _scalar(self._objective(loop.targets, y0, bias))
         worst = max(abs(_scalar(y0[t.output]) + bias[t.signal] - t.target) / t.tolerance for t in loop.targets)
-        if worst < self.deadband:
-            return Refusal(loop_name, "on_target", f"every target within {self.deadband} tolerance", {"worst": worst})
+        # hysteresis: inside the deadband the loop holds until a target is predicted beyond deadband_enter
+        holding = self._holding.get(loop_name, False)
+        threshold = (loop.deadband_enter if loop.deadband_enter is not None else self.deadband) if holding \
+            else self.deadband
+        if worst < threshold:
+            self._holding[loop_name] = True
+            return Refusal(loop_name, "on_target", f"every target within {threshold} tolerance", {"worst": worst})
+        self._holding[loop_name] = False
         z_lo, z_hi = (lo - x0) / step, (hi - x0) / step
         last = self._last_x.get(loop_name)
         z0 = (last - x0) / step if last is not None and last.shape == x0.shape else np.zeros_like(x0)
@@ -422,4 +475,27 @@ class Recommender:
         return Proposal(loop=loop_name, electrode=loop.electrode, setpoints=changes, expected=expected,
                         objective_before=j0, objective_after=j1, confidence=float(np.prod(probs)),
                         model_version=self.model.version, reason=reason, inputs={**u0, **d},
-                        compute_ms=(time.perf_counter() - started) * 1e3)
+                        compute_ms=(time.perf_counter() - started) * 1e3, process_time_ns=now_ns)
+
+    def _dwell(self, loop: Loop, names: list[str], x0: np.ndarray, d: dict[str, float],
+               lo: np.ndarray, hi: np.ndarray, now_ns: int) -> tuple[np.ndarray, np.ndarray]:
+        """Within ``dwell_s`` of a setpoint's last move, it may go on the same way but not back (no chattering),
+        unless a measured disturbance has since moved the predicted product by more than a quarter tolerance: a
+        speed change at the HMI is a reason to move, a noisy bias is not."""
+        lo, hi = lo.copy(), hi.copy()
+        for i, m in enumerate(loop.manipulated):
+            mv = self.moves.get(m.setpoint_node)
+            if mv is None or now_ns - mv.time_ns >= loop.dwell_s * 1e9:
+                continue
+            if mv.measured and any(abs(mv.measured.get(k, v) - v) > 0 for k, v in d.items()):
+                at = dict(zip(names, x0, strict=True))
+                y_now = self.model.evaluate(loop.electrode, {**d, **at}).outputs
+                y_then = self.model.evaluate(loop.electrode, {**d, **mv.measured, **at}).outputs
+                if any(abs(_scalar(y_now[t.output]) - _scalar(y_then[t.output])) > DWELL_LIFT_TOLERANCES * t.tolerance
+                       for t in loop.targets):
+                    continue
+            if mv.direction > 0:
+                lo[i] = min(max(lo[i], x0[i]), hi[i])
+            else:
+                hi[i] = max(min(hi[i], x0[i]), lo[i])
+        return lo, hi

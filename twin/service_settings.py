@@ -143,6 +143,9 @@ class Target(_Strict):
     input_positions_m: dict[str, float] = Field(default_factory=dict, description=(
         "Per model input: its position along the web for this gauge, m, instead of the input's own (a calender "
         "running a finished roll sees the coater's inputs as current: their position = the gauge's)"))
+    max_age_s: float | None = Field(None, gt=0, description=(
+        "A gauge whose newest sample is older than this (process time, against the loop's newest input sample) "
+        "leaves its loop waiting instead of acting on an old bias (a calender idle between rolls); null = no limit"))
 
 
 class Manipulated(_Strict):
@@ -174,6 +177,8 @@ class MeasuredInput(_Strict):
     input: str = Field(description="process-chain input, e.g. web_speed_m_min")
     signal: str = Field(description="the twin signal (Station/Signal) it is read from")
     position_m: float = Field(0.0, ge=0, description="where it acts along the web, from the coating head")
+    scale: float = Field(1.0, gt=0, description=(
+        "Factor from the signal's unit to the model input's (0.01 for a solid content reported in %)"))
 
 
 class Loop(_Strict):
@@ -187,6 +192,12 @@ class Loop(_Strict):
         "Model inputs read from the line, not moved (web speed, roll temperature ...)"))
     web_speed_signal: str | None = Field(default=None, description=(
         "The web-speed signal (m/min) that turns gauge positions into transport delays; null = no delay"))
+    deadband_enter: float | None = Field(None, ge=0, description=(
+        "Hysteresis of the deadband: once every target is within control.deadband tolerances the loop holds until "
+        "one is predicted further than this many tolerances from target (null = control.deadband, no hysteresis)"))
+    dwell_s: float = Field(0.0, ge=0, description=(
+        "Minimum dwell, s of process time: a setpoint is not moved back against its last move within this long of "
+        "it (moves in the same direction and moves after a measured disturbance changed are not held back)"))
 
 
 class Product(_Strict):
