@@ -20,7 +20,8 @@ from twin.store.lineproto import string_field, tag_value
 
 log = logging.getLogger("twin.audit")
 
-ACTIONS = ("proposed", "approved", "rejected", "expired", "write", "write_refused", "mode", "fallback")
+ACTIONS = ("proposed", "approved", "rejected", "expired", "write", "write_refused", "mode", "fallback",
+           "calibration", "product")
 
 
 @dataclass

@@ -201,3 +201,19 @@ def test_alarm_ack_and_spc_rollmap(env: Env) -> None:
     assert spc[0]["n"] > 100 and spc[0]["cpk"] is not None and spc[0]["cpk"] < 1.0
     rm = env.client.get("/api/rollmap?signal=Drying/Cathode/MassLoading", headers=env.h("viewer")).json()
     assert rm["spec"]["lsl"] == 13.88 and len(rm["points"]) > 100
+
+
+def test_switching_the_product_is_an_engineers_audited_action(env: Env) -> None:
+    control = env.ctx.settings.control
+    control.products["q"] = control.products["p"].model_copy(deep=True)
+    assert env.client.get("/api/product", headers=env.h("viewer")).json() == {"product": "p", "products": ["p", "q"]}
+    r = env.client.put("/api/product", json={"product": "q"}, headers=env.h("operator"))
+    assert r.status_code == 403
+    r = env.client.put("/api/product", json={"product": "nope"}, headers=env.h("engineer"))
+    assert r.status_code == 422 and "nope" in r.json()["detail"]
+    env.ctx.controller.recommender.biases[("Cathode", "x")] = 0.4  # the old product's state
+    r = env.client.put("/api/product", json={"product": "q", "why": "recipe B"}, headers=env.h("engineer"))
+    assert r.status_code == 200 and r.json()["before"] == "p"
+    assert control.product == "q" and not env.ctx.controller.recommender.biases
+    entry = next(a for a in env.client.get("/api/audit", headers=env.h("viewer")).json() if a["action"] == "product")
+    assert (entry["before"], entry["after"], entry["why"]) == ("p", "q", "recipe B")

@@ -182,6 +182,27 @@ async def put_mode(body: ModeChange, ctx: Ctx, who: Operator) -> dict[str, Any]:
     return {"mode": mode, "set_by": who.name}
 
 
+class ProductChange(BaseModel):
+    product: str = Field(min_length=1, max_length=128)
+    why: str = Field("", max_length=500)
+
+
+@router.get("/product", tags=["control"])
+async def get_product(ctx: Ctx, _: Viewer) -> dict[str, Any]:
+    c = ctx.settings.control
+    return {"product": c.product or None, "products": sorted(c.products)}
+
+
+@router.put("/product", tags=["control"])
+async def put_product(body: ProductChange, ctx: Ctx, who: Operator) -> dict[str, Any]:
+    """Switch the running product (recipe): engineer role, audited; a closed loop drops to advisory first and open
+    proposals of the old product are rejected."""
+    from twin.product import switch_product
+
+    before = await switch_product(ctx.controller, body.product, who, body.why)
+    return {"product": body.product, "before": before or None, "set_by": who.name}
+
+
 @router.get("/audit", tags=["control"])
 async def audit(ctx: Ctx, _: Viewer, limit: int = Query(200, ge=1, le=5000),
                 recommendation_id: int | None = None) -> list[dict[str, Any]]:
@@ -275,7 +296,13 @@ def stream_payload(ctx: TwinContext) -> dict[str, Any]:
     recs = ctx.controller.list(limit=20)
     return _clean({
         "time_ns": time.time_ns(), "line": ctx.line, "mode": ctx.controller.mode, "version": live.version,
-        "signals": live.snapshot()["signals"],
+        "signals": (snap := live.snapshot())["signals"],
+        # the dashboard's line overview: every station's state (running / idle / fault / no_data) and text values
+        # (states, steps, the IDs a machine shows), and the line's clock (the newest sample's time: a simulator or a
+        # replay runs behind the wall clock, and the pages' time ranges end there)
+        "texts": snap["texts"],
+        "station_states": {st: live.station_state(st) for st in live.stations()},
+        "line_time_ns": max((v["time_ns"] for v in snap["signals"].values() if v.get("time_ns")), default=None),
         "alarms": [a.to_dict() for a in ctx.alarms.list()][:50],
         "recommendations": [r.to_dict() for r in recs],
         "refusals": {k: {"kind": r.kind, "reason": r.reason} for k, r in ctx.controller.last_refusal.items()},
@@ -333,3 +360,9 @@ async def stream(request: Request, ctx: Ctx, _: Viewer) -> EventSourceResponse:
             await slot.release()
 
     return EventSourceResponse(events(), ping=15, background=BackgroundTask(slot.release))
+
+
+# -- the dashboard's aggregated reads (twin/api/dashboard_routes.py) --------------------------------------------------
+from twin.api.dashboard_routes import router as _dashboard_router  # noqa: E402 - after this module's routes
+
+router.include_router(_dashboard_router)
