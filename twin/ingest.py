@@ -320,9 +320,9 @@ class IngestPipeline:
             from connectors.sparkplug import SparkplugConnector
 
             for spb in self.cfg.sparkplug:
-                conn = SparkplugConnector(spb, self.cfg.line.id, self._mqtt_sink)
-                self.sparkplug.append(conn)
-                await conn.start()
+                host = SparkplugConnector(spb, self.cfg.line.id, self._mqtt_sink)
+                self.sparkplug.append(host)
+                await host.start()
         if self._use_opcua:
             from connectors.opcua import OpcuaConnector, TraceContext
 
