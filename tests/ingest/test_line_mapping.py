@@ -122,3 +122,29 @@ sources:
         parse_line("schema: pilotline.line.v1\nproduct: nope\n")
     with pytest.raises(LineDescriptionError, match=r"<text>:1: colour: Extra inputs are not permitted"):
         parse_line("colour: red\nschema: pilotline.line.v1\n")
+
+
+def test_a_mapped_vendor_node_is_validated_as_the_twins_signal() -> None:
+    """The outside check stored 5 000 um of wet film and a unit of mm: the vendor's name matched no range. Mapped
+    onto the twin's name, the twin's range and unit apply."""
+    from connectors.opcua.browse import _unit_and_scale
+    from connectors.validation import Validator
+
+    rule = [SignalRule(match="Machines/*/Monitoring/WetFilmThickness", station="Coating/Cathode")]
+    m = resolve(rule, "Machines/SlotDieCoater_01/Monitoring/WetFilmThickness")
+    assert m is not None
+    check = Validator().check
+
+    def sample(value: float, unit: str) -> Sample:
+        return Sample(1_700_000_000_000_000_000, "VL1", m.station, m.signal, value, unit, "good", "ns=2;i=1103", {},
+                      1_700_000_000_000_000_000)
+
+    now = 1_700_000_000_000_000_000
+    assert check(sample(120.0, "um"), now) is None
+    too_thick = check(sample(5000.0, "um"), now)
+    assert too_thick is not None and too_thick.reason == "out_of_range"
+    wrong_unit = check(sample(0.12, "mm"), now)
+    assert wrong_unit is not None and wrong_unit.reason == "unit"
+    # a rule that names the twin's unit converts what converts, and leaves the rest to the unit check
+    assert _unit_and_scale("um", "mm") == ("um", (1000.0, 0.0))
+    assert _unit_and_scale("um", "mg/cm2") == ("mg/cm2", None)
