@@ -24,6 +24,8 @@ KINDS = (
     "data_lost_at_source",
     # genealogy (twin/service.py): many IDs named by samples stay unknown to the genealogy
     "unresolved_reference",
+    # calibration (twin/calibration): the residual test finds the accepted model no longer fits the line
+    "model_mismatch",
 )
 
 

@@ -319,6 +319,33 @@ class GenealogySettings(_Strict):
         "Raise the unresolved_reference alarm when this many IDs have stayed unresolved past the grace time"))
 
 
+class CalibrationSettings(_Strict):
+    """Online calibration of the process-chain parameters from the line's roll records (twin/calibration)."""
+
+    enabled: bool = Field(True, description=(
+        "Estimate the process-chain parameters per line, product and electrode from coated and calendered roll "
+        "records, run the residual test (CUSUM) and serve them at /api/calibration"))
+    accept: Literal["auto", "manual"] = Field("auto", description=(
+        "auto: when the residual test finds a mismatch the candidate estimate becomes the accepted version at once; "
+        "manual: the mismatch alarm proposes it and an engineer accepts it (POST /api/calibration/{electrode}/accept)"))
+    apply_to_models: bool = Field(True, description=(
+        "Predictions and the recommender evaluate the process chain with the accepted calibrated parameters (once "
+        "a version other than the literature one is accepted; until then the configured model serves)"))
+    min_observations: int = Field(2, ge=1, description=(
+        "Roll records the candidate must have seen before a mismatch makes it the accepted version (auto)"))
+    rel_std: float = Field(0.004, gt=0, description=(
+        "Relative error of a roll mean against the chain (batch-to-batch variation, gauge calibration): the filter's "
+        "observation noise and the residual test's scale"))
+    cusum_k: float = Field(0.5, ge=0, description="CUSUM reference value k, in standardised residuals")
+    cusum_h: float = Field(5.0, gt=0, description="CUSUM decision interval h, in standardised residuals")
+    walk_scale: float = Field(1.0, ge=0, description=(
+        "Multiplies the parameters' random walk per roll (twin/calibration/parameters.py): larger follows drifts "
+        "faster and forgets sooner"))
+    state_file: Path | None = Field(Path("var/twin/calibration.json"), description=(
+        "Where estimates, versions and the residual test survive a restart (JSON, replaced atomically); null = in "
+        "memory only"))
+
+
 class ServiceSettings(_Strict):
     """The ``service:`` section of the twin configuration."""
 
@@ -331,3 +358,5 @@ class ServiceSettings(_Strict):
     dashboard: DashboardSettings = Field(default_factory=DashboardSettings, description="The web dashboard")
     genealogy: GenealogySettings = Field(default_factory=GenealogySettings, description=(
         "The cell genealogy store and its query limits"))
+    calibration: CalibrationSettings = Field(default_factory=CalibrationSettings, description=(
+        "Online calibration of the process-chain parameters and the model-plant mismatch test"))
