@@ -105,6 +105,8 @@ def structure_outputs(x: Mapping[str, Any]) -> dict[str, FloatArray]:
         out[f"{e}_calendered_porosity"] = r["calendering.calendered_porosity"]
         out[f"{e}_calendered_density_g_cm3"] = r["calendering.calendered_density_g_cm3"]
         out[f"{e}_active_volume_fraction"] = r["calendering.active_volume_fraction"]
+        out[f"{e}_conductive_volume_fraction"] = r["calendering.conductive_volume_fraction"]  # -> cell tortuosity
+        out[f"{e}_binder_volume_fraction"] = r["calendering.binder_volume_fraction"]
         out[f"{e}_areal_capacity_mAh_cm2"] = r["calendering.areal_capacity_mAh_cm2"]
         out[f"{e}_solvent_evaporated_g_m2"] = r["drying.solvent_evaporated_g_m2"]
         out[f"{e}_slurry_density_g_cm3"] = r["dispersion.slurry_density_g_cm3"]
@@ -182,7 +184,7 @@ def evaluate_chain(x: Mapping[str, Any], model: cell_mod.CellModel, plant: cost_
         } | {f"{e}_porosity": structure[f"{e}_calendered_porosity"] for e in ("cathode", "anode")} | {
             f"{e}_active_volume_fraction": structure[f"{e}_active_volume_fraction"] for e in ("cathode", "anode")
         } | {f"{e}_particle_radius_um": float(np.broadcast_to(x[f"{e}_particle_radius_um"], (n,))[i])
-             for e in ("cathode", "anode")}
+             for e in ("cathode", "anode")} | {k: float(s[k][i]) for k in cell_mod.FRACTION_KEYS}
         res = model.evaluate(st, operating_c_rate=float(cr[i]))
         retried[i] = float(res.retried)  # solved only with the tight-tolerance retry (kept, and counted)
         if res.failed:

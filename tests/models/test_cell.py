@@ -16,6 +16,8 @@ REFERENCE = {
     "cathode_thickness_um": 48.4, "cathode_porosity": 0.313, "cathode_active_volume_fraction": 0.585,
     "cathode_particle_radius_um": 5.5, "anode_thickness_um": 52.2, "anode_porosity": 0.349,
     "anode_active_volume_fraction": 0.602, "anode_particle_radius_um": 8.0,
+    "cathode_conductive_volume_fraction": 0.050, "cathode_binder_volume_fraction": 0.050,
+    "anode_conductive_volume_fraction": 0.0088, "anode_binder_volume_fraction": 0.0455,
 }
 
 
@@ -83,6 +85,7 @@ def test_small_anode_makes_the_cell_anode_limited() -> None:
     assert ok["anode_limited"] == 0.0 and thin["anode_limited"] == 1.0
     assert thin["nominal_capacity_Ah"] < ok["nominal_capacity_Ah"]
     assert thin["c_n_init"] == pytest.approx(cell_mod.ANODE_MAX_STOICHIOMETRY * mats.c_max_negative_mol_m3)
+    assert thin["np_ratio"] < 1.0 <= ok["np_ratio"]
 
 
 @settings(max_examples=6, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
