@@ -41,6 +41,7 @@ class TwinContext:
     ready: ReadyFn | None = None
     genealogy: Any = None                 # ontology.store.GenealogyStore (genealogy / downstream / status)
     quarantine: Any = None                # twin.quarantine.Quarantine of the ingest pipeline (list / counts)
+    calibration: Any = None               # twin.calibration.Calibration (estimates, versions, accept / rollback)
     predictions: deque[dict[str, Any]] = field(default_factory=lambda: deque(maxlen=500))
     started_ns: int = field(default_factory=time.time_ns)
 

@@ -27,6 +27,7 @@ from connectors.records import Sample, TraceEvent
 from twin.alarms import AlarmManager
 from twin.api import create_app
 from twin.audit import AuditEntry, AuditLog, audit_line_protocol
+from twin.calibration import CalibratedModel, Calibration
 from twin.auth import TokenStore
 from twin.config import Config
 from twin.context import TwinContext
@@ -64,7 +65,9 @@ class TwinService:
         self.pipeline = IngestPipeline(cfg, opcua=opcua, mqtt=mqtt, alarms=self.alarms)
         self.metrics = Metrics(self.stats)
         self.registry = self._load_registry()
-        self.model: PlantModel = self._plant_model()
+        # online calibration (twin/calibration): both models below evaluate with its accepted parameters
+        self.calibration = Calibration(s.calibration, self.line, s.control, self.audit, self.alarms)
+        self.model: PlantModel = CalibratedModel(self._plant_model(), self.calibration)
         self.recommender = Recommender(s.control, self.model, self.live)
         self.port = SetpointPort(self.pipeline, lambda: [m for loop in s.control.active.loops.values()
                                                           for m in loop.manipulated])
@@ -78,8 +81,10 @@ class TwinService:
                                config_dump=lambda: self.cfg.model_dump(mode="json"), history=self._history,
                                influx=self._influx_query,
                                ready=self._ready, genealogy=self.genealogy,
-                               quarantine=self.pipeline.quarantine)
-        self.predictor = Predictor(s.predict, self.line, self._surrogate() or PhysicsModel(), self._latest_value,
+                               quarantine=self.pipeline.quarantine, calibration=self.calibration)
+        self.predictor = Predictor(s.predict, self.line,
+                                   CalibratedModel(self._surrogate() or PhysicsModel(), self.calibration),
+                                   self._latest_value,
                                    registry=self.registry,
                                    sinks=[self.ctx.add_prediction, self._store_prediction, self._graph_prediction],
                                    observe_latency=lambda m, sec: self.metrics.model_latency.labels(m).observe(sec),
@@ -199,6 +204,7 @@ class TwinService:
                     except Exception:  # noqa: BLE001 - the graph quarantines what it cannot take
                         log.exception("genealogy rejected trace event %s", r.seq)
                 self.predictor.on_event(r)
+                self.calibration.on_event(r)
         self._wake_recommender()
 
     def _latest_value(self, key: str) -> float | None:

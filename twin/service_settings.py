@@ -341,9 +341,9 @@ class CalibrationSettings(_Strict):
     walk_scale: float = Field(1.0, ge=0, description=(
         "Multiplies the parameters' random walk per roll (twin/calibration/parameters.py): larger follows drifts "
         "faster and forgets sooner"))
-    state_file: Path | None = Field(Path("var/twin/calibration.json"), description=(
-        "Where estimates, versions and the residual test survive a restart (JSON, replaced atomically); null = in "
-        "memory only"))
+    state_file: Path | None = Field(None, description=(
+        "Where estimates, versions and the residual test survive a restart (JSON, replaced atomically; "
+        "deploy/local/twin.yaml: var/twin/calibration.json); null = in memory only, every start from the literature"))
 
 
 class ServiceSettings(_Strict):

@@ -19,6 +19,7 @@ from fastapi.responses import JSONResponse, Response
 from fastapi.staticfiles import StaticFiles
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from twin.api.calibration import router as calibration_router
 from twin.api.deps import ANONYMOUS, viewer
 from twin.api.routes import router
 from twin.auth import Principal
@@ -142,6 +143,7 @@ def create_app(ctx: TwinContext) -> FastAPI:
                                        sparql_max_memory_mb=g.sparql_max_memory_mb),
                            tags=["genealogy"])
     app.include_router(router)
+    app.include_router(calibration_router)
     if ctx.settings.dashboard.enabled and DASHBOARD_DIR.is_dir():
         app.mount("/", StaticFiles(directory=DASHBOARD_DIR, html=True), name="dashboard")
     return app
