@@ -148,6 +148,11 @@ COMMANDS: dict[str, tuple[str, Callable[[argparse.ArgumentParser], None], Callab
     "discover": ("browse an OPC UA server, print a draft line description", _discover_parser, _discover),
     "check-line": ("check a line description against the live servers", _check_line_parser, _check_line),
 }
+from twin.quality import cli as _quality_cli  # noqa: E402 - cell record and lab import (docs/quality.md)
+
+COMMANDS["cell-record"] = ("a cell's record: genealogy + process statistics of its material",
+                           _quality_cli.record_parser, _quality_cli.record)
+COMMANDS["lab"] = ("import lab / offline measurements (CSV or JSON)", _quality_cli.lab_parser, _quality_cli.lab)
 from twin.cli import SERVICE_COMMANDS  # noqa: E402 - the service's own subcommands (run, token), twin/cli.py
 
 COMMANDS.update(SERVICE_COMMANDS)

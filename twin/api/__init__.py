@@ -21,6 +21,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from twin.api.calibration import router as calibration_router
 from twin.api.deps import ANONYMOUS, viewer
+from twin.api.quality import router as quality_router
 from twin.api.routes import router
 from twin.auth import Principal
 from twin.context import TwinContext
@@ -144,6 +145,7 @@ def create_app(ctx: TwinContext) -> FastAPI:
                            tags=["genealogy"])
     app.include_router(router)
     app.include_router(calibration_router)
+    app.include_router(quality_router)  # cell record, dataset, lab, root cause (docs/quality.md)
     if ctx.settings.dashboard.enabled and DASHBOARD_DIR.is_dir():
         app.mount("/", StaticFiles(directory=DASHBOARD_DIR, html=True), name="dashboard")
     return app
