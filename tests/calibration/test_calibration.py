@@ -131,3 +131,17 @@ def test_an_observation_without_readings_is_refused() -> None:
     with pytest.raises(ValueError, match="measures nothing usable"):
         c.observe(Observation("R1", {"pump_flow_rate_cm3_h": 696.0}, {"drying.dry_mass_loading_mg_cm2": float("nan")}))
     assert c.observations == 0 and cp.defaults("cathode") == c.current().values
+
+
+def test_a_new_slurry_batch_lets_the_solid_content_move_further() -> None:
+    obs = dict(inputs={"pump_flow_rate_cm3_h": 696.0, "web_speed_m_min": 1.0, "coating_width_mm": 125.0},
+               measured={"drying.dry_mass_loading_mg_cm2": 14.31})
+    same, new = ElectrodeCalibration("L", "p", "cathode"), ElectrodeCalibration("L", "p", "cathode")
+    for c in (same, new):
+        c.filter.P = np.diag(np.full(len(cp.NAMES), 1e-6))
+    same.observe(Observation("R1", **obs))
+    new.observe(Observation("R1", **obs, new_batch=True))
+    i = cp.NAMES.index("solid_content")
+    assert new.filter.P[i, i] > 3 * same.filter.P[i, i]
+    j = cp.NAMES.index("pump_delivery_efficiency")
+    assert new.filter.P[j, j] == pytest.approx(same.filter.P[j, j], rel=0.5)

@@ -48,6 +48,7 @@ class Observation:
     inputs: dict[str, float]      # process-chain inputs as the line reported them
     measured: dict[str, float]    # chain output ("step.name") -> roll mean
     time_ns: int = 0
+    new_batch: bool = False       # coated (partly) from a slurry batch no earlier record of this electrode named
 
 
 @dataclass
@@ -101,6 +102,7 @@ class ElectrodeCalibration:
         prior = np.array([p.prior_std for p in cp.PARAMETERS]) ** 2
         self.filter = UnscentedFilter(np.zeros(len(cp.PARAMETERS)), np.diag(prior))
         self.walk = np.diag((np.array([p.walk_std for p in cp.PARAMETERS]) * self.settings.walk_scale) ** 2)
+        self.batch_walk = np.diag(np.array([p.batch_std for p in cp.PARAMETERS]) ** 2)
         self.m_ref = cp.reference_loading_mg_cm2(self.electrode)
         if not self.versions:
             self.versions.append(self._version(0, "literature", "process-chain parameter set (models.process_chain)"))
@@ -159,7 +161,7 @@ class ElectrodeCalibration:
                 if name not in self.mismatch:
                     self.mismatch.append(name)
         # the candidate: random walk, then the unscented update through the chain
-        self.filter.predict(self.walk)
+        self.filter.predict(self.walk + (self.batch_walk if obs.new_batch else 0.0))
 
         def observe_fn(X: np.ndarray) -> np.ndarray:
             values = cp.from_coords(self.electrode, X)

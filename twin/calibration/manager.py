@@ -55,6 +55,7 @@ class Calibration:
                             walk_scale=settings.walk_scale)
         self.calibrations: dict[str, ElectrodeCalibration] = {}
         self.coated: OrderedDict[str, tuple[str, dict[str, float]]] = OrderedDict()  # roll -> (electrode, inputs)
+        self.batches: dict[str, OrderedDict[str, None]] = {}  # electrode -> slurry batches its records named
         self.counts = {"observations": 0, "ignored": 0, "errors": 0, "accepted": 0, "mismatches": 0}
         self.update_s: list[float] = []
         self._lock = threading.Lock()
@@ -112,6 +113,13 @@ class Calibration:
                 self.counts["ignored"] += 1
                 return None
             coating = {k: float(v) for k, v in inputs.items() if v is not None}
+            seen = self.batches.setdefault(electrode, OrderedDict())
+            batches = [i.id for i in ev.inputs if i.type == "SlurryBatch"]
+            new_batch = bool(seen) and any(b not in seen for b in batches)
+            for b in batches:
+                seen[b] = None
+            while len(seen) > KEEP_ROLLS:
+                seen.popitem(last=False)
             self.coated[ev.id] = (electrode, coating)
             while len(self.coated) > KEEP_ROLLS:
                 self.coated.popitem(last=False)
@@ -125,13 +133,14 @@ class Calibration:
                 return None
             coating = {**known[1], **{k: float(v) for k, v in calender.items() if v is not None}}
             observed = CALENDER_OBSERVED
+            new_batch = False
         measured = {out: v for prop, out in observed.items()
                     if (v := _number(ev.properties.get(prop))) is not None}
         if not measured:
             self.counts["ignored"] += 1
             return None
         cal = self.get(electrode)
-        result = cal.observe(Observation(ev.id, coating, measured, ev.time_ns))
+        result = cal.observe(Observation(ev.id, coating, measured, ev.time_ns, new_batch))
         self.counts["observations"] += 1
         self.update_s.append(result.update_s)
         del self.update_s[:-1000]

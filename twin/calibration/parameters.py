@@ -9,8 +9,10 @@ its reference loading, and the calender's compaction resistance with its mass-lo
 The filter works on transformed coordinates so a Gaussian stays physical: the natural log of each positive parameter
 relative to its literature default (0 = default; 0.1 = 10 % above it), and k itself (it is 0 in the literature
 chain and may take either sign). Priors are N(0, prior_std^2) in those coordinates: 10 % for the positive ones,
-0.5 for k. Per roll the parameters may move (random walk) by ``walk_std``: slow drifts (pump wear, rolls heating up,
-solid content from batch to batch) are followed, and old rolls are forgotten at that pace.
+0.5 for k. Per roll the parameters may move (random walk) by ``walk_std``: slow drifts (pump wear, rolls heating up)
+are followed, and old rolls are forgotten at that pace. A new slurry batch is a step, not a drift: the solid content
+may then move by ``batch_std`` more (0.6 %, about twice the batch-to-batch spread of a pilot line's mixer), so the
+filter follows the new batch within a roll or two instead of averaging it with the old one.
 """
 
 from __future__ import annotations
@@ -33,11 +35,12 @@ class CalibratedParameter:
     walk_std: float    # random-walk std per observed roll, in the coordinate
     unit: str
     description: str
+    batch_std: float = 0.0  # extra step when the roll was coated from a slurry batch not seen before
 
 
 PARAMETERS: tuple[CalibratedParameter, ...] = (
     CalibratedParameter("solid_content", True, 0.10, 0.003, "1",
-                        "slurry solid content (mass fraction of solids)"),
+                        "slurry solid content (mass fraction of solids)", batch_std=0.006),
     CalibratedParameter("rho_active_g_cm3", True, 0.10, 0.001, "g/cm3",
                         "density of the active material: with the solid content, the slurry and solids densities"),
     CalibratedParameter("pump_delivery_efficiency", True, 0.10, 0.003, "1",
