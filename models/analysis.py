@@ -25,6 +25,7 @@ from scipy.stats import qmc
 
 from models import doe
 from models import process_chain as pc
+from models.objective import Term, scalarised
 from models.runtime import ModelRegistry
 
 FloatArray = NDArray[np.float64]
@@ -81,20 +82,155 @@ def chain_without_closure(p: Mapping[str, FloatArray]) -> dict[str, FloatArray]:
     }
 
 
-def monte_carlo_table_a1(n: int = 20000, seed: int = 1) -> dict[str, Any]:
-    """Relative standard deviation (%) of every Table A1 output for the seed's input spreads."""
-    rng = np.random.default_rng(seed)
+def lognormal_copula_sample(mean: Mapping[str, float], cv: Mapping[str, float], n: int, seed: int = 1,
+                            correlation: Mapping[tuple[str, str], float] | None = None) -> dict[str, FloatArray]:
+    """n draws with lognormal marginals (given mean and coefficient of variation) joined by a Gaussian copula.
+
+    Seed 000 models manufacturing uncertainty with lognormal marginals (positive, right-skewed quantities) and a copula
+    for their dependence (Nelsen 2006): z ~ N(0, R), u = Phi(z), x_i = F_i^-1(u_i) with F_i lognormal, sigma_ln =
+    sqrt(ln(1 + cv^2)), median = mean / sqrt(1 + cv^2). ``correlation`` gives R's off-diagonal entries by name pair
+    (the normal-scores correlation; the rank correlation of the output is (6/pi) asin(r/2))."""
+    names = list(cv)
+    r = np.eye(len(names))
+    for (a, b), rho in (correlation or {}).items():
+        if a not in names or b not in names:
+            raise KeyError(f"correlation names {a!r}, {b!r}: both must be among the sampled inputs {names}")
+        r[names.index(a), names.index(b)] = r[names.index(b), names.index(a)] = float(rho)
+    if np.any(np.linalg.eigvalsh(r) <= 0):
+        raise ValueError("the copula's correlation matrix must be positive definite")
+    z = stats.multivariate_normal(mean=np.zeros(len(names)), cov=r).rvs(size=n, random_state=seed).reshape(n, -1)
+    u = stats.norm.cdf(z)
+    out: dict[str, FloatArray] = {}
+    for j, k in enumerate(names):
+        s_ln = float(np.sqrt(np.log1p(cv[k] ** 2)))
+        out[k] = stats.lognorm(s=s_ln, scale=float(mean[k]) / np.sqrt(1.0 + cv[k] ** 2)).ppf(u[:, j])
+    return out
+
+
+FRACTIONS = ("w_active", "w_conductive", "w_binder")
+# Example dependence: on a line whose pump is slaved to the web speed (a common slot-die set-up) flow and speed errors
+# are correlated; normal-scores correlation 0.8 (an illustration, not a measured value).
+EXAMPLE_CORRELATION: dict[tuple[str, str], float] = {("pump_flow_rate_cm3_h", "web_speed_m_min"): 0.8}
+
+
+def monte_carlo_table_a1(n: int = 20000, seed: int = 1, fractions: str = "weighed",
+                         correlation: Mapping[tuple[str, str], float] | None = None) -> dict[str, Any]:
+    """Relative standard deviation (%) of every Table A1 output for the seed's 1 % input spreads.
+
+    Inputs: lognormal marginals with a Gaussian copula (``lognormal_copula_sample``; independent unless
+    ``correlation`` says otherwise). Mass fractions (``fractions``):
+    - ``"weighed"`` (default): each ingredient's *mass* is dosed with a 1 % error and the fractions are the ratios
+      w_i = m_i / sum m (renormalised), so they sum to 1 in every draw. w_AM then spreads only ~0.07 % (it dominates
+      the sum) while carbon black and binder keep ~1 %;
+    - ``"independent"``: each fraction perturbed by 1 % on its own, as seed 001 lists them; sum(w) drifts by ~1 %
+      (``chain_without_closure``): kept to compare with the paper, not a physical recipe.
+    """
+    if fractions not in ("weighed", "independent"):
+        raise ValueError("fractions must be 'weighed' or 'independent'")
     base = pc.resolve_inputs({}, "cathode")
-    p = {k: np.full(n, float(v)) for k, v in base.items()}
-    for k, s in MC_SPREAD.items():
-        p[k] = p[k] * (1.0 + s * rng.standard_normal(n))
+    draws = lognormal_copula_sample({k: float(base[k]) for k in MC_SPREAD}, MC_SPREAD, n, seed, correlation)
+    p = {k: np.full(n, float(v)) for k, v in base.items()} | draws
+    if fractions == "weighed":
+        total = sum(p[k] for k in FRACTIONS)
+        for k in FRACTIONS:
+            p[k] = p[k] / total
     out = chain_without_closure(p)
     rows = {}
     for k, expected in TABLE_A1_SPREAD_PCT.items():
         v = out[k]
         rows[k] = {"mean": float(np.mean(v)), "spread_pct": float(100 * np.std(v) / np.mean(v)),
                    "table_a1_spread_pct": expected}
-    return {"n": n, "input_spread": MC_SPREAD, "outputs": rows}
+    fr = {k: float(100 * np.std(p[k]) / np.mean(p[k])) for k in FRACTIONS}
+    return {"n": n, "input_spread": MC_SPREAD, "marginals": "lognormal", "copula": "gaussian",
+            "correlation": {f"{a}~{b}": r for (a, b), r in (correlation or {}).items()}, "fractions": fractions,
+            "fraction_spread_pct": fr, "max_abs_sum_error": float(np.max(np.abs(sum(p[k] for k in FRACTIONS) - 1))),
+            "outputs": rows, "samples": {"inputs": p, "outputs": out}}
+
+
+# ---------------------------------------------------------------------------------------------------------------------
+# ANCOVA (seed 001 section 2.4 and Table 1)
+# ---------------------------------------------------------------------------------------------------------------------
+
+# Seed 001 Table 1 (1C): total S_i, uncorrelated S_i^U, correlated S_i^C
+SEED001_TABLE1: dict[str, dict[str, tuple[float, float, float]]] = {
+    "energy_density_Wh_L": {"w_active": (0.76, 0.77, -0.01), "w_conductive": (0.0, 0.0, 0.0),
+                            "dry_mass_loading_mg_cm2": (0.0, 0.0, 0.0), "calendered_density_g_cm3": (0.24, 0.24, 0.0)},
+    "capacity_mAh_cm2": {"w_active": (0.25, 0.23, 0.02), "w_conductive": (0.0, 0.0, 0.0),
+                         "dry_mass_loading_mg_cm2": (0.75, 0.72, 0.03), "calendered_density_g_cm3": (0.0, 0.0, 0.0)},
+}
+# Seed 001 eq. 17: correlation of (w_AM, w_CA, m_dry, rho_cal) at the end of its process chain.
+SEED001_EQ17 = np.array([[1, -0.007, -0.122, -0.965], [-0.007, 1, -0.026, -0.069],
+                         [-0.122, -0.026, 1, -0.063], [-0.965, -0.069, -0.063, 1]])
+
+
+def ancova_indices(x: Mapping[str, FloatArray], y: FloatArray, degree: int = 2) -> dict[str, Any]:
+    """ANCOVA indices (Li et al. 2010, Caniou 2012; seed 001 eq. 4-7) from a sample of correlated inputs.
+
+    The functional decomposition M(X) ~ M0 + sum_i M_i(X_i) is fitted by ordinary least squares (statsmodels) with a
+    polynomial of ``degree`` in each standardised input (seed 001 used a polynomial chaos expansion in UQLab; a
+    first-order PCE on a sample is this regression). Then, with Var[Y] of the sample,
+    S_i = Cov[M_i, Y] / Var[Y], S_i^U = Var[M_i] / Var[Y], S_i^C = Cov[M_i, Y - M_i] / Var[Y], S_i = S_i^U + S_i^C.
+    The sum of S_i is the additive model's R2 (what the decomposition leaves out is interaction and misfit)."""
+    import statsmodels.api as sm
+
+    names = list(x)
+    yv = np.asarray(y, dtype=float)
+    cols, owner = [], []
+    for k in names:
+        v = np.asarray(x[k], dtype=float)
+        sd = float(np.std(v))
+        zed = (v - np.mean(v)) / (sd if sd > 0 else 1.0)
+        for d in range(1, degree + 1):
+            cols.append(zed ** d)
+            owner.append(k)
+    design = sm.add_constant(np.column_stack(cols), has_constant="add")
+    fit = sm.OLS(yv, design).fit()
+    var_y = float(np.var(yv))
+    out: dict[str, Any] = {}
+    for k in names:
+        idx = [j + 1 for j, o in enumerate(owner) if o == k]
+        m_i = design[:, idx] @ fit.params[idx]
+        m_i = m_i - m_i.mean()
+        s_u = float(np.var(m_i)) / var_y
+        s_c = float(np.cov(m_i, yv - m_i, bias=True)[0, 1]) / var_y
+        out[k] = {"S": s_u + s_c, "S_U": s_u, "S_C": s_c}
+    return {"indices": out, "r2_additive": float(fit.rsquared), "n": len(yv), "degree": degree}
+
+
+def seed001_ancova(n: int = 48, seed: int = 1, fractions: str = "weighed") -> dict[str, Any]:
+    """Seed 001 Table 1 reproduced: ANCOVA of the half cell's volumetric energy density and capacity at 1C to
+    (w_AM, w_CA, m_dry, rho_cal), whose correlated samples come from the process-chain Monte Carlo (lognormal
+    marginals, Gaussian copula, weighed fractions). Each sample runs the Table A2 half cell (``cell.seed001_half_cell``,
+    1 - eps intercalating, the reference 1C current density) on the structure the chain made (~0.4 s each)."""
+    from models import cell as cell_mod
+
+    mc = monte_carlo_table_a1(n=n, seed=seed, fractions=fractions)
+    p, o = mc["samples"]["inputs"], mc["samples"]["outputs"]
+    base = pc.resolve_inputs({}, "cathode")
+    ref = cell_mod.seed001_half_cell("solid")
+    i_1c = ref["window_capacity_mAh_cm2"]  # mA/cm2 that discharge the reference in one hour
+    rows: dict[str, list[float]] = {"energy_density_Wh_L": [], "capacity_mAh_cm2": []}
+    for i in range(n):
+        eps = float(o["calendered_porosity"][i])
+        structure = {"thickness_m": float(o["calendered_thickness_um"][i]) * 1e-6, "porosity": eps,
+                     "active_volume_fraction": float(o["active_volume_fraction"][i]),
+                     "cbd_volume_fraction": float(o["conductive_volume_fraction"][i] + o["binder_volume_fraction"][i])}
+        r = cell_mod.seed001_half_cell("solid", current_density_mA_cm2=i_1c, structure=structure)
+        rows["energy_density_Wh_L"].append(r["energy_density_Wh_L"])
+        rows["capacity_mAh_cm2"].append(r["capacity_mAh_cm2"])
+    x = {"w_active": p["w_active"], "w_conductive": p["w_conductive"],
+         "dry_mass_loading_mg_cm2": o["dry_mass_loading_mg_cm2"],
+         "calendered_density_g_cm3": o["calendered_density_g_cm3"]}
+    corr = np.corrcoef(np.vstack([x[k] for k in x]))
+    result: dict[str, Any] = {"n": n, "fractions": fractions, "inputs": list(x), "correlation": corr.round(3).tolist(),
+                              "seed001_eq17": SEED001_EQ17.tolist(), "current_density_mA_cm2": i_1c,
+                              "unchanged_inputs": {k: float(base[k]) for k in ("rho_active_g_cm3",)}}
+    for out_name, ys in rows.items():
+        yv = np.asarray(ys)
+        a = ancova_indices(x, yv)
+        result[out_name] = {"mean": float(yv.mean()), "spread_pct": float(100 * yv.std() / yv.mean()),
+                            "ancova": a, "seed001_table1": SEED001_TABLE1[out_name]}
+    return result
 
 
 def _bounds(card: Mapping[str, Any]) -> tuple[list[str], FloatArray, FloatArray]:
@@ -252,6 +388,88 @@ def inverse_design(reg: ModelRegistry, target: Mapping[str, float], electrode: s
     return {"target": dict(target), "setpoints": setpoints, "surrogate": achieved,
             "physics": {k: float(physics[k][0]) for k in target}, "objective": float(best.fun),
             "fixed": {k: v for k, v in base.items() if k not in setpoints}}
+
+
+def derived_structure(inputs: Mapping[str, Any], outputs: Mapping[str, FloatArray],
+                      electrode: str = "cathode") -> dict[str, FloatArray]:
+    """Properties seed 002 optimises that the structure surrogate does not output, derived at run time from its outputs
+    and the formulation (no retraining): the electrolyte tortuosity (models.cell relation) and the carbon-binder
+    volume fraction (eq. 16)."""
+    from models import cell as cell_mod
+
+    par = pc.PARAMETER_SETS[electrode]
+    w_am = np.asarray(inputs[f"{electrode}_w_active"], dtype=float)
+    w_ca = np.asarray(inputs[f"{electrode}_w_conductive"], dtype=float)
+    w_pb = 1.0 - w_am - w_ca
+    v_s = pc.solids_specific_volume_cm3_g(w_am, w_ca, w_pb, par.rho_active_g_cm3, par.rho_conductive_g_cm3,
+                                          par.rho_binder_g_cm3)
+    eps = np.asarray(outputs[f"{electrode}_calendered_porosity"], dtype=float)
+    x_ca = pc.solid_volume_fraction(eps, w_ca, par.rho_conductive_g_cm3, v_s)
+    x_pb = pc.solid_volume_fraction(eps, w_pb, par.rho_binder_g_cm3, v_s)
+    return {f"{electrode}_tortuosity": cell_mod.electrolyte_tortuosity(eps, x_ca, x_pb),
+            f"{electrode}_cbd_volume_fraction": x_ca + x_pb}
+
+
+def default_eq3_terms(reg: ModelRegistry, electrode: str = "cathode", loading_mg_cm2: float = 15.0,
+                      tolerance_pct: float = 1.0) -> list[Term]:
+    """Seed 002's problem on our structure: match the mass loading (the product spec), maximise the calendered
+    density (energy per volume), minimise the electrolyte tortuosity (rate capability): density and tortuosity pull
+    against each other, as in the seed. Ranges for the [0, 1] scaling: the card's output range in the training data;
+    the tortuosity's from the porosity range."""
+    outs = {o["name"]: o for o in reg.card("structure")["outputs"]}
+    d_lo, d_hi = outs[f"{electrode}_calendered_density_g_cm3"]["range_in_data"]
+    e_lo, e_hi = outs[f"{electrode}_calendered_porosity"]["range_in_data"]
+    par = pc.PARAMETER_SETS[electrode]
+    t = derived_structure({f"{electrode}_w_active": np.array([par.w_active, par.w_active]),
+                           f"{electrode}_w_conductive": np.array([par.w_conductive, par.w_conductive])},
+                          {f"{electrode}_calendered_porosity": np.array([e_hi, e_lo])}, electrode)
+    tau = t[f"{electrode}_tortuosity"]
+    return [Term(f"{electrode}_dry_mass_loading_mg_cm2", "match", target=loading_mg_cm2,
+                 scale=4.0 * tolerance_pct / 100.0 * loading_mg_cm2),
+            Term(f"{electrode}_calendered_density_g_cm3", "maximise", low=d_lo, high=d_hi),
+            Term(f"{electrode}_tortuosity", "minimise", low=float(tau[0]), high=float(tau[1]))]
+
+
+def inverse_design_bo(reg: ModelRegistry, terms: Sequence[Term] | None = None, electrode: str = "cathode",
+                      fixed: Mapping[str, float] | None = None, n_calls: int = 40, seed: int = 11) -> dict[str, Any]:
+    """Seed 002's inverse design: Bayesian optimisation (scikit-optimize ``gp_minimize``: Gaussian-process surrogate
+    of Cf, expected improvement, ``n_calls`` evaluations of which 10 initial Sobol points) of eq. 3 over one
+    electrode's coater and calender setpoints, on the structure surrogate plus run-time derived properties; the
+    optimum is checked against the process chain."""
+    from skopt import gp_minimize
+
+    terms = list(terms) if terms is not None else default_eq3_terms(reg, electrode)
+    card = reg.card("structure")
+    names, lo, hi = _bounds(card)
+    centre = {k: 0.5 * (a + b) for k, a, b in zip(names, lo, hi, strict=True)}
+    base = {**centre, **(fixed or {})}
+    free = [f"{electrode}_{sp}" for sp in SETPOINTS]
+    idx = [names.index(f) for f in free]
+    flo, fhi = lo[idx], hi[idx]
+
+    def values(z: Sequence[float], physics: bool = False) -> dict[str, FloatArray]:
+        inputs = {k: np.array([v]) for k, v in base.items()}
+        for j, f in enumerate(free):
+            inputs[f] = np.array([flo[j] + z[j] * (fhi[j] - flo[j])])
+        y = doe.structure_outputs(inputs) if physics else reg.predict("structure", inputs).outputs
+        return {**y, **derived_structure(inputs, y, electrode)}
+
+    def cf(z: Sequence[float]) -> float:
+        return float(scalarised(terms, values(z))[0])
+
+    res = gp_minimize(cf, [(0.0, 1.0)] * len(free), n_calls=n_calls, n_initial_points=10,
+                      initial_point_generator="lhs", acq_func="EI", acq_optimizer="sampling", n_points=2000,
+                      random_state=seed)
+    z = list(map(float, res.x))
+    setpoints = {f: float(flo[j] + z[j] * (fhi[j] - flo[j])) for j, f in enumerate(free)}
+    surrogate, physics = values(z), values(z, physics=True)
+    keys = [t.output for t in terms]
+    return {"method": "Bayesian optimisation, scikit-optimize gp_minimize (GP + expected improvement)",
+            "objective": "seed 002 eq. 3", "terms": [vars(t) for t in terms], "n_calls": n_calls,
+            "setpoints": setpoints, "cf_surrogate": float(res.fun),
+            "cf_physics": float(scalarised(terms, physics)[0]),
+            "surrogate": {k: float(surrogate[k][0]) for k in keys}, "physics": {k: float(physics[k][0]) for k in keys},
+            "convergence": [float(v) for v in np.minimum.accumulate(res.func_vals)]}
 
 
 def plant_costs() -> dict[str, Any]:
