@@ -134,14 +134,14 @@ def test_an_observation_without_readings_is_refused() -> None:
 
 
 def test_a_new_slurry_batch_lets_the_solid_content_move_further() -> None:
+    """A loading 1 % low on a roll from a new batch is put down to the batch's solid content more than to the pump."""
     obs = dict(inputs={"pump_flow_rate_cm3_h": 696.0, "web_speed_m_min": 1.0, "coating_width_mm": 125.0},
-               measured={"drying.dry_mass_loading_mg_cm2": 14.31})
+               measured={"drying.dry_mass_loading_mg_cm2": 14.31 * 0.99})
     same, new = ElectrodeCalibration("L", "p", "cathode"), ElectrodeCalibration("L", "p", "cathode")
     for c in (same, new):
-        c.filter.P = np.diag(np.full(len(cp.NAMES), 1e-6))
+        c.filter.P = np.diag(np.full(len(cp.NAMES), 1e-5))
     same.observe(Observation("R1", **obs))
     new.observe(Observation("R1", **obs, new_batch=True))
-    i = cp.NAMES.index("solid_content")
-    assert new.filter.P[i, i] > 3 * same.filter.P[i, i]
-    j = cp.NAMES.index("pump_delivery_efficiency")
-    assert new.filter.P[j, j] == pytest.approx(same.filter.P[j, j], rel=0.5)
+    i, j = cp.NAMES.index("solid_content"), cp.NAMES.index("pump_delivery_efficiency")
+    assert new.filter.x[i] < 1.2 * same.filter.x[i] < 0
+    assert abs(new.filter.x[j]) < abs(same.filter.x[j])
