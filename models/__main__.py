@@ -3,7 +3,7 @@
     python -m models train [--quick] [--out DIR]        # DOE -> physics -> surrogates -> ONNX + cards
     python -m models validate --seed S --n N [--dir D]  # fresh Sobol points through physics and ONNX -> metrics JSON
     echo '{"model": "structure", "inputs": {...}}' | python -m models predict   # JSON in, JSON out
-    python -m models analyse [--what mc|sobol|pareto|inverse|cost] # seed 001 / 000 analyses, JSON out
+    python -m models analyse [--what mc|ancova|sobol|pareto|inverse|cost] # seed 001 / 000 analyses, JSON out
     python -m models calibrate [--dir D] [--work W]     # fresh physics -> split-conformal 95 % intervals in the cards
 """
 
@@ -167,7 +167,7 @@ def main(argv: list[str] | None = None) -> int:
     r.add_argument("--dir", default=None)
     r.set_defaults(func=cmd_predict)
     a = sub.add_parser("analyse", help="Monte Carlo, Sobol indices, Pareto front, inverse design, plant costs")
-    a.add_argument("--what", default="all", choices=["all", "mc", "sobol", "pareto", "inverse", "cost"])
+    a.add_argument("--what", default="all", choices=["all", "mc", "ancova", "sobol", "pareto", "inverse", "cost"])
     a.add_argument("--dir", default=None)
     a.set_defaults(func=cmd_analyse)
     args = p.parse_args(argv)
