@@ -31,7 +31,7 @@ if str(REPO) not in sys.path:
 
 import numpy as np  # noqa: E402
 
-from tests.calibration.linerun import MISMATCH, run, rolls_to_converge  # noqa: E402
+from tests.calibration.linerun import MISMATCH, rolls_to_converge, run  # noqa: E402
 from twin.calibration import parameters as cp  # noqa: E402
 from twin.calibration.estimator import ElectrodeCalibration, Observation  # noqa: E402
 from twin.plant_model import PhysicsModel  # noqa: E402

@@ -60,7 +60,8 @@ def scenario(rolls: int, plant: dict[str, dict[str, float]] | None = None, excit
                                "value": round(pumps[lane] * f, 2)})
                 events.append({"at_s": i * ROLL_S, "action": "set", "node": f"Calendering.{lane}.LineLoadSetpoint",
                                "value": round(loads[lane] + dl * scale, 2)})
-    return {"name": "mismatch", "batch_variation": batch_variation, "line": {"roll_length_m": ROLL_M, "segment_length_m": 10.0},
+    return {"name": "mismatch", "batch_variation": batch_variation,
+            "line": {"roll_length_m": ROLL_M, "segment_length_m": 10.0},
             "plant": plant if plant is not None else MISMATCH, "events": events}
 
 

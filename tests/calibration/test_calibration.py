@@ -17,7 +17,7 @@ from twin.calibration.estimator import ElectrodeCalibration, Observation
 from twin.calibration.ukf import UnscentedFilter
 from twin.service_settings import CalibrationSettings
 
-from .linerun import MISMATCH, run, rolls_to_converge
+from .linerun import MISMATCH, rolls_to_converge, run
 
 ROLLS = 10
 # documented in docs/twin.md (Calibration) and measured by bench_calibration: every electrode's loading and density

@@ -19,7 +19,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass
-from functools import lru_cache
+from functools import cache
 from typing import Any
 
 import numpy as np
@@ -62,14 +62,14 @@ def defaults(electrode: str) -> dict[str, float]:
     return dict(_defaults(electrode))
 
 
-@lru_cache(maxsize=None)
+@cache
 def _defaults(electrode: str) -> dict[str, float]:
     base = pc.PARAMETER_SETS[electrode]
     return {p.name: float(EXTRA_DEFAULTS[p.name] if p.name in EXTRA_DEFAULTS else getattr(base, p.name))
             for p in PARAMETERS}
 
 
-@lru_cache(maxsize=None)
+@cache
 def reference_loading_mg_cm2(electrode: str) -> float:
     """m_ref of gamma_c's loading dependence: the electrode's nominal dry loading (as the simulator's plant)."""
     return float(pc.run_chain(electrode=electrode)["drying"]["dry_mass_loading_mg_cm2"])
