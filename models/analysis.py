@@ -197,17 +197,19 @@ def ancova_indices(x: Mapping[str, FloatArray], y: FloatArray, degree: int = 2) 
     return {"indices": out, "r2_additive": float(fit.rsquared), "n": len(yv), "degree": degree}
 
 
-def seed001_ancova(n: int = 48, seed: int = 1, fractions: str = "weighed") -> dict[str, Any]:
+def seed001_ancova(n: int = 48, seed: int = 1, fractions: str = "weighed",
+                   intercalating_fraction: str = "solid") -> dict[str, Any]:
     """Seed 001 Table 1 reproduced: ANCOVA of the half cell's volumetric energy density and capacity at 1C to
     (w_AM, w_CA, m_dry, rho_cal), whose correlated samples come from the process-chain Monte Carlo (lognormal
     marginals, Gaussian copula, weighed fractions). Each sample runs the Table A2 half cell (``cell.seed001_half_cell``,
-    1 - eps intercalating, the reference 1C current density) on the structure the chain made (~0.4 s each)."""
+    1 - eps intercalating unless ``intercalating_fraction`` says "active", the reference 1C current density) on the
+    structure the chain made (~0.4-1 s each)."""
     from models import cell as cell_mod
 
     mc = monte_carlo_table_a1(n=n, seed=seed, fractions=fractions)
     p, o = mc["samples"]["inputs"], mc["samples"]["outputs"]
     base = pc.resolve_inputs({}, "cathode")
-    ref = cell_mod.seed001_half_cell("solid")
+    ref = cell_mod.seed001_half_cell(intercalating_fraction)
     i_1c = ref["window_capacity_mAh_cm2"]  # mA/cm2 that discharge the reference in one hour
     rows: dict[str, list[float]] = {"energy_density_Wh_L": [], "capacity_mAh_cm2": []}
     for i in range(n):
@@ -215,14 +217,15 @@ def seed001_ancova(n: int = 48, seed: int = 1, fractions: str = "weighed") -> di
         structure = {"thickness_m": float(o["calendered_thickness_um"][i]) * 1e-6, "porosity": eps,
                      "active_volume_fraction": float(o["active_volume_fraction"][i]),
                      "cbd_volume_fraction": float(o["conductive_volume_fraction"][i] + o["binder_volume_fraction"][i])}
-        r = cell_mod.seed001_half_cell("solid", current_density_mA_cm2=i_1c, structure=structure)
+        r = cell_mod.seed001_half_cell(intercalating_fraction, current_density_mA_cm2=i_1c, structure=structure)
         rows["energy_density_Wh_L"].append(r["energy_density_Wh_L"])
         rows["capacity_mAh_cm2"].append(r["capacity_mAh_cm2"])
     x = {"w_active": p["w_active"], "w_conductive": p["w_conductive"],
          "dry_mass_loading_mg_cm2": o["dry_mass_loading_mg_cm2"],
          "calendered_density_g_cm3": o["calendered_density_g_cm3"]}
     corr = np.corrcoef(np.vstack([x[k] for k in x]))
-    result: dict[str, Any] = {"n": n, "fractions": fractions, "inputs": list(x), "correlation": corr.round(3).tolist(),
+    result: dict[str, Any] = {"n": n, "fractions": fractions, "intercalating_fraction": intercalating_fraction,
+                              "inputs": list(x), "correlation": corr.round(3).tolist(),
                               "seed001_eq17": SEED001_EQ17.tolist(), "current_density_mA_cm2": i_1c,
                               "unchanged_inputs": {k: float(base[k]) for k in ("rho_active_g_cm3",)}}
     for out_name, ys in rows.items():
