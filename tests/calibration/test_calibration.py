@@ -145,3 +145,15 @@ def test_a_new_slurry_batch_lets_the_solid_content_move_further() -> None:
     i, j = cp.NAMES.index("solid_content"), cp.NAMES.index("pump_delivery_efficiency")
     assert new.filter.x[i] < 1.2 * same.filter.x[i] < 0
     assert abs(new.filter.x[j]) < abs(same.filter.x[j])
+
+
+async def test_the_closed_loop_on_the_calibrated_model_still_cuts_the_rms_by_70_percent() -> None:
+    """Issue 13 done-when: on the mismatched plant the closed loop (recommender on CalibratedModel, versions accepted
+    as the rolls come) cuts the RMS deviation of the 5-minute means from target by >= 70 % against open loop."""
+    from .linerun import closed_loop
+
+    open_ = await closed_loop(6, "open")
+    closed = await closed_loop(6, "calibrated")
+    assert closed["versions_accepted"] >= 2 and closed["model_version"].startswith("process_chain+calibration@")
+    for key, rms_open in open_["rms"].items():
+        assert closed["rms"][key] <= 0.3 * rms_open, (key, rms_open, closed["rms"][key])
