@@ -59,3 +59,13 @@ def test_true_parameters_move_the_gauges_as_the_chain_says() -> None:
 def test_bad_plant_sections_are_refused_with_the_key(section: object, message: str) -> None:
     with pytest.raises(ScenarioError, match=message):
         parse_scenario({"plant": section})
+
+
+def test_the_bundled_mismatch_scenario_is_the_tests_plant() -> None:
+    from pathlib import Path
+
+    from simulator.scenario import load_scenario
+
+    from .linerun import MISMATCH
+    sc = load_scenario(Path(__file__).resolve().parents[2] / "simulator" / "scenarios" / "mismatch.yaml")
+    assert sc.plant == MISMATCH
