@@ -85,6 +85,7 @@ class Gap:
     read: int = 0  # values handed over so far (bounded by opcua.history_backfill_max_values)
     done: bool = False
     with_start: bool = False  # an ID node: its value at after_ns goes into the context too (not stored again)
+    store: bool = True  # False: an ID node read into the context only (``prime``)
 
     @property
     def key(self) -> str:
@@ -122,6 +123,27 @@ class Backfill:
         t_ns, on_reference_clock = sample_time(dv, received_ns, self.conn.cfg.timestamp)
         empty_id = info.trace_key is not None and not (dv.Value is not None and dv.Value.Value not in (None, ""))
         self._first[info.source] = t_ns if on_reference_clock and not empty_id else None
+
+    async def prime(self, client: Client, infos: Sequence[NodeInfo]) -> None:
+        """Before a new subscription's monitored items exist: the ID nodes' history from their marks to now, into
+        the context only. The subscription's initial values are tagged as they arrive, and a node unchanged since
+        some time in the gap has an initial value from within it: its IDs must be known by then (after a server
+        restart the context was cleared; else it knows the IDs before the gap and now, not between). Stored later,
+        with the gaps. A failure here costs the initial values their IDs of the gap, never the session."""
+        if not self.conn.cfg.history_backfill or not self._marks:
+            return
+        ids = [i for i in infos if i.trace_key is not None and i.source in self._marks
+               and not getattr(i, "integrate_speed", False)]
+        if not ids:
+            return
+        try:
+            historized = await self._historized(client, [i.node_id for i in ids])
+            gaps = [Gap(i, int(self._marks[i.source][0]), str(self._marks[i.source][1]), None, with_start=True,
+                        store=False) for i, ok in zip(ids, historized, strict=True) if ok]
+            await self._read(client, gaps, await self._nodes_per_read(client))
+        except (TimeoutError, UaError, OSError, ConnectionError) as exc:
+            log.warning("OPC UA %s: reading the IDs' history before subscribing failed (%s: %s)",
+                        self.conn.cfg.endpoint, type(exc).__name__, exc)
 
     def start(self, client: Client) -> None:
         if not self.conn.cfg.history_backfill or (not self._due and not self._left):
@@ -345,6 +367,9 @@ class Backfill:
             mark = f"{quality}|{value!r}"
             if info.trace_key is not None and value not in ("", None) and value == value:
                 conn._update_context(info, dv, now)  # the ID current from its time on (also the one at the mark)
+            if not gap.store:
+                gap.after_ns, gap.after_mark, gap.with_start = t_ns, mark, False
+                continue
             if t_ns == gap.after_ns and (mark == gap.after_mark or not gap.with_start):
                 continue  # stored already (the mark itself)
             if gap.read >= max_values:

@@ -346,6 +346,7 @@ class OpcuaConnector:
                              "check opcua.discovery.browse_path / opcua.nodes")
         # the same server run keeps its context: a new subscription's initial values are samples from the past
         await self._prime_context(client, infos)
+        await self.backfill.prime(client, infos)  # the IDs of the gap too: initial values may be from within it
         interval = c.subscription_interval_ms
         keepalive = max(3, int(1000 / interval))
         params = ua.CreateSubscriptionParameters(
@@ -365,7 +366,7 @@ class OpcuaConnector:
         per_call = (await operation_limits(client)).monitored_items
         self._handles = await self._monitor(sub, infos, per_call)
         self._set_offsets()
-        self._initial_due = set(self._handles)
+        self._initial_due &= set(self._handles)  # those that did not arrive yet (see _monitor)
         if c.trace_events:
             await self._subscribe_events(client, sub, ns)
         self._save_state(sub, server_start)
@@ -724,6 +725,13 @@ class OpcuaConnector:
             req.RequestedParameters = mp
             requests.append(req)
             handles[handle] = info
+        # the server publishes the initial values one publishing interval after it created the items; with a short
+        # interval (20 ms) and a busy event loop (the ingest process) that response can be handled before the create
+        # call returns here: the handles must be known by then, or the initial values are dropped, and a node that
+        # never changes afterwards never reaches the store (test_opcua_backfill's server restart: 62 values lost)
+        self._handles = handles
+        self._initial_due = set(handles)
+        self._set_offsets()
         results: list[ua.MonitoredItemCreateResult] = []
         for i in range(0, len(requests), per_call):
             params = ua.CreateMonitoredItemsParameters()

@@ -35,10 +35,12 @@ def _sim_args(record: Path, start: datetime, history_db: Path | None) -> list[st
     return args + (["--history-db", str(history_db)] if history_db else [])
 
 
-def _config(tmp: Path, influx_url: str, db: str, endpoint: str) -> Path:
-    # a session the server forgets 1 s after the cut: the restarted ingest cannot take its subscription over
-    return ingest_config(tmp, influx_url=influx_url, database=db, opcua_endpoint=endpoint, mqtt_url=None,
-                         client_id=f"ingest-{db}", opcua={"session_timeout_s": 1.0})
+def _config(tmp: Path, influx_url: str, db: str, sim: Any) -> Path:
+    # a session the server forgets 1 s after the cut: the restarted ingest cannot take its subscription over. The
+    # simulator's line description logs in as its operator: the password is in the simulator's data directory
+    password = (sim.data_dir / "operator-password").read_text().strip()
+    return ingest_config(tmp, influx_url=influx_url, database=db, opcua_endpoint=sim.endpoint, mqtt_url=None,
+                         client_id=f"ingest-{db}", opcua={"session_timeout_s": 1.0, "password": password})
 
 
 def _opcua(ingest: Any) -> dict[str, Any]:
@@ -61,7 +63,7 @@ def test_ingest_away_longer_than_its_session_backfills_the_gap(tmp_path: Path, i
                                                                 ingest_factory: Any) -> None:
     record = tmp_path / "record.jsonl"
     sim = simulator_factory(args=_sim_args(record, datetime.now(tz=UTC).replace(microsecond=0), None))
-    ingest = ingest_factory(_config(tmp_path, influxd.url, "backfill_session", sim.endpoint))
+    ingest = ingest_factory(_config(tmp_path, influxd.url, "backfill_session", sim))
     wait_until(lambda: _opcua(ingest).get("connected") and ingest.status()["counts"]["stored"] > 300, 30,
                what="first samples stored")
     time.sleep(1.0)
@@ -84,7 +86,7 @@ def test_simulator_restart_with_sqlite_history_backfills_what_it_published_befor
         tmp_path: Path, influxd: Any, simulator_factory: Any, ingest_factory: Any) -> None:
     rec1, rec2, history = tmp_path / "record1.jsonl", tmp_path / "record2.jsonl", tmp_path / "history.sqlite"
     sim = simulator_factory(args=_sim_args(rec1, datetime.now(tz=UTC).replace(microsecond=0), history))
-    ingest = ingest_factory(_config(tmp_path, influxd.url, "backfill_restart", sim.endpoint))
+    ingest = ingest_factory(_config(tmp_path, influxd.url, "backfill_restart", sim))
     wait_until(lambda: _opcua(ingest).get("connected") and ingest.status()["counts"]["stored"] > 300, 30,
                what="first samples stored")
     time.sleep(1.0)
