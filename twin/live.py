@@ -6,7 +6,8 @@ from the ingest hook; everything here is O(1) per sample so it keeps up with ing
 windows the recommender uses.
 
 Station state (running / idle / fault / no_data) comes from the station's own state text where it has one
-(``live.state_signals``: a PackML-like ``State``, a cycler channel's ``Step``), else from whether it still reports.
+(``live.state_signals``: a PackML-like ``State``, a cycler channel's ``Step``), else from whether its values still
+change.
 An idle station is not an alarm: its gauges fall silent because no material passes them, so ``check_missing`` does
 not raise ``sensor_missing`` for a signal of an idle station.
 """
@@ -240,16 +241,18 @@ class LiveState:
     def station_state(self, station: str, now_mono: float | None = None) -> dict[str, Any]:
         """State of one station (and its sub-stations, e.g. a cycler's channels), with why.
 
-        running / idle / fault from the station's state text where it has one; without one: fault when a signal's
-        newest sample is bad, no_data when nothing arrived for ``missing_after_s``, else running."""
+        running / idle / fault from the station's state text where it has one; without one: fault when a signal that
+        had good values now reads bad, idle when no new value arrived for ``missing_after_s`` (sources report on
+        change), no_data before any sample, else running."""
         now_mono = now_mono if now_mono is not None else time.monotonic()
         prefix = station + "/"
         with self._lock:
             stated = self._stated(station)
             newest = max((v.received_mono for k, v in self.latest.items() if k.startswith(prefix)
                           and "/" not in k[len(prefix):]), default=None)
+            # bad after good: a value that never was good is a variable the machine has not written yet
             bad = sorted(k for k, v in self.latest.items() if k.startswith(prefix) and "/" not in k[len(prefix):]
-                         and v.quality == "bad")
+                         and v.quality == "bad" and k in self._windows)
             text = next((self.texts[f"{station}/{n}"].text for n in self.settings.state_signals
                          if f"{station}/{n}" in self.texts), None)
         if stated is not None:
@@ -259,8 +262,10 @@ class LiveState:
         if bad:
             return {"state": "fault", "why": f"bad-quality value of {', '.join(bad[:3])}", "text": None}
         if now_mono - newest > self.settings.missing_after_s:
-            return {"state": "no_data", "why": f"no sample for {now_mono - newest:.0f} s", "text": None}
-        return {"state": "running", "why": "reporting", "text": None}
+            # sources report on change: nothing new for a while is a machine at rest, not one gone (a lost
+            # connection is the connector_down alarm)
+            return {"state": "idle", "why": f"no new value for {now_mono - newest:.0f} s", "text": None}
+        return {"state": "running", "why": "values changing", "text": None}
 
     def stations(self) -> list[str]:
         """Every station a sample or text has come from."""

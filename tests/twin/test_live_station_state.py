@@ -39,12 +39,16 @@ def test_station_state_words_and_fallbacks() -> None:
         live.update_text("Formation/CH-01/Step", text, 1)
         got = live.station_state("Formation/CH-01")
         assert got["state"] == state and got["text"] == text, (text, got)
-    # no state text: running while it reports, fault on a bad value, no_data once silent
+    # no state text: running while values change, idle once nothing new comes (sources report on change), fault
+    # when a signal that had good values reads bad; bad before any good value is a variable not written yet
     live.update("Coating/Cathode/WebSpeed", 1.0, 1)
     t0 = live.latest["Coating/Cathode/WebSpeed"].received_mono
     assert live.station_state("Coating/Cathode", now_mono=t0 + 1)["state"] == "running"
-    assert live.station_state("Coating/Cathode", now_mono=t0 + 30)["state"] == "no_data"
+    assert live.station_state("Coating/Cathode", now_mono=t0 + 30)["state"] == "idle"
     live.update("Coating/Cathode/PumpFlowRate", float("nan"), 2, quality="bad")
+    assert live.station_state("Coating/Cathode")["state"] == "running"
+    live.update("Coating/Cathode/PumpFlowRate", 700.0, 3)
+    live.update("Coating/Cathode/PumpFlowRate", float("nan"), 4, quality="bad")
     assert live.station_state("Coating/Cathode")["state"] == "fault"
     # a sub-station's signals are its own: the channel's Step says nothing of the cycler as a whole
     assert live.station_state("Formation")["state"] == "no_data"
