@@ -460,9 +460,11 @@ def inverse_design_bo(reg: ModelRegistry, terms: Sequence[Term] | None = None, e
     def cf(z: Sequence[float]) -> float:
         return float(scalarised(terms, values(z))[0])
 
+    # deterministic objective: a tiny noise level instead of skopt's fitted one, and a small exploration margin xi
+    # (the defaults found 0.38 where 30 random draws found 0.21; these settings 0.197-0.198 on seeds 3 and 5)
     res = gp_minimize(cf, [(0.0, 1.0)] * len(free), n_calls=n_calls, n_initial_points=10,
-                      initial_point_generator="lhs", acq_func="EI", acq_optimizer="sampling", n_points=2000,
-                      random_state=seed)
+                      initial_point_generator="lhs", acq_func="EI", xi=0.001, noise=1e-8, acq_optimizer="sampling",
+                      n_points=5000, random_state=seed)
     z = list(map(float, res.x))
     setpoints = {f: float(flo[j] + z[j] * (fhi[j] - flo[j])) for j, f in enumerate(free)}
     surrogate, physics = values(z), values(z, physics=True)

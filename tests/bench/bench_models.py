@@ -113,10 +113,11 @@ def test_bench_models() -> None:
               "anode_thickness_um": float(s["anode_calendered_thickness_um"][0]),
               "anode_porosity": float(s["anode_calendered_porosity"][0]),
               "anode_active_volume_fraction": float(s["anode_active_volume_fraction"][0]),
-              "anode_particle_radius_um": float(x8["anode_particle_radius_um"][0])}
+              "anode_particle_radius_um": float(x8["anode_particle_radius_um"][0])} | {
+                  k: float(s[k][0]) for k in cell_mod.FRACTION_KEYS}
     rebuild = _median_s(lambda: model_dfn.solve_rebuilt(design, 1.0), 3)
     symbolic = _median_s(lambda: model_dfn._solve("default", model_dfn._inputs(
-        design, cell_mod.lithium_balance(design, model_dfn.materials), 1.0), 1.0, False), 5)
+        design, model_dfn.balance(design), 1.0), 1.0, False), 5)
     report["physics"] = {"model_build_s": build_s, "chain_per_point_s": per_point, "failed": int(failed.sum()),
                          "dfn_1C_solve_symbolic_mesh_s": symbolic, "dfn_1C_solve_full_rebuild_s": rebuild,
                          "rebuild_over_symbolic": rebuild / symbolic}
@@ -172,3 +173,36 @@ def test_bench_prediction_latency_with_intervals() -> None:
             "calibrated": reg.predict(name, x1).calibrated,
         }
     print(json.dumps({"prediction_latency_with_intervals": report}, indent=1))
+
+
+def test_bench_inverse_design_bayesian_vs_random_search() -> None:
+    """Seed 002's inverse design: Bayesian optimisation of eq. 3 (scikit-optimize) against random search with the same
+    number of surrogate evaluations (the baseline, same run): best Cf found and wall time."""
+    from models import analysis
+    from models.objective import scalarised
+
+    reg = ModelRegistry.load()
+    n_calls = 30
+    t0 = time.perf_counter()
+    bo = analysis.inverse_design_bo(reg, n_calls=n_calls, seed=3)
+    bo_s = time.perf_counter() - t0
+    terms = analysis.default_eq3_terms(reg)
+    names = [i["name"] for i in reg.card("structure")["inputs"]]
+    lo = np.array([i["low"] for i in reg.card("structure")["inputs"]])
+    hi = np.array([i["high"] for i in reg.card("structure")["inputs"]])
+    rng = np.random.default_rng(3)
+    t0 = time.perf_counter()
+    best = np.inf
+    for _ in range(n_calls):
+        inputs = {k: np.array([0.5 * (a + b)]) for k, a, b in zip(names, lo, hi, strict=True)}
+        for sp in analysis.SETPOINTS:
+            j = names.index(f"cathode_{sp}")
+            inputs[f"cathode_{sp}"] = np.array([lo[j] + rng.random() * (hi[j] - lo[j])])
+        y = reg.predict("structure", inputs).outputs
+        best = min(best, float(scalarised(terms, {**y, **analysis.derived_structure(inputs, y)})[0]))
+    rs_s = time.perf_counter() - t0
+    report = {"evaluations": n_calls, "bayesian": {"best_cf": bo["cf_surrogate"], "cf_on_physics": bo["cf_physics"],
+                                                   "wall_s": bo_s},
+              "random_search": {"best_cf": best, "wall_s": rs_s}}
+    print(json.dumps({"inverse_design_eq3": report}, indent=1))
+    assert bo["cf_surrogate"] <= best + 1e-9
