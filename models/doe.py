@@ -271,6 +271,8 @@ def physics_fingerprint() -> np.ndarray:
     for name in ("process_chain.py", "cell_format.py", "cell.py", "lifetime.py", "cost.py", "design_rules.py",
                  "doe.py"):
         h.update((here / name).read_bytes())
+    for path in sorted((here / "parameters").glob("*.yaml")):  # the cell model's constants are data now
+        h.update(path.read_bytes())
     return np.frombuffer(h.digest(), dtype=np.uint8)
 
 
