@@ -157,3 +157,31 @@ async def test_the_closed_loop_on_the_calibrated_model_still_cuts_the_rms_by_70_
     assert closed["versions_accepted"] >= 2 and closed["model_version"].startswith("process_chain+calibration@")
     for key, rms_open in open_["rms"].items():
         assert closed["rms"][key] <= 0.3 * rms_open, (key, rms_open, closed["rms"][key])
+
+
+def test_shadow_evaluation_shows_the_candidate_predicts_better(calibrated: object) -> None:
+    """Both one-step-ahead, on the same roll records since the last acceptance: once calibrated, accepted version and
+    candidate both predict within the residual test's scale; on a fresh mismatched line (nothing accepted yet) the
+    candidate is far better than the literature version."""
+    shadow = calibrated.calibration.get("cathode").shadow_view()  # type: ignore[attr-defined]
+    assert shadow["rolls"] >= 5 and shadow["candidate_rms_z"] < 3.0 and shadow["accepted_rms_z"] < 3.0
+    fresh = run(4, settings=CalibrationSettings(state_file=None, accept="manual"))
+    c = fresh.calibration.get("cathode")
+    assert c.accepted == 0 and c.shadow_view()["accepted_rms_z"] > 2 * c.shadow_view()["candidate_rms_z"]
+    last = c.last
+    assert last is not None
+    assert max(map(abs, last.z.values())) > 10 * max(map(abs, last.candidate_z.values()))
+
+
+def test_a_roll_record_without_a_usable_reading_is_ignored() -> None:
+    from contract.records import TraceEvent
+    from twin.calibration import Calibration
+
+    from .linerun import control_settings
+    cal = Calibration(CalibrationSettings(state_file=None), "L", control_settings())
+    ev = TraceEvent(seq=1, line="L", time_ns=0, kind="created", id="CR-X-1", type="CoatedRoll", step="Coating",
+                    station="Coating/Cathode",
+                    parameters={"pump_flow_rate_cm3_h": 696.0, "web_speed_m_min": 1.0, "coating_width_mm": 125.0},
+                    properties={"mass_loading_mg_cm2_mean": -1.0, "wet_film_thickness_um_mean": 0.0})
+    assert cal.on_event(ev) is None
+    assert cal.counts == {**cal.counts, "ignored": 1, "errors": 0, "observations": 0}

@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import math
 import time
+from collections import deque
 from collections.abc import Mapping
 from dataclasses import asdict, dataclass, field
 from typing import Any
@@ -40,6 +41,7 @@ COATING_OBSERVED: dict[str, str] = {
 CALENDER_OBSERVED: dict[str, str] = {"calendered_thickness_um_mean": "calendering.calendered_thickness_um"}
 COATING_INPUTS = ("pump_flow_rate_cm3_h", "web_speed_m_min", "coating_width_mm")
 CALENDER_INPUTS = ("line_load_N_mm", "roll_temperature_C")
+SHADOW_ROLLS = 20
 
 
 @dataclass(frozen=True)
@@ -75,6 +77,7 @@ class ObserveResult:
     mismatch: list[str]                   # outputs whose CUSUM crossed h at this observation
     nis: float
     update_s: float
+    candidate_z: dict[str, float] = field(default_factory=dict)  # the candidate's, before it learnt this roll
 
 
 @dataclass
@@ -97,6 +100,9 @@ class ElectrodeCalibration:
     cusum: dict[str, list[float]] = field(default_factory=dict)
     mismatch: list[str] = field(default_factory=list)   # outputs in mismatch since the last acceptance
     last: ObserveResult | None = None
+    # shadow evaluation: squared standardised one-step-ahead residuals of the accepted version and of the candidate
+    # on the same recent rolls, so an engineer sees whether accepting the candidate would have predicted better
+    shadow: deque[tuple[float, float]] = field(default_factory=lambda: deque(maxlen=SHADOW_ROLLS))
 
     def __post_init__(self) -> None:
         prior = np.array([p.prior_std for p in cp.PARAMETERS]) ** 2
@@ -170,9 +176,22 @@ class ElectrodeCalibration:
 
         upd = self.filter.update(y, np.diag(sigma ** 2), observe_fn)
         self.observations += 1
+        # the filter's predicted observation is the candidate's one-step-ahead prediction of this roll
+        cz = {k: float((obs.measured[k] - upd.predicted[i]) / sigma[i]) for i, k in enumerate(outputs)}
+        self.shadow.append((float(np.mean(np.square(list(z.values())))), float(np.mean(np.square(list(cz.values()))))))
         self.last = ObserveResult(residuals, z, {k: (v[0], v[1]) for k, v in self.cusum.items()}, crossed,
-                                  upd.nis, time.perf_counter() - t0)
+                                  upd.nis, time.perf_counter() - t0, cz)
         return self.last
+
+    def shadow_view(self) -> dict[str, Any]:
+        """RMS standardised one-step-ahead residual of the accepted version and of the candidate over the same roll
+        records since the accepted version was accepted (at most the last 20; 1 = as good as the residual test's
+        scale; the literature model on a mismatched line: tens)."""
+        if not self.shadow:
+            return {"rolls": 0, "accepted_rms_z": None, "candidate_rms_z": None}
+        acc, cand = zip(*self.shadow, strict=True)
+        return {"rolls": len(self.shadow), "accepted_rms_z": math.sqrt(float(np.mean(acc))),
+                "candidate_rms_z": math.sqrt(float(np.mean(cand)))}
 
     # -- versions ----------------------------------------------------------------------------------------------------
     def accept(self, who: str, why: str) -> Version:
@@ -199,6 +218,7 @@ class ElectrodeCalibration:
     def _reset_test(self) -> None:
         self.cusum = {}
         self.mismatch = []
+        self.shadow.clear()
 
     # -- persistence -------------------------------------------------------------------------------------------------
     def state(self) -> dict[str, Any]:

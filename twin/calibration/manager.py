@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import logging
+import math
 import os
 import threading
 from collections import OrderedDict
@@ -134,8 +135,9 @@ class Calibration:
             coating = {**known[1], **{k: float(v) for k, v in calender.items() if v is not None}}
             observed = CALENDER_OBSERVED
             new_batch = False
+        # a roll mean that is not a positive number (a gauge that saw nothing, a unit slip) is left out, not learnt
         measured = {out: v for prop, out in observed.items()
-                    if (v := _number(ev.properties.get(prop))) is not None}
+                    if (v := _number(ev.properties.get(prop))) is not None and math.isfinite(v) and v > 0}
         if not measured:
             self.counts["ignored"] += 1
             return None
@@ -216,7 +218,9 @@ class Calibration:
                     "accepted": cal.current().public(), "model_version": model_version(cal.key, cal.accepted),
                     "candidate": cal.candidate(), "mismatch": list(cal.mismatch),
                     "cusum": {k: {"upper": v[0], "lower": v[1]} for k, v in cal.cusum.items()},
-                    "last": None if last is None else {"residuals": last.residuals, "z": last.z, "nis": last.nis},
+                    "last": None if last is None else {"residuals": last.residuals, "z": last.z, "nis": last.nis,
+                                                       "candidate_z": last.candidate_z},
+                    "shadow": cal.shadow_view(),
                     "versions": len(cal.versions)})
             return {"enabled": self.settings.enabled, "accept": self.settings.accept,
                     "apply_to_models": self.settings.apply_to_models, "product": self.product,
