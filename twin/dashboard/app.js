@@ -333,7 +333,8 @@ function fillRollmapSignals(signals) {
 }
 
 function fillSignalList(signals) {
-  const keys = Object.keys(signals).filter((k) => !/\.P\d+$/.test(k)).sort();
+  // what the line reports now, and the spec'd signals (stored even while the line is not connected)
+  const keys = [...new Set([...Object.keys(signals), ...Object.keys(state.specs)])].filter((k) => !/\.P\d+$/.test(k)).sort();
   if (keys.length === fillSignalList.n) return;
   fillSignalList.n = keys.length;
   const sel = $("#trend-signals");
@@ -761,6 +762,7 @@ async function signIn() {
     state.spcSignal = state.spcSignal || keys[0] || null;
     $("#spc-signal").value = state.spcSignal;
     fillRollmapSignals({});
+    fillSignalList(state.last ? state.last.signals : {});
     const title = (cfg.line || {}).name || (svc.dashboard || {}).title;
     if (title) { $("#title").textContent = title; document.title = title + " · twin"; }
     route();
