@@ -296,8 +296,9 @@ def draw_scenario(seed: int, ranges: FamilyRanges | None = None) -> Scenario:
                for _ in range(int(rng.integers(r.dropouts[0], r.dropouts[1] + 1)))]
     desc = (f"family seed {seed}: solid content {drift.solid_content_per_batch:+.4f}/batch of "
             f"{line.slurry_batch_volume_l} l, pump wear {drift.pump_wear_per_h:.3f}/h, compaction "
-            f"{drift.compaction_resistance_per_h:+.3f}/h, dew point {drift.dew_point_per_h:+.2f} K/h, noise x{noise:.2f}, "
-            f"batch variation x{variation:.2f}, {sum(e.action == 'set' for e in events)} speed step(s), "
+            f"{drift.compaction_resistance_per_h:+.3f}/h, dew point {drift.dew_point_per_h:+.2f} K/h, "
+            f"noise x{noise:.2f}, batch variation x{variation:.2f}, "
+            f"{sum(e.action == 'set' for e in events)} speed step(s), "
             f"{sum(e.action == 'fault' for e in events)} dropout(s)")
     return Scenario(name=f"family-{seed}", description=desc, noise_scale=noise, batch_variation=variation,
                     line=line, drift=drift, events=tuple(sorted(events, key=lambda e: e.at_s)))

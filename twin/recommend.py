@@ -37,15 +37,17 @@ import numpy as np
 from scipy.optimize import minimize
 from scipy.stats import norm
 
-from twin.plant_model import PlantModel
+from twin.plant_model import PhysicsModel, PlantModel
 from twin.service_settings import ControlSettings, Loop, Product, Target
 
 # gauge samples whose residual trend estimates the drift of the bias (at least; 3 x bias_samples when larger)
 TREND_SAMPLES = 150
 RefusalKind = Literal["missing", "bad_quality", "out_of_domain", "insufficient_data", "on_target", "no_improvement",
                       "waiting"]
+_AT_CARD_EDGE = "; at the edge of the surrogate's card"
 # a measured disturbance that moves the predicted product by more than this many tolerances lifts a loop's dwell
-DWELL_LIFT_TOLERANCES = 0.25
+# (a whole tolerance: the noise of a single speed reading must not)
+DWELL_LIFT_TOLERANCES = 1.0
 
 
 class SignalSource(Protocol):
@@ -129,6 +131,7 @@ class _BiasEstimate:
     n: int
     noise_std: float     # std of the residuals: the spread of single readings about their mean
     drift_std: float = 0.0  # how far the bias may move before the proposed product reaches the gauge
+    ahead: float = 0.0      # the bias' significant linear trend carried over that horizon (loops[].drift_window_s)
 
 
 @dataclass(frozen=True)
@@ -154,12 +157,33 @@ def _step_hold(t_hist: np.ndarray, v_hist: np.ndarray, t_query: np.ndarray) -> t
     return out, ok
 
 
+def _travel_s(t_meas: np.ndarray, ts: np.ndarray, vs: np.ndarray, dist_m: float) -> np.ndarray:
+    """Seconds the web took to carry a point ``dist_m`` up to each ``t_meas``: the speed history (m/min) integrated,
+    so a speed change while the material was in transit is honoured (distance / current speed is not: after a step
+    from 1.0 to 0.8 m/min it matched the gauge's readings with inputs up to 105 s off). NaN where the history does not
+    reach back that far."""
+    t = (ts - ts[0]) / 1e9
+    v = np.clip(vs, 0.0, None) / 60.0
+    dist = np.concatenate(([0.0], np.cumsum(v[:-1] * np.diff(t))))
+    tm = (t_meas - ts[0]) / 1e9
+    at = np.interp(tm, t, dist) + np.clip(tm - t[-1], 0.0, None) * v[-1]
+    back = at - dist_m
+    out = tm - np.interp(back, dist, t)
+    out[(back < 0.0) | (tm < 0.0)] = np.nan
+    return out
+
+
 class Recommender:
     """Stateless apart from the filtered biases; call ``recommend(loop_name)`` once per control interval."""
 
     def __init__(self, settings: ControlSettings, model: PlantModel, source: SignalSource) -> None:
         self.settings = settings
-        self.model = model
+        self.primary = model
+        self.model = model  # the model of the evaluation under way: the primary, or the physics outside its card
+        # a surrogate's card is narrower than the physics it was trained on: a drifting line leaves it long before it
+        # leaves the process chain's domain (control.outside_surrogate)
+        self.physics: PlantModel | None = (
+            PhysicsModel() if settings.outside_surrogate == "physics" and not isinstance(model, PhysicsModel) else None)
         self.source = source
         self.bias_samples = settings.bias_samples
         self.deadband = settings.deadband
@@ -218,7 +242,8 @@ class Recommender:
         measured = {mi.input: proposal.inputs[mi.input] for mi in loop.measured_inputs if mi.input in proposal.inputs}
         self.moves[node] = _Move(proposal.process_time_ns, math.copysign(1.0, after - before), measured)
 
-    def _current(self, loop_name: str, loop: Loop) -> tuple[dict[str, float], dict[str, float]] | Refusal:
+    def _current(self, loop_name: str, loop: Loop,
+                 physics: bool = False) -> tuple[dict[str, float], dict[str, float]] | Refusal:
         u0: dict[str, float] = {}
         d: dict[str, float] = {}
         missing: list[str] = []
@@ -239,7 +264,10 @@ class Recommender:
             if value is None:
                 (missing if "no sample" in why else bad).append(why)
             else:
-                d[mi.input] = value * mi.scale
+                # where the line is heading (a speed the HMI asked for) is the proposal's input: the pump follows
+                # before the drive has ramped; the bias keeps the measured value, which is what acted on the web
+                ahead = self._latest_good(mi.setpoint_signal)[0] if mi.setpoint_signal else None
+                d[mi.input] = (value if ahead is None else ahead) * mi.scale
         waiting: list[str] = []
         for t in loop.targets:
             value, _, why = self._latest_good(t.signal)
@@ -259,7 +287,24 @@ class Recommender:
                                f"(max_age_s {t.max_age_s:g}): its station is idle")
         if waiting:
             return Refusal(loop_name, "waiting", "; ".join(waiting))
-        dom = self.model.domain(loop.electrode)
+        self.model = self.primary
+        d_primary, violations = self._in_domain(self.primary, loop, u0, d)
+        if (violations or physics) and self.physics is not None:
+            d_physics, physics_violations = self._in_domain(self.physics, loop, u0, d)
+            if not physics_violations:
+                self.model = self.physics  # this evaluation runs on the chain the surrogate was trained on
+                return u0, d_physics
+            violations = physics_violations
+        if violations:
+            return Refusal(loop_name, "out_of_domain", "model inputs out of domain: " + "; ".join(violations),
+                           {"violations": violations})
+        return u0, d_primary
+
+    def _in_domain(self, model: PlantModel, loop: Loop, u0: dict[str, float],
+                   d: dict[str, float]) -> tuple[dict[str, float], list[str]]:
+        """The measured inputs with sensor noise at the domain's edge clamped onto it, and what still lies outside."""
+        d = dict(d)
+        dom = model.domain(loop.electrode)
         tol = self.settings.domain_edge_tolerance
         for key, value in list(d.items()):
             rng = dom.get(key)
@@ -267,11 +312,7 @@ class Recommender:
                 edge = tol * (rng[1] - rng[0])
                 if rng[0] - edge <= value < rng[0] or rng[1] < value <= rng[1] + edge:
                     d[key] = min(max(value, rng[0]), rng[1])
-        violations = self.model.check_domain({**u0, **d}, loop.electrode)
-        if violations:
-            return Refusal(loop_name, "out_of_domain", "model inputs out of domain: " + "; ".join(violations),
-                           {"violations": violations})
-        return u0, d
+        return d, model.check_domain({**u0, **d}, loop.electrode)
 
     # -- bias --------------------------------------------------------------------------------------------------------
     def estimate_bias(self, loop: Loop, target: Target) -> tuple[float, float, float, int] | None:
@@ -284,6 +325,8 @@ class Recommender:
         if len(t_meas) == 0:
             return None
         keep = max(self.bias_samples * 3, TREND_SAMPLES)  # the trend of the residuals needs a longer look back
+        if loop.drift_window_s is not None:
+            keep = max(keep, int(np.count_nonzero(t_meas >= t_meas[-1] - int(loop.drift_window_s * 1e9))))
         t_meas, v_meas = t_meas[-keep:], v_meas[-keep:]
         speed_key = loop.web_speed_signal
         if speed_key is not None:
@@ -306,8 +349,12 @@ class Recommender:
                 sp_t, _ = self.source.window(signal + "Setpoint")
                 if len(sp_t):
                     signal = signal + "Setpoint"
-            delay_ns = ((max(0.0, target.gauge_position_m - pos) / speed_m_s + target.dead_time_s)
-                        * 1e9).astype(np.int64)
+            dist_m = max(0.0, target.gauge_position_m - pos)
+            travel_s = dist_m / speed_m_s
+            if speed_key is not None and len(ts) >= 2 and dist_m > 0:
+                integrated = _travel_s(t_meas, ts, vs, dist_m)
+                travel_s = np.where(np.isfinite(integrated), integrated, travel_s)
+            delay_ns = ((travel_s + target.dead_time_s) * 1e9).astype(np.int64)
             th, vh = self.source.window(signal)
             if len(th) == 0:
                 return None
@@ -336,6 +383,19 @@ class Recommender:
             tt = (t_meas[good] - t_meas[good][-1]) / 1e9
             coef, cov = np.polyfit(tt, resid_all, 1, cov=True)
             drift = math.hypot(float(coef[0]), math.sqrt(max(float(cov[0, 0]), 0.0))) * horizon_s
+        ahead = 0.0
+        if loop.drift_window_s is not None and len(resid_all) >= 10:
+            # dead-time compensation of a drift (pump wear, slow compaction): the product made now reaches the gauge
+            # a transport delay after the samples the bias comes from, so carry a significant trend over that horizon
+            tt = (t_meas[good] - t_meas[good][-1]) / 1e9
+            win = tt >= -loop.drift_window_s
+            # only from a window at least half full: a trend of a minute's samples carried over a transport delay
+            # is mostly noise
+            if int(win.sum()) >= 10 and float(np.ptp(tt[win])) >= 0.5 * loop.drift_window_s:
+                coef, cov = np.polyfit(tt[win], resid_all[win], 1, cov=True)
+                slope, slope_se = float(coef[0]), math.sqrt(max(float(cov[0, 0]), 0.0))
+                if abs(slope) > 2.0 * slope_se:
+                    ahead = slope * horizon_s
         sd = float(resid.std(ddof=1))
         # residuals of a drifting or slowly varying process are correlated: n of them carry fewer than n independent
         # pieces of information (AR(1) effective sample size n (1 - r) / (1 + r), r = lag-1 autocorrelation)
@@ -344,7 +404,8 @@ class Recommender:
         r1 = float(np.dot(dev[1:], dev[:-1]) / denom) if denom > 0 else 0.0
         r1 = min(max(r1, 0.0), 0.95)
         n_eff = max(1.0, n * (1.0 - r1) / (1.0 + r1))
-        return _BiasEstimate(float(resid.mean()), sd / math.sqrt(n_eff), float(v_meas[sel].mean()), n, sd, drift)
+        return _BiasEstimate(float(resid.mean()), sd / math.sqrt(n_eff), float(v_meas[sel].mean()), n, sd, drift,
+                             ahead)
 
     # -- objective ---------------------------------------------------------------------------------------------------
     def _objective(self, targets: list[Target], y: Mapping[str, np.ndarray], bias: Mapping[str, float]) -> np.ndarray:
@@ -360,7 +421,10 @@ class Recommender:
         """The proposal for one loop now. ``commit=False`` leaves the bias filter where it is (see ``commit``)."""
         staged: dict[tuple[str, str], float] = {}
         try:
-            return self._recommend(loop_name, staged)
+            result = self._recommend(loop_name, staged)
+            if result.reason.endswith(_AT_CARD_EDGE):
+                result = self._recommend(loop_name, staged, physics=True)
+            return result
         finally:
             if commit:
                 self.biases.update(staged)
@@ -372,12 +436,13 @@ class Recommender:
         """Advance the bias filter by the step the latest ``recommend(loop_name, commit=False)`` computed."""
         self.biases.update(self._staged.pop(loop_name, {}))
 
-    def _recommend(self, loop_name: str, staged: dict[tuple[str, str], float]) -> Proposal | Refusal:
+    def _recommend(self, loop_name: str, staged: dict[tuple[str, str], float],
+                   physics: bool = False) -> Proposal | Refusal:
         started = time.perf_counter()
         loop = self.product.loops.get(loop_name)
         if loop is None:
             raise KeyError(f"unknown loop {loop_name!r}; configured loops: {sorted(self.product.loops)}")
-        state = self._current(loop_name, loop)
+        state = self._current(loop_name, loop, physics)
         if isinstance(state, Refusal):
             return state
         u0, d = state
@@ -390,7 +455,8 @@ class Recommender:
                                f"fewer than {t.min_samples} good samples of {t.signal} with their inputs in history")
             key = (loop_name, t.signal)
             prev = self.biases.get(key)
-            b = est.bias if prev is None else prev + self.settings.bias_filter * (est.bias - prev)
+            raw = est.bias + est.ahead
+            b = raw if prev is None else prev + self.settings.bias_filter * (raw - prev)
             staged[key] = b
             bias[t.signal] = b
             info[t.signal] = est
@@ -402,6 +468,7 @@ class Recommender:
         hi = np.minimum([m.high for m in loop.manipulated], x0 + step)
         # never propose outside the model's domain of validity either
         dom = self.model.domain(loop.electrode)
+        lo_free, hi_free = lo.copy(), hi.copy()
         lo = np.maximum(lo, [dom.get(n, (-np.inf, np.inf))[0] for n in names])
         hi = np.minimum(hi, [dom.get(n, (-np.inf, np.inf))[1] for n in names])
         lo, hi = np.minimum(lo, hi), np.maximum(lo, hi)  # a current value outside the bounds: move toward them
@@ -442,10 +509,15 @@ class Recommender:
                        bounds=list(zip(z_lo, z_hi, strict=True)), options={"maxiter": 100})
         self._last_x[loop_name] = x0 + res.x * step
         x = np.clip(np.round(x0 + res.x * step, 2), lo, hi)
+        # the optimum pressed against the surrogate's card where the hard bounds and the step allow more: the
+        # surrogate cannot say what lies beyond, the physics it was trained on can (recommend() asks it again)
+        at_card_edge = self.physics is not None and self.model is not self.physics and bool(np.any(
+            ((np.abs(x - hi) < 1e-6) & (hi < hi_free)) | ((np.abs(x - lo) < 1e-6) & (lo > lo_free))))
         y1 = evaluate(x)
         j1 = _scalar(self._objective(loop.targets, y1, bias))
         if j0 - j1 <= self.settings.min_improvement * max(j0, 1e-9) or np.allclose(x, x0):
-            return Refusal(loop_name, "no_improvement", f"objective {j0:.3g} -> {j1:.3g} is not worth a change")
+            return Refusal(loop_name, "no_improvement", f"objective {j0:.3g} -> {j1:.3g} is not worth a change"
+                           + (_AT_CARD_EDGE if at_card_edge else ""), {"at_card_edge": at_card_edge})
 
         # confidence: probability that a reading of the new product lands within tolerance (module docstring)
         expected, probs = [], []
@@ -471,7 +543,8 @@ class Recommender:
                                   low=m.low, high=m.high, max_step=m.max_step) for i, m in enumerate(loop.manipulated)]
         worst_sig = max(expected, key=lambda e: abs(e.current - e.target) / e.tolerance)
         reason = (f"{worst_sig.signal} estimated {worst_sig.current:.4g} vs target {worst_sig.target:.4g} "
-                  f"(bias {worst_sig.bias:+.3g} from {worst_sig.samples} samples); objective {j0:.3g} -> {j1:.3g}")
+                  f"(bias {worst_sig.bias:+.3g} from {worst_sig.samples} samples); objective {j0:.3g} -> {j1:.3g}"
+                  + (_AT_CARD_EDGE if at_card_edge else ""))
         return Proposal(loop=loop_name, electrode=loop.electrode, setpoints=changes, expected=expected,
                         objective_before=j0, objective_after=j1, confidence=float(np.prod(probs)),
                         model_version=self.model.version, reason=reason, inputs={**u0, **d},
@@ -480,7 +553,7 @@ class Recommender:
     def _dwell(self, loop: Loop, names: list[str], x0: np.ndarray, d: dict[str, float],
                lo: np.ndarray, hi: np.ndarray, now_ns: int) -> tuple[np.ndarray, np.ndarray]:
         """Within ``dwell_s`` of a setpoint's last move, it may go on the same way but not back (no chattering),
-        unless a measured disturbance has since moved the predicted product by more than a quarter tolerance: a
+        unless a measured disturbance has since moved the predicted product by more than a tolerance: a
         speed change at the HMI is a reason to move, a noisy bias is not."""
         lo, hi = lo.copy(), hi.copy()
         for i, m in enumerate(loop.manipulated):

@@ -179,6 +179,10 @@ class MeasuredInput(_Strict):
     position_m: float = Field(0.0, ge=0, description="where it acts along the web, from the coating head")
     scale: float = Field(1.0, gt=0, description=(
         "Factor from the signal's unit to the model input's (0.01 for a solid content reported in %)"))
+    setpoint_signal: str | None = Field(None, description=(
+        "Feedforward: the signal of where the line is heading (e.g. the web-speed setpoint the HMI changes), used "
+        "for the proposal so the setpoints move before the drive has ramped; the bias keeps ``signal`` (what acted "
+        "on the web); null = signal"))
 
 
 class Loop(_Strict):
@@ -198,6 +202,10 @@ class Loop(_Strict):
     dwell_s: float = Field(0.0, ge=0, description=(
         "Minimum dwell, s of process time: a setpoint is not moved back against its last move within this long of "
         "it (moves in the same direction and moves after a measured disturbance changed are not held back)"))
+    drift_window_s: float | None = Field(None, gt=0, description=(
+        "Dead-time compensation of drifts: the bias is carried forward by the residuals' linear trend over this "
+        "window (s of process time) to when the proposed product reaches the gauge, where the trend is significant "
+        "(> 2 standard errors); null = none (the bias acts as integral action only)"))
 
 
 class Product(_Strict):
@@ -230,6 +238,10 @@ class ControlSettings(_Strict):
     model: Literal["surrogate", "physics"] = Field(
         "surrogate", description="optimise on the ONNX structure surrogate (models.runtime) or the process chain; "
         "the physics is used when no surrogate artifact is installed")
+    outside_surrogate: Literal["physics", "refuse"] = Field(
+        "physics", description="When the line's state lies outside the surrogate's card (a drifting solid content, a "
+        "speed change) but inside the process chain's domain: optimise on the process-chain physics the surrogate "
+        "was trained on (physics; the proposal's model_version says so) or refuse as out of domain (refuse)")
     domain_edge_tolerance: float = Field(
         0.02, ge=0, le=0.2, description="a measured (not manipulated) input this close outside the model's domain, "
         "as a fraction of the domain width, is clamped to its edge (sensor noise at the edge of the design space); "

@@ -35,6 +35,9 @@ CATHODE_NODES = [
     ("PumpFlowRate", "Coating.Cathode.PumpFlowRate", "Coating/Cathode"),
     ("PumpFlowRateSetpoint", "Coating.Cathode.PumpFlowRateSetpoint", "Coating/Cathode"),
     ("WebSpeed", "Coating.Cathode.WebSpeed", "Coating/Cathode"),
+    ("WebSpeedSetpoint", "Coating.Cathode.WebSpeedSetpoint", "Coating/Cathode"),
+    ("CoatingWidth", "Coating.Cathode.CoatingWidth", "Coating/Cathode"),
+    ("SolidContent", "Mixing.Cathode.SolidContent", "Mixing/Cathode"),
     ("LineLoad", "Calendering.Cathode.LineLoad", "Calendering/Cathode"),
     ("LineLoadSetpoint", "Calendering.Cathode.LineLoadSetpoint", "Calendering/Cathode"),
     ("RollTemperature", "Calendering.Cathode.RollTemperature", "Calendering/Cathode"),
@@ -77,7 +80,7 @@ def twin_config(tmp: Path, influx: Influxd, sim: Simulator, *, database: str | N
         cfg.opcua.trace_events = False
         cfg.opcua.nodes = [OpcuaNode(name=n, identifier=f"PilotLine.{i}", station=s) for n, i, s in CATHODE_NODES]
         product = cfg.service.control.active
-        product.loops = {"Cathode": product.loops["Cathode"]}
+        product.loops = {k: v for k, v in product.loops.items() if v.electrode == "cathode"}
     return cfg
 
 

@@ -6,6 +6,11 @@ RMS deviation from target of the 5-minute means (simulated time; InfluxQL ``GROU
 and calendered density over the same simulated window must be at least 70 % smaller in closed loop. Means rather
 than raw samples because gauge noise is not something setpoints can remove: both runs are treated alike.
 Afterwards the operator withdraws the grant at the line: the loop drops to advisory with an alarm and writes nothing.
+
+Two simulator runs of three simulated hours took 83 s of the default suite: the test runs with ``make test-faults``
+(marker ``faults``). The default suite checks the same safety properties (bounds, maximum step, audit, grant,
+fallback) on the simulator's plant in-process in a few seconds (tests/twin/test_control_family.py); the score over a
+scenario family against open loop and a tuned PI is tests/bench/bench_control_family.py.
 """
 
 from __future__ import annotations
@@ -34,7 +39,7 @@ SEED = 11
 TARGETS = {("Drying", "MassLoading"): 14.31, ("Calendering", "CoatingDensity"): 2.96}
 ENGINEER = Principal("engineer-test", Role.engineer)
 
-pytestmark = [pytest.mark.slow, pytest.mark.timeout(600)]
+pytestmark = [pytest.mark.slow, pytest.mark.faults, pytest.mark.timeout(600)]
 
 
 async def _sim_time_s(svc: TwinService, t0_ns: int) -> float:
@@ -90,7 +95,8 @@ async def _run(tmp: Path, influxd: Any, simulator_factory: Any, start: str, clos
         audit = [e.to_dict() for e in svc.audit.list(limit=100_000)]
         counts = dict(svc.controller.counts)
         alarms = [a.to_dict() for a in svc.alarms.list(include_history=True)]
-        bounds = {m.setpoint_node: (m.low, m.high) for m in cfg.service.control.active.loops["Cathode"].manipulated}
+        bounds = {m.setpoint_node: (m.low, m.high) for loop in cfg.service.control.active.loops.values()
+                  for m in loop.manipulated}
     finally:
         await svc.stop()
         sim.stop()
