@@ -36,3 +36,18 @@ def test_a_calibrated_solid_content_takes_the_bias_out_of_the_recommendation() -
     after, version = _mass_loading_bias(CalibratedModel(PhysicsModel(), cal))
     assert version == "process_chain+calibration@cathode:1"
     assert before < -0.5 and abs(after) < 0.15 * abs(before), (before, after)
+
+
+def test_the_whole_cell_surrogate_call_is_withdrawn_once_calibrated() -> None:
+    class Surrogate:
+        version = "structure@1"
+
+        def predict_raw(self, per_electrode: object) -> str:
+            return "literature"
+
+    cal = Calibration(CalibrationSettings(state_file=None), "L", control_settings())
+    model = CalibratedModel(Surrogate(), cal)  # type: ignore[arg-type]
+    assert getattr(model, "predict_raw", None) is not None
+    cal.get("cathode").observations = 1
+    cal.accept("cathode", "eng", "test")
+    assert getattr(model, "predict_raw", None) is None

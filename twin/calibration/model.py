@@ -26,6 +26,10 @@ class CalibratedModel:
         self.calibration = calibration
 
     def __getattr__(self, name: str) -> Any:  # predict_raw, registry, card ... of the configured model
+        if name == "predict_raw" and any(self._version(e) is not None for e in ("cathode", "anode")):
+            # the surrogate's whole-cell call would answer at the literature parameters: once calibrated, a cell's
+            # structure comes from its electrodes' segment predictions (twin/predict.py without predict_raw)
+            raise AttributeError(name)
         return getattr(self.base, name)
 
     def _version(self, electrode: str) -> Any:
