@@ -204,3 +204,16 @@ def test_api_rootcause_ranks_the_low_stretch_first(api: Env, plant: Plant) -> No
     assert all(not f["feature"].startswith("formation:") for f in out["features"])
     json.dumps(out, allow_nan=False)
     assert not any(isinstance(v, float) and math.isnan(v) for f in out["features"] for v in f.values())
+
+
+def test_a_stretch_named_further_up_does_not_widen_the_sheets() -> None:
+    """The simulator names the whole roll on the slit coil's input (0..10 m): the sheet's 4..6 m stays 4..6 m."""
+    g = {"entities": [{"id": "ES-C-000001", "type": "ElectrodeSheet", "steps": []},
+                      {"id": "SC-C-000001-1", "type": "SlitCoil", "steps": []},
+                      {"id": "CAL-C-000001", "type": "CalenderedRoll", "steps": []},
+                      {"id": "CR-C-000001", "type": "CoatedRoll", "steps": []}],
+         "edges": [{"child": "ES-C-000001", "parent": "SC-C-000001-1", "from_m": 4.0, "to_m": 6.0},
+                   {"child": "SC-C-000001-1", "parent": "CAL-C-000001", "from_m": 0.0, "to_m": 10.0},
+                   {"child": "CAL-C-000001", "parent": "CR-C-000001", "from_m": 0.0, "to_m": 10.0}]}
+    ms = {m.id: (m.roll_from_m, m.roll_to_m) for m in CellRecords(None, None, {}).materials(g)}
+    assert ms == {"CAL-C-000001": (4.0, 6.0), "CR-C-000001": (4.0, 6.0)}

@@ -77,7 +77,7 @@ async def _run(request: Request, who: Principal, fn: Callable[[], T], timeout_s:
 
     try:
         return await asyncio.wait_for(asyncio.to_thread(work), timeout_s)
-    except (TimeoutError, asyncio.TimeoutError):
+    except TimeoutError:
         raise HTTPException(504, f"not done within {timeout_s:g} s (service.quality); narrow the question") from None
     except LookupError as exc:
         raise HTTPException(404, str(exc)) from None
@@ -98,7 +98,7 @@ def _cells_param(cells: str | None) -> list[str] | None:
     return out or None
 
 
-# -- dataset (before /cells/{id}/...: a fixed path) ---------------------------------------------------------------------
+# -- dataset (before /cells/{id}/...: a fixed path) --------------------------------------------------------------------
 @router.get("/cells/dataset")
 async def dataset(request: Request, ctx: Ctx, who: Viewer,
                   cells: str | None = Query(None, max_length=200_000, description="comma-separated cell IDs"),
@@ -150,7 +150,7 @@ async def cell_record(cell_id: str, request: Request, ctx: Ctx, who: Viewer,
     return JSONResponse(_clean(rec))
 
 
-# -- lab ----------------------------------------------------------------------------------------------------------------
+# -- lab ---------------------------------------------------------------------------------------------------------------
 @router.post("/lab")
 async def lab_import(request: Request, ctx: Ctx, who: Operator) -> dict[str, Any]:
     """Lab results: a JSON list of rows (or ``{"rows": [...]}``), or CSV with a header (Content-Type text/csv).
@@ -191,7 +191,7 @@ async def lab_results(request: Request, ctx: Ctx, who: Viewer,
     return _clean({"trace_id": trace_id, "results": await _run(request, who, read, q.settings.timeout_s)})
 
 
-# -- root cause ---------------------------------------------------------------------------------------------------------
+# -- root cause --------------------------------------------------------------------------------------------------------
 @router.get("/rootcause")
 async def rootcause(request: Request, ctx: Ctx, who: Viewer,
                     cells: str | None = Query(None, max_length=200_000, description="comma-separated cell IDs"),

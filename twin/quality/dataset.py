@@ -77,14 +77,16 @@ class DatasetBuilder:
         for k in range(0, len(keys), ROLLS_PER_REQUEST):
             self.deadline()
             chunk = keys[k:k + ROLLS_PER_REQUEST]
-            statements, params = [], {"good": "good"}
+            statements: list[str] = []
+            params: dict[str, Any] = {"good": "good"}
             for i, (line, roll) in enumerate(chunk):
                 ms = by_roll[(line, roll)]
                 where = [f'"line" = $l{i}', f'"roll_id" = $r{i}', '"quality" = $good']
                 params[f"l{i}"], params[f"r{i}"] = line, roll
-                if all(m.roll_from_m is not None and m.roll_to_m is not None for m in ms):
-                    params[f"a{i}"] = min(m.roll_from_m for m in ms)  # type: ignore[type-var]
-                    params[f"b{i}"] = max(m.roll_to_m for m in ms)  # type: ignore[type-var]
+                froms = [m.roll_from_m for m in ms if m.roll_from_m is not None]
+                tos = [m.roll_to_m for m in ms if m.roll_to_m is not None]
+                if len(froms) == len(tos) == len(ms):
+                    params[f"a{i}"], params[f"b{i}"] = min(froms), max(tos)
                     where += [f'"roll_position_m" >= $a{i}', f'"roll_position_m" < $b{i}']
                 statements.append(f'SELECT "value", "roll_position_m" FROM /.*/ WHERE {" AND ".join(where)} '
                                   'GROUP BY "signal", "lane"')

@@ -163,9 +163,12 @@ class CellRecords:
                 for e in parents.get(node, []):
                     if types.get(e["parent"]) in ("RawMaterialLot", "SlurryBatch"):
                         continue
+                    # positions are coated-roll coordinates all the way: a stretch named further up (a slit coil
+                    # made from 0..10 m of its roll) narrows nothing the sheet's own stretch did not
                     fa, fb = e.get("from_m"), e.get("to_m")
-                    stack.append((e["parent"], a if fa is None else float(fa), b if fb is None else float(fb),
-                                  depth + 1))
+                    na = a if fa is None else (float(fa) if a is None else max(a, float(fa)))
+                    nb = b if fb is None else (float(fb) if b is None else min(b, float(fb)))
+                    stack.append((e["parent"], na, nb, depth + 1))
         out: list[Material] = []
         for roll_id in sorted(stretches, key=lambda r: (types[r], r)):
             a, b, sheet = stretches[roll_id]
@@ -429,13 +432,13 @@ def features(record: Mapping[str, Any]) -> dict[str, float]:
         out.update({f"{name}:mean": s.mean, f"{name}:min": s.min, f"{name}:max": s.max, f"{name}:std": s.std})
     for name, s in (record.get("assembly") or {}).get("signals", {}).items():
         out.update({f"assembly:{name}:{k}": s[k] for k in ("mean", "min", "max", "std") if s.get(k) is not None})
-    dew = (record.get("assembly") or {}).get("max_dew_point_C")
-    if _number(dew) is not None:
-        out["assembly:max_dew_point_C"] = float(dew)
+    dew = _number((record.get("assembly") or {}).get("max_dew_point_C"))
+    if dew is not None:
+        out["assembly:max_dew_point_C"] = dew
     for key, v in formation_results(record.get("genealogy", {})).items():
         out[f"formation:{key}"] = v
     for lab in record.get("lab", []):
-        v = _number(lab.get("value"))
-        if v is not None:
-            out[f"lab:{lab.get('trace_type')}:{lab.get('quantity')}"] = v
+        lv = _number(lab.get("value"))
+        if lv is not None:
+            out[f"lab:{lab.get('trace_type')}:{lab.get('quantity')}"] = lv
     return out

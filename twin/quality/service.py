@@ -56,7 +56,8 @@ SELECT ?id ?line ?key ?num ?text WHERE {
   ?cell a pl:Cell ; pl:traceId ?id ; pl:line ?line .
   ?run pl:hasMeasured ?q . ?q pl:key ?key .
   FILTER(?key IN ("passed", "aborted", "%s"))
-  OPTIONAL { ?q emmo:EMMO_8ef3cd6d_ae58_4a8d_9fc0_ad8f49015cd0 ?n . ?n emmo:EMMO_faf79f53_749d_40b2_807c_d34244c192f4 ?num }
+  OPTIONAL { ?q emmo:EMMO_8ef3cd6d_ae58_4a8d_9fc0_ad8f49015cd0 ?n .
+             ?n emmo:EMMO_faf79f53_749d_40b2_807c_d34244c192f4 ?num }
   OPTIONAL { ?q rdf:value ?text }
 }"""
 
