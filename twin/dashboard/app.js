@@ -557,28 +557,54 @@ function statRows(obj) {
     .map(([k, v]) => Object.assign({ name: k }, v));
 }
 
-function renderRecordBody(rec) {
-  // generic renderer of the cell record: the sections it has, statistics as tables, the rest as key-value lists
+function section(title, body, name) {
+  return '<div class="rec-section"' + (name ? ' data-section="' + esc(name) + '"' : "") + "><h3>" + esc(title) +
+    "</h3>" + body + "</div>";
+}
+
+function renderCellRecord(rec) {
+  // GET /api/cells/{id}/record (docs/quality.md): per material the statistics of every process signal over the
+  // stretch or window that went into the cell, assembly conditions, formation, predicted vs measured, lab, setpoints
   const parts = [];
-  for (const [name, val] of Object.entries(rec)) {
-    if (["id", "type", "line", "iri"].includes(name) || val === null || val === undefined) continue;
-    let body = "";
-    if (Array.isArray(val) && val.length && typeof val[0] === "object") {
-      body = val.slice(0, 50).map((item) => {
-        const st = item.signals || item.statistics || item.stats;
-        const head = item.id || item.entity || item.sheet || item.material || "";
-        const rest = Object.fromEntries(Object.entries(item).filter(([k]) => !["signals", "statistics", "stats"].includes(k)));
-        return (head ? "<h4>" + link(head) + "</h4>" : "") + kv(rest) + (st ? statsTable(statRows(st)) : "");
-      }).join("");
-    } else if (val && typeof val === "object" && !Array.isArray(val)) {
-      const rows = statRows(val);
-      body = rows.length ? statsTable(rows) : kv(val);
-    } else if (Array.isArray(val)) {
-      body = val.map((v) => typeof v === "string" && /^[A-Z][A-Z0-9]*-/.test(v) ? link(v) : esc(fmt(v))).join(", ") || "<small>none</small>";
-    } else body = esc(fmt(val));
-    parts.push('<div class="rec-section" data-section="' + esc(name) + '"><h3>' + esc(name.replace(/_/g, " ")) +
-      "</h3>" + body + "</div>");
+  const g = rec.genealogy || {};
+  parts.push(section("cell", kv({ cell: rec.cell, line: rec.line, cathode: (g.positive_electrode || []).join(", "),
+    anode: (g.negative_electrode || []).join(", "), "InfluxDB statements": (rec.influxdb || {}).statements }) +
+    '<p><a href="/api/cells/' + encodeURIComponent(rec.cell) + '/record?format=jsonld" download>BattINFO JSON-LD</a> · ' +
+    '<a href="/api/cells/dataset?cells=' + encodeURIComponent(rec.cell) + '&format=csv" download>CSV row</a></p>',
+    "cell"));
+  const pvm = rec.predicted_vs_measured || [];
+  parts.push(section("predicted vs measured", pvm.length ? '<table class="small"><tr><th>output</th><th>predicted ± 2σ</th>' +
+    "<th>measured</th><th>error</th></tr>" + pvm.map((r) => "<tr><td>" + esc(r.output) + '</td><td class="num">' +
+      fmt(r.predicted) + (r.std ? " ± " + fmt(2 * r.std, 2) : "") + '</td><td class="num">' + fmt(r.measured) +
+      " <small>" + esc(r.measured_as) + '</small></td><td class="num">' + fmt(r.error, 3) + "</td></tr>").join("") +
+    "</table>" : "<small>no prediction with a formation result to compare</small>", "predicted_vs_measured"));
+  const formation = rec.formation || [];
+  parts.push(section("formation", formation.map((f) => "<b>" + esc(f.id) + "</b> " + esc(f.channel || "") +
+    kv(Object.fromEntries(Object.entries(f.results || {}).map(([k, v]) => [k, v && typeof v === "object" ? v.value : v]))))
+    .join("") || "<small>not formed yet</small>", "formation"));
+  const asm = rec.assembly || {};
+  parts.push(section("assembly conditions", kv({ window: asm.window ? asm.window.start + " … " + asm.window.end : null,
+    max_dew_point_C: asm.max_dew_point_C, source: asm.dew_point_source }) +
+    (Object.keys(asm.signals || {}).length ? statsTable(statRows(asm.signals)) : ""), "assembly"));
+  for (const m of rec.materials || []) {
+    const where = m.basis === "roll stretch" ? fmt(m.from_m) + " … " + fmt(m.to_m) + " m" +
+      (m.via_sheet ? " (via " + m.via_sheet + ")" : "") : m.basis === "time window" ? (m.station || "") + " " +
+      (m.start || "").slice(0, 19) + " … " + (m.end || "").slice(11, 19) : m.basis;
+    const rolls = m.basis === "roll stretch" ? ' <a href="#/rollmap/' + encodeURIComponent(m.id) + '">roll map</a>' : "";
+    const rows = statRows(m.signals);
+    parts.push(section(m.type + " " + m.id, "<p>" + link(m.id) + " · " + esc(where) + rolls + "</p>" +
+      (rows.length ? statsTable(rows) : "<small>no process data in the store for it</small>"), "material"));
   }
+  const lab = rec.lab || [];
+  parts.push(section("lab results", lab.length ? '<table class="small"><tr><th>on</th><th>quantity</th><th>value</th>' +
+    "<th>method</th><th>time</th></tr>" + lab.map((r) => "<tr><td>" + link(r.trace_id) + "</td><td>" + esc(r.quantity) +
+      '</td><td class="num">' + fmt(r.value) + " " + esc(r.unit || "") + "</td><td>" + esc(r.method || "") + "</td><td>" +
+      esc(String(r.time || "").slice(0, 19)) + "</td></tr>").join("") + "</table>" : "<small>none</small>", "lab"));
+  const sp = rec.setpoint_changes || [];
+  parts.push(section("setpoint changes that acted on its material", sp.length ? '<table class="small">' +
+    sp.map((a) => "<tr><td>" + esc(String(a.time || a.time_ns || "").slice(0, 19)) + "</td><td>" +
+      esc(a.target || a.setpoint || "") + '</td><td class="num">' + fmt(a.before) + " → " + fmt(a.after) + "</td><td>" +
+      esc(a.who || "") + "</td></tr>").join("") + "</table>" : "<small>none</small>", "setpoint_changes"));
   return '<div class="rec-grid">' + parts.join("") + "</div>";
 }
 
@@ -588,8 +614,7 @@ async function renderRecord(id) {
   $("#record-id").value = id;
   $("#record-title").textContent = id;
   out.innerHTML = "<small>loading…</small>";
-  const hasRecord = state.paths.has("/api/cells/{cell_id}/record") || state.paths.has("/api/cells/{id}/record") ||
-    [...state.paths].some((p) => /^\/api\/cells\/\{[^}]+\}\/record$/.test(p));
+  const hasRecord = [...state.paths].some((p) => /^\/api\/cells\/\{[^}]+\}\/record$/.test(p));
   try {
     const g = await api("/api/genealogy/" + encodeURIComponent(id));
     const html = ['<p><a href="#/genealogy/' + encodeURIComponent(id) + '">genealogy graph</a> · ' + esc(g.type) +
@@ -597,7 +622,7 @@ async function renderRecord(id) {
     if (g.type === "Cell" && hasRecord) {
       try {
         const rec = await api("/api/cells/" + encodeURIComponent(id) + "/record");
-        html.push(renderRecordBody(rec));
+        html.push(renderCellRecord(rec));
         out.innerHTML = html.join(""); return;
       } catch (e) { html.push('<p class="sev-warning">cell record: ' + esc(e.message) + "</p>"); }
     } else if (g.type === "Cell") {
@@ -655,33 +680,72 @@ async function renderRecord(id) {
 // ---------------------------------------------------------------------------------------------------------------
 async function renderRootcause(ev) {
   const out = $("#rootcause");
-  const path = [...state.paths].find((p) => p.startsWith("/api/rootcause"));
-  if (!path) {
-    out.innerHTML = "<small>the root-cause analysis (GET /api/rootcause) is not served by this twin yet</small>";
+  if (!state.paths.has("/api/rootcause")) {
+    out.innerHTML = "<small>the root-cause analysis (GET /api/rootcause) is not served by this twin</small>";
     return;
   }
-  if (!ev) { out.innerHTML = "<small>choose the cells to explain and press rank causes</small>"; return; }
+  if (!ev) { if (!out.innerHTML) out.innerHTML = "<small>choose the cells to explain and press rank causes</small>"; return; }
   const sel = document.querySelector("input[name=rc-sel]:checked").value;
-  const qs = new URLSearchParams();
-  if (sel === "failed") qs.set("selection", "failed_formation");
-  if (sel === "capacity") { qs.set("selection", "capacity_below"); qs.set("capacity_below", $("#rc-capacity").value); }
-  if (sel === "list") { qs.set("selection", "cells"); for (const c of $("#rc-cells").value.split(/[\s,]+/).filter(Boolean)) qs.append("cells", c); }
+  const qs = new URLSearchParams({ top: "6" });
+  if (sel === "failed") qs.set("formation_failed", "true");
+  if (sel === "capacity") qs.set("capacity_below", $("#rc-capacity").value);
+  if (sel === "list") qs.set("cells", $("#rc-cells").value.split(/[\s,]+/).filter(Boolean).join(","));
   out.innerHTML = "<small>ranking…</small>";
   try {
-    const r = await api(path + "?" + qs.toString());
-    const causes = r.causes || r.ranked || r.features || [];
-    const max = Math.max(...causes.map((c) => Math.abs(c.effect_size || c.effect || c.importance || 0)), 1e-9);
-    out.innerHTML = "<p>" + esc(r.summary || ((r.n_selected || (r.selected || []).length || "?") + " cells selected of " +
-      (r.n_total || r.n_cells || "?"))) + '</p><table class="small" id="rc-table"><tr><th>#</th><th>feature</th>' +
-      "<th>effect</th><th></th><th>p (corrected)</th><th>importance</th></tr>" + causes.map((c, i) => {
-        const eff = c.effect_size !== undefined ? c.effect_size : c.effect;
-        return "<tr><td>" + (i + 1) + "</td><td>" + esc(c.feature || c.name) + '</td><td class="num">' + fmt(eff, 3) +
-          '</td><td><span class="bar" style="width:' + Math.round(80 * Math.abs(eff || c.importance || 0) / max) +
-          'px"></span></td><td class="num">' + fmt(c.p_corrected !== undefined ? c.p_corrected : c.p_value, 3) +
-          '</td><td class="num">' + fmt(c.importance !== undefined ? c.importance : c.permutation_importance, 3) +
-          "</td></tr>";
-      }).join("") + "</table>";
+    const r = await api("/api/rootcause?" + qs.toString());
+    const html = ["<p>" + fmt(r.selected) + " cells selected, " + fmt(r.rest) + " others" +
+      (r.note ? ' · <span class="sev-warning">' + esc(r.note) + "</span>" : "") + "</p>"];
+    const causes = r.causes || [];
+    const imp = Object.fromEntries(((r.forest || {}).cause_importances || []).map((c) => [c.cause, c]));
+    const maxd = Math.max(1e-9, ...causes.map((c) => Math.abs(c.cliffs_delta)));
+    html.push('<table class="small" id="rc-table"><tr><th>#</th><th>cause</th><th>strongest feature</th>' +
+      "<th>Cliff's δ</th><th></th><th>q (BH)</th><th>forest importance</th></tr>" + causes.map((c) => "<tr><td>" +
+        c.rank + "</td><td><b>" + esc(c.cause) + "</b></td><td>" + esc(c.best_feature) + '</td><td class="num">' +
+        fmt(c.cliffs_delta, 3) + '</td><td><span class="bar" style="width:' + Math.round(90 * Math.abs(c.cliffs_delta) /
+          maxd) + 'px"></span></td><td class="num">' + fmt(c.q, 3) + '</td><td class="num">' +
+        (imp[c.cause] ? fmt(imp[c.cause].importance_mean, 3) + " (#" + imp[c.cause].rank + ")" : "–") +
+        "</td></tr>").join("") + "</table>");
+    // the plots that support them: selected vs rest per feature, box and points
+    html.push('<div class="rec-grid" id="rc-plots"></div>');
+    out.innerHTML = html.join("");
+    const box = $("#rc-plots");
+    for (const p of (r.plots || []).slice(0, 6)) {
+      const div = document.createElement("div");
+      div.className = "rec-section";
+      div.innerHTML = "<h3>" + esc(p.feature) + "</h3>";
+      box.appendChild(div);
+      boxPlot(el("svg", { class: "rc-plot" }, div), p);
+    }
   } catch (e) { out.innerHTML = '<small class="sev-warning">' + esc(e.message) + "</small>"; }
+}
+
+function boxPlot(svg, p) {
+  // two columns (selected, rest): box q1..q3 with the median, whiskers, and the points jittered beside
+  const W = 420, H = 170, L = 52, T = 8, B = 20;
+  svg.setAttribute("viewBox", "0 0 " + W + " " + H);
+  const groups = [["selected", "#f85149"], ["rest", "#58a6ff"]];
+  const all = groups.flatMap(([g]) => (p.values[g] || []).concat(p.box[g] ? [p.box[g].whisker_low, p.box[g].whisker_high] : []))
+    .filter((v) => v !== null && isFinite(v));
+  if (!all.length) return;
+  let y0 = Math.min(...all), y1 = Math.max(...all); const pad = (y1 - y0) * 0.08 || 1; y0 -= pad; y1 += pad;
+  const sy = (y) => T + (1 - (y - y0) / (y1 - y0)) * (H - T - B);
+  for (let i = 0; i <= 3; i++) {
+    const y = y0 + (y1 - y0) * i / 3;
+    el("text", { x: L - 4, y: sy(y) + 4, fill: "#8fa1b3", "text-anchor": "end", "font-size": 10 }, svg).textContent = fmt(y, 4);
+  }
+  groups.forEach(([g, colour], i) => {
+    const cx = L + 70 + i * 170, b = p.box[g];
+    el("text", { x: cx, y: H - 5, fill: "#8fa1b3", "text-anchor": "middle", "font-size": 11 }, svg).textContent =
+      g + (b ? " (n " + b.n + ")" : "");
+    if (!b) return;
+    el("line", { x1: cx, x2: cx, y1: sy(b.whisker_low), y2: sy(b.whisker_high), stroke: colour }, svg);
+    el("rect", { x: cx - 22, width: 44, y: sy(b.q3), height: Math.max(1, sy(b.q1) - sy(b.q3)), fill: "none",
+      stroke: colour, "stroke-width": 1.5 }, svg);
+    el("line", { x1: cx - 22, x2: cx + 22, y1: sy(b.median), y2: sy(b.median), stroke: colour, "stroke-width": 2 }, svg);
+    (p.values[g] || []).slice(0, 400).forEach((v, k) => {
+      el("circle", { cx: cx + 34 + ((k * 37) % 40), cy: sy(v), r: 1.6, fill: colour, opacity: 0.6 }, svg);
+    });
+  });
 }
 
 // ---------------------------------------------------------------------------------------------------------------
