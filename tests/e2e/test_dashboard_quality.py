@@ -75,6 +75,24 @@ def test_cell_record_and_root_cause_pages(served: tuple[str, Env], plant: Plant,
             # usable at 1366x768: wide tables scroll inside their section, the page does not scroll sideways
             assert page.evaluate("document.documentElement.scrollWidth <= window.innerWidth + 1")
             page.screenshot(path=str(shots / "record-cell.png"), full_page=True)
+            # lab import as an operator: the good rows are stored and shown in the record, the bad one is listed
+            # with its reason
+            page.evaluate("t => localStorage.setItem('twin.token', t)", env.tok["operator"])
+            page.goto("about:blank")
+            page.goto(f"{url}/#/record/{cell}")
+            page.wait_for_selector(".rec-section[data-section='lab']", timeout=30_000)
+            csv = tmp_path / "lab.csv"
+            csv.write_text("trace_id,quantity,value,unit,method,time,operator\n"
+                           f"{cell},cell_impedance,21.5,mOhm,EIS 1 kHz,2026-11-22T08:00:00Z,lab-anna\n"
+                           f"{LOW_ROLL},peel_strength,0.41,N/mm,90 deg peel,2026-11-22T09:00:00Z,lab-anna\n"
+                           f"{cell},sparkle,1.0,1,eyes,2026-11-22T09:30:00Z,lab-anna\n")
+            page.set_input_files("#lab-file", str(csv))
+            page.click("#lab-form button[type=submit]")
+            page.wait_for_selector("#lab-result .lab-summary", timeout=30_000)
+            assert page.inner_text("#lab-result .lab-summary").startswith("2 rows stored, 1 quarantined")
+            assert "unknown_quantity" in page.inner_text("#lab-refused")
+            page.wait_for_function("document.querySelector(\".rec-section[data-section='lab']\").textContent"
+                                   ".includes('cell_impedance')", timeout=30_000)
             # root cause: the cells cut from the low stretch, their gauge ranked first, with its box plot
             page.goto(f"{url}/#/rootcause")
             page.check("input[name=rc-sel][value=list]")

@@ -808,6 +808,7 @@ function route() {
   if (page === "genealogy") renderGenealogy(state.arg);
   if (page === "record") renderRecord(state.arg);
   if (page === "rootcause") renderRootcause(null);
+  $("#lab-card").hidden = !state.paths.has("/api/lab");
 }
 
 async function signIn() {
@@ -890,6 +891,26 @@ $("#record-form").addEventListener("submit", (ev) => {
   location.hash = "#/record/" + encodeURIComponent($("#record-id").value.trim());
 });
 $("#rc-form").addEventListener("submit", (ev) => { ev.preventDefault(); renderRootcause(ev); });
+$("#lab-form").addEventListener("submit", async (ev) => {
+  // POST /api/lab: good rows stored and linked, bad ones quarantined with their reason (shown here)
+  ev.preventDefault();
+  const f = $("#lab-file").files[0], out = $("#lab-result");
+  if (!f) { out.innerHTML = "<small>choose a file</small>"; return; }
+  try {
+    const text = await f.text();
+    const csv = !/^\s*[[{]/.test(text);
+    const r = await fetch("/api/lab", { method: "POST", body: text,
+      headers: headers({ "Content-Type": csv ? "text/csv" : "application/json" }) });
+    const body = await r.json();
+    if (!r.ok) throw new Error(body.detail || r.statusText);
+    out.innerHTML = '<p class="lab-summary">' + body.stored + " rows stored, " + body.quarantined + " quarantined" +
+      (body.quarantined ? " (" + esc(Object.entries(body.reasons).map(([k, v]) => k + " " + v).join(", ")) + ")" : "") +
+      "</p>" + (body.refused.length ? '<div class="scroll"><table class="small" id="lab-refused"><tr><th>row</th>' +
+      "<th>reason</th><th>detail</th></tr>" + body.refused.slice(0, 200).map((x) => "<tr><td>" + x.row + "</td><td>" +
+        esc(x.reason) + "</td><td>" + esc(x.detail) + "</td></tr>").join("") + "</table></div>" : "");
+    if (state.arg) renderRecord(state.arg);
+  } catch (e) { out.innerHTML = '<small class="sev-warning">' + esc(e.message) + "</small>"; }
+});
 window.addEventListener("hashchange", route);
 
 (async function main() {
