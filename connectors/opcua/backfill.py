@@ -64,8 +64,9 @@ if TYPE_CHECKING:
 log = logging.getLogger("connectors.opcua.backfill")
 
 DEFAULT_NODES_PER_READ = 100  # nodes per HistoryRead when the server names no MaxNodesPerHistoryReadData
-VALUES_PER_READ = 1000  # NumValuesPerNode
-VALUES_PER_REQUEST = 10_000  # nodes per request x VALUES_PER_READ: a response stays small for the server and us
+VALUES_PER_READ = 500  # NumValuesPerNode
+VALUES_PER_REQUEST = 2_000  # nodes per request x VALUES_PER_READ: short work for the server, whose other requests
+# (our watchdog's, asyncua's own keep-alive read) wait behind it: asyncua drops the connection when one times out
 RETRIES = 5  # failed HistoryRead requests are retried this often per session, from where they stopped
 RETRY_INITIAL_S = 0.5
 RETRY_MAX_S = 5.0
