@@ -267,6 +267,39 @@ class LiveState:
             return {"state": "idle", "why": f"no new value for {now_mono - newest:.0f} s", "text": None}
         return {"state": "running", "why": "values changing", "text": None}
 
+    def station_states(self, now_mono: float | None = None) -> dict[str, dict[str, Any]]:
+        """``station_state`` of every station, in one pass over the signals (the live stream sends it every tick)."""
+        now_mono = now_mono if now_mono is not None else time.monotonic()
+        newest: dict[str, float] = {}
+        bad: dict[str, list[str]] = {}
+        with self._lock:
+            for k, v in self.latest.items():
+                st = k.rsplit("/", 1)[0] if "/" in k else ""
+                if v.received_mono > newest.get(st, -math.inf):
+                    newest[st] = v.received_mono
+                if v.quality == "bad" and k in self._windows:
+                    bad.setdefault(st, []).append(k)
+            stations = set(newest) | {k.rsplit("/", 1)[0] for k in self.texts if "/" in k}
+            stated = {st: self._stated(st) for st in stations}
+            texts = {st: next((self.texts[f"{st}/{n}"].text for n in self.settings.state_signals
+                               if f"{st}/{n}" in self.texts), None) for st in stations}
+        out: dict[str, dict[str, Any]] = {}
+        for st in sorted(stations):
+            if not st:
+                continue
+            if stated[st] is not None:
+                out[st] = {"state": stated[st], "why": f"the station says {texts[st]!r}", "text": texts[st]}
+            elif st not in newest:
+                out[st] = {"state": "no_data", "why": "no sample yet", "text": None}
+            elif bad.get(st):
+                out[st] = {"state": "fault", "why": f"bad-quality value of {', '.join(sorted(bad[st])[:3])}",
+                           "text": None}
+            elif now_mono - newest[st] > self.settings.missing_after_s:
+                out[st] = {"state": "idle", "why": f"no new value for {now_mono - newest[st]:.0f} s", "text": None}
+            else:
+                out[st] = {"state": "running", "why": "values changing", "text": None}
+        return out
+
     def stations(self) -> list[str]:
         """Every station a sample or text has come from."""
         with self._lock:

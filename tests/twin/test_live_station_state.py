@@ -54,3 +54,6 @@ def test_station_state_words_and_fallbacks() -> None:
     assert live.station_state("Formation")["state"] == "no_data"
     assert "Formation/CH-01" in live.stations() and "Coating/Cathode" in live.stations()
     assert live.snapshot()["texts"]["Formation/CH-01/Step"]["text"] == "rest"
+    # all stations at once, as the live stream sends them: the same answers as one by one
+    now = t0 + 30
+    assert live.station_states(now_mono=now) == {st: live.station_state(st, now_mono=now) for st in live.stations()}

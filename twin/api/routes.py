@@ -301,7 +301,7 @@ def stream_payload(ctx: TwinContext) -> dict[str, Any]:
         # (states, steps, the IDs a machine shows), and the line's clock (the newest sample's time: a simulator or a
         # replay runs behind the wall clock, and the pages' time ranges end there)
         "texts": snap["texts"],
-        "station_states": {st: live.station_state(st) for st in live.stations()},
+        "station_states": live.station_states(),
         "line_time_ns": max((v["time_ns"] for v in snap["signals"].values() if v.get("time_ns")), default=None),
         "alarms": [a.to_dict() for a in ctx.alarms.list()][:50],
         "recommendations": [r.to_dict() for r in recs],
