@@ -28,10 +28,11 @@ def nominal_loading(roll: str, pos: float) -> float:
 
 def line_data(events: Iterable[dict[str, Any]], *, step_m: float = 0.25, dew_every_s: float = 60.0,
               mass_loading: Callable[[str, float], float] = nominal_loading,
-              dew_point: Callable[[int], float] = lambda t: -45.0) -> Iterator[str]:
+              dew_point: Callable[[int], float] = lambda t: -45.0, formation_every_s: float | None = 10.0
+              ) -> Iterator[str]:
     """Line-protocol lines for every event of the history (yields as it goes: a big history streams)."""
     batches_of: dict[str, list[tuple[str, float, float]]] = {}
-    cal_of: dict[str, str] = {}
+    length_of: dict[str, float] = {}
     first_ns: int | None = None
     last_ns = 0
     for ev in events:
@@ -47,6 +48,7 @@ def line_data(events: Iterable[dict[str, Any]], *, step_m: float = 0.25, dew_eve
                                          trace={"slurry_batch_id": ev["id"]}))
         elif typ == "CoatedRoll":
             length = float(ev.get("properties", {}).get("length_m", 20.0))
+            length_of[ev["id"]] = length
             batches_of[ev["id"]] = [(i["id"], i["from_m"], i["to_m"]) for i in ev.get("inputs", [])
                                     if i.get("type") == "SlurryBatch"]
             a, b = _ns(ev["start"]), _ns(ev["end"])
@@ -65,16 +67,15 @@ def line_data(events: Iterable[dict[str, Any]], *, step_m: float = 0.25, dew_eve
                 yield sample_line(Sample(t + 7 * 60 * 10**9, line, f"Drying/{lane}", "MassLoading",
                                          mass_loading(ev["id"], pos), "mg/cm2",
                                          trace={"roll_id": ev["id"], "roll_position_m": pos}))
-        elif typ == "FormationRun" and ev.get("start"):
+        elif typ == "FormationRun" and ev.get("start") and formation_every_s:
             a, b = _ns(ev["start"]), _ns(ev["end"])
-            for i, t in enumerate(range(a, b + 1, 10 * 10**9)):
+            for i, t in enumerate(range(a, b + 1, int(formation_every_s * 10**9))):
                 yield sample_line(Sample(t, line, "Formation", "Voltage", 3.0 + 0.01 * i, "V",
                                          trace={"channel": ev["equipment"], "cell_id": ev["inputs"][0]["id"]}))
         elif typ == "CalenderedRoll":
             roll = ev["inputs"][0]["id"]
-            cal_of[roll] = ev["id"]
             a, b = _ns(ev["start"]), _ns(ev["end"])
-            length = 20.0
+            length = length_of.get(roll, 20.0)
             n = int(round(length / step_m))
             for k in range(n):
                 pos = k * step_m + step_m / 2

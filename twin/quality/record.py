@@ -126,8 +126,8 @@ class CellRecords:
         ambient: dict[str, dict[str, Any]] = {}
         if self.influx is not None:
             ambient = self._summarise(line, materials, assembly)
-            audit = self._setpoint_changes(line, materials)
-            lab = self._lab(line, g, materials)
+            audit, lab_rows = self._setpoint_changes(line, materials, self._lab_statement(line, g))
+            lab = self._lab(lab_rows, materials)
         out["materials"] = [m.to_dict() for m in materials]
         cond = g.get("conditions") or {}
         out["assembly"] = {"window": cond.get("assembly_window"), "max_dew_point_C": cond.get("max_dew_point_C"),
@@ -308,9 +308,11 @@ class CellRecords:
         return not lane or not row.get("lane") or row.get("lane") == lane
 
     # -- setpoint changes that acted on the material ----------------------------------------------------------------
-    def _setpoint_changes(self, line: str, materials: list[Material]) -> list[dict[str, Any]]:
+    def _setpoint_changes(self, line: str, materials: list[Material], extra: tuple[str, dict[str, Any]] | None
+                          ) -> tuple[list[dict[str, Any]], list[Row]]:
         """Setpoint writes of the twin's audit while a roll stretch passed its stations (first to last sample of the
-        stretch) or during a step window, and the last write before each window (the setpoint then in force)."""
+        stretch) or during a step window, and the last write before each window (the setpoint then in force); in the
+        same request the `extra` statement (the lab results'), whose rows are returned beside."""
         assert self.influx is not None
         windows: list[tuple[Material, int, int]] = []
         for m in materials:
@@ -321,16 +323,22 @@ class CellRecords:
                     windows.append((m, min(firsts), max(lasts)))
             elif m.basis == "time window" and m.start_ns is not None and m.end_ns is not None:
                 windows.append((m, m.start_ns, m.end_ns))
-        if not windows:
-            return []
         statements: list[str] = []
         params: dict[str, Any] = {"line": line, "write": "write"}
+        if extra is not None:
+            statements.append(extra[0])
+            params.update(extra[1])
+        if not statements and not windows:
+            return [], []
         for i, (_, a, b) in enumerate(windows):
             params[f"s{i}"], params[f"e{i}"] = a, b
             base = f'SELECT * FROM "{AUDIT_MEASUREMENT}" WHERE "line" = $line AND "action" = $write'
             statements.append(f"{base} AND time >= $s{i} AND time <= $e{i} ORDER BY time ASC LIMIT 100")
             statements.append(f"{base} AND time < $s{i} ORDER BY time DESC LIMIT 1")
         results = self.influx.query(statements, params, max_rows=50_000)
+        extra_rows: list[Row] = []
+        if extra is not None:
+            extra_rows, results = results[0], results[1:]
         out: list[dict[str, Any]] = []
         for i, (m, a, b) in enumerate(windows):
             for when, rows in (("in force before", results[2 * i + 1]), ("during", results[2 * i])):
@@ -340,25 +348,27 @@ class CellRecords:
                                 "target": r.get("target"), "before": r.get("before", r.get("before_text")),
                                 "after": r.get("after", r.get("after_text")), "why": r.get("why"),
                                 "recommendation_id": r.get("recommendation_id"), "loop": r.get("loop")})
-        return out
+        return out, extra_rows
 
     # -- lab results -------------------------------------------------------------------------------------------------
-    def _lab(self, line: str, g: Mapping[str, Any], materials: list[Material]) -> list[dict[str, Any]]:
-        """Lab results of every ID in the cell's genealogy; a result on a roll stretch only when it overlaps the
-        cell's stretch of that roll."""
-        assert self.influx is not None
+    @staticmethod
+    def _lab_statement(line: str, g: Mapping[str, Any]) -> tuple[str, dict[str, Any]] | None:
+        """The lab results of every ID in the cell's genealogy (at most 10 000)."""
         ids = sorted({e["id"] for e in g["entities"]})
-        stretch = {m.id: (m.roll_from_m, m.roll_to_m) for m in materials if m.basis == "roll stretch"}
-        params: dict[str, Any] = {"line": line}
+        if not ids:
+            return None
+        params: dict[str, Any] = {"lab_line": line}
         conds = []
         for i, eid in enumerate(ids):
-            params[f"t{i}"] = eid
-            conds.append(f'"trace_id" = $t{i}')
-        if not conds:
-            return []
-        q = (f'SELECT * FROM "{LAB_MEASUREMENT}" WHERE "line" = $line AND ({" OR ".join(conds)}) '
-             "ORDER BY time ASC LIMIT 10000")
-        rows = self.influx.query([q], params, max_rows=10_000)[0]
+            params[f"lab{i}"] = eid
+            conds.append(f'"trace_id" = $lab{i}')
+        return (f'SELECT * FROM "{LAB_MEASUREMENT}" WHERE "line" = $lab_line AND ({" OR ".join(conds)}) '
+                "ORDER BY time ASC LIMIT 10000"), params
+
+    def _lab(self, rows: list[Row], materials: list[Material]) -> list[dict[str, Any]]:
+        """The lab rows as the record lists them; a result on a roll stretch only when it overlaps the cell's
+        stretch of that roll."""
+        stretch = {m.id: (m.roll_from_m, m.roll_to_m) for m in materials if m.basis == "roll stretch"}
         out = []
         for r in rows:
             tid = r.get("trace_id")
