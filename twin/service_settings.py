@@ -14,6 +14,8 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
+from twin.quality.settings import QualitySettings
+
 
 class _Strict(BaseModel):
     """Unknown keys are errors: a typo in the YAML must not silently fall back to a default."""
@@ -372,3 +374,5 @@ class ServiceSettings(_Strict):
         "The cell genealogy store and its query limits"))
     calibration: CalibrationSettings = Field(default_factory=CalibrationSettings, description=(
         "Online calibration of the process-chain parameters and the model-plant mismatch test"))
+    quality: QualitySettings = Field(default_factory=QualitySettings, description=(
+        "Cell record, dataset export, lab import and root cause: deadlines, row caps, concurrency (docs/quality.md)"))

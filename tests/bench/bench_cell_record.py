@@ -2,7 +2,8 @@
 
 Run:
     .venv/bin/python tests/bench/bench_cell_record.py --cells 100000
-    CELL_RECORD_BENCH_CELLS=2000 .venv/bin/python -m pytest -q -s tests/bench/bench_cell_record.py --override-ini addopts=
+    CELL_RECORD_BENCH_CELLS=2000 .venv/bin/python -m pytest -q -s tests/bench/bench_cell_record.py \
+        --override-ini addopts=
 
 The plant is tests/ontology/synthetic.py's history (200 m coated rolls, 0.5 m per cell, 800 cells per roll, about 5.3
 trace events per cell) in the persistent Oxigraph store, built as tests/bench/bench_genealogy.py builds it, and a real

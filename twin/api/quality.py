@@ -22,7 +22,8 @@ from twin.auth import Principal
 from twin.context import TwinContext
 from twin.quality.dataset import table, to_csv, to_parquet
 from twin.quality.influx import InfluxError, RowCapExceeded
-from twin.quality.service import Deadline, QualityService, QualitySettings
+from twin.quality.service import Deadline, QualityService
+from twin.quality.settings import QualitySettings
 
 router = APIRouter(prefix="/api", tags=["quality"])
 Ctx = Annotated[TwinContext, Depends(ctx_of)]

@@ -46,7 +46,8 @@ def _http(method: str, url: str, token: str | None, body: bytes | None = None,
 def _local(args: argparse.Namespace) -> tuple[Any, Any]:
     from ontology.store import GenealogyStore, StoreConfig
     from twin.__main__ import _load
-    from twin.quality.service import QualityService, QualitySettings
+    from twin.quality.service import QualityService
+    from twin.quality.settings import QualitySettings
 
     cfg = _load(args)
     g = cfg.service.genealogy
