@@ -15,6 +15,8 @@ def sim_opcua(**overrides: Any) -> OpcuaConfig:
     desc = load_line(SIMULATOR_LINE)
     data = desc.sources.opcua[0].model_dump()
     data["trace"] = [t.model_dump() for t in desc.trace]
+    # the line logs in as its operator (to write setpoints); a test connects anonymously unless it says otherwise
+    data.update(auth_method="anonymous", username="")
     data.update(overrides)
     return OpcuaConfig.model_validate(data)
 

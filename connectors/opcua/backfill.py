@@ -55,7 +55,7 @@ from connectors.backoff import Backoff
 from connectors.opcua import asyncua_adapter as adapter
 from connectors.opcua.browse import NodeInfo
 from connectors.opcua.trace import sample_time
-from connectors.opcua.values import plain_value, samples_of
+from connectors.opcua.values import checked_samples, plain_value
 from connectors.records import Rejected, Sample
 
 if TYPE_CHECKING:
@@ -377,17 +377,11 @@ class Backfill:
                 break
             gap.read += 1
             marks[info.source] = [t_ns, mark]
-            rng = getattr(info, "valid_range", None)
-            if rng is not None:  # the same check as the live path (OpcuaConnector._on_batch)
-                from connectors.opcua.connector import _within
-
-                if not _within(value, rng, getattr(info, "scale", None)):
-                    rejected.append(Rejected(
-                        "range", f"{info.station}/{info.signal} = {value!r} {info.unit} outside the node's range "
-                        f"[{rng[0]}, {rng[1]}]", info.source, repr(value), t_ns,
-                        samples_of(info, line, t_ns, value, quality, is_array, now)[0]))
-                    continue
-            out.extend(samples_of(info, line, t_ns, value, quality, is_array, now))
+            got = checked_samples(info, line, t_ns, value, quality, is_array, now)  # as the live path does
+            if isinstance(got, Rejected):
+                rejected.append(got)
+                continue
+            out.extend(got)
         if marks:
             gap.after_ns, gap.after_mark = marks[info.source]
             gap.with_start = False

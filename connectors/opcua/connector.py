@@ -75,7 +75,7 @@ from connectors.opcua.browse import NodeInfo, catalogue, resolve_node_id
 from connectors.opcua.bulk import operation_limits
 from connectors.opcua.setpoints import SetpointResult, read_grant, write_setpoint
 from connectors.opcua.trace import EARLIEST_NS, TraceContext, id_time, sample_time
-from connectors.opcua.values import plain_value, samples_of, trace_event
+from connectors.opcua.values import checked_samples, plain_value, trace_event
 from connectors.records import Rejected, Sample, TraceEvent, TraceValue
 from connectors.settings import OpcuaConfig
 
@@ -892,14 +892,11 @@ class OpcuaConnector:
             pending_durable[info.source] = [t_ns, mark]  # delivery order: a monitored item's queue is FIFO
             if timed and (oldest is None or t_ns < oldest):
                 oldest = t_ns
-            if info.valid_range is not None and not _within(value, info.valid_range, info.scale):
-                # physically impossible for this node (its rule's range, else its EURange): quarantined, not stored
-                self._pending_events.append(Rejected(
-                    "out_of_range", f"{info.station}/{info.signal} = {value!r} {info.unit} outside the node's range "
-                    f"[{info.valid_range[0]}, {info.valid_range[1]}]", info.source, repr(value), t_ns,
-                    samples_of(info, line, t_ns, value, quality, is_array, now)[0]))
+            got = checked_samples(info, line, t_ns, value, quality, is_array, now)
+            if isinstance(got, Rejected):
+                self._pending_events.append(got)  # physically impossible for this node: quarantined, not stored
                 continue
-            out.extend(samples_of(info, line, t_ns, value, quality, is_array, now))
+            out.extend(got)
         self._pending_oldest = oldest
         first_time = self._replaying is not True  # a republished held-back message was counted and shown once
         if first_time:
@@ -1004,17 +1001,3 @@ def _info_from_saved(d: dict[str, Any]) -> NodeInfo:
                     valid_range=(rng[0], rng[1]) if rng else None,
                     scale=(float(d["scale"][0]), float(d["scale"][1])) if d.get("scale") else None)
 
-
-def _within(value: Any, rng: tuple[float | None, float | None], scale: tuple[float, float] | None) -> bool:
-    """Numbers (and every element of an array), in the node's mapped unit, inside the range; anything else is the
-    validator's business."""
-    lo, hi = rng
-    f, o = scale if scale is not None else (1.0, 0.0)
-    items = value if isinstance(value, list | tuple) else [value]
-    for raw in items:
-        if isinstance(raw, bool) or not isinstance(raw, int | float) or raw != raw:
-            continue
-        x = raw * f + o
-        if (lo is not None and x < lo) or (hi is not None and x > hi):
-            return False
-    return True

@@ -57,6 +57,32 @@ def samples_of(info: NodeInfo, line: str, t_ns: int, value: Any, quality: Qualit
                    dict(info.tags))]
 
 
+def checked_samples(info: NodeInfo, line: str, t_ns: int, value: Any, quality: Quality, is_array: bool,
+                    received_ns: int) -> list[Sample] | Rejected:
+    """``samples_of``, or a ``Rejected`` (``out_of_range``, the sample attached) when a number lies outside the node's
+    physical range (its mapping rule's, else its EURange), in the node's mapped unit. The live path and the history
+    backfill both go through here."""
+    if info.valid_range is not None and not _within(value, info.valid_range, info.scale):
+        lo, hi = info.valid_range
+        return Rejected("out_of_range", f"{info.station}/{info.signal} = {value!r} {info.unit} outside the node's "
+                        f"range [{lo}, {hi}]", info.source, repr(value), t_ns,
+                        samples_of(info, line, t_ns, value, quality, is_array, received_ns)[0])
+    return samples_of(info, line, t_ns, value, quality, is_array, received_ns)
+def _within(value: Any, rng: tuple[float | None, float | None], scale: tuple[float, float] | None) -> bool:
+    """Numbers (and every element of an array), in the node's mapped unit, inside the range; anything else is the
+    validator's business."""
+    lo, hi = rng
+    f, o = scale if scale is not None else (1.0, 0.0)
+    items = value if isinstance(value, list | tuple) else [value]
+    for raw in items:
+        if isinstance(raw, bool) or not isinstance(raw, int | float) or raw != raw:
+            continue
+        x = raw * f + o
+        if (lo is not None and x < lo) or (hi is not None and x > hi):
+            return False
+    return True
+
+
 def trace_event(event_fields: list[str], fields: list[Any], endpoint: str, now: int) -> TraceEvent | Rejected:
     """A TraceEventType event (its select clauses' values, in ``event_fields`` order) -> its ``Payload`` parsed."""
     values = {name: (f.Value if isinstance(f, ua.Variant) else f) for name, f in zip(event_fields, fields,
