@@ -217,3 +217,23 @@ def test_a_stretch_named_further_up_does_not_widen_the_sheets() -> None:
                    {"child": "CAL-C-000001", "parent": "CR-C-000001", "from_m": 0.0, "to_m": 10.0}]}
     ms = {m.id: (m.roll_from_m, m.roll_to_m) for m in CellRecords(None, None, {}).materials(g)}
     assert ms == {"CAL-C-000001": (4.0, 6.0), "CR-C-000001": (4.0, 6.0)}
+
+
+def test_busy_and_bounds_answer_with_what_to_do(api: Env, plant: Plant) -> None:
+    """All places taken: 429 with Retry-After (nothing queued behind); an answer wider than the row cap: 422."""
+    r = api.client.get("/api/cells/CELL-000001/record", headers=api.h("viewer"))
+    assert r.status_code == 200
+    app = api.client.app
+    gate = app.state.quality_gate  # type: ignore[attr-defined]
+    held = [gate.enter("someone", 30.0) for _ in range(gate.total)]
+    busy = api.client.get("/api/cells/CELL-000001/record", headers=api.h("viewer"))
+    assert busy.status_code == 429 and int(busy.headers["Retry-After"]) >= 1
+    for t in held:
+        t.leave()
+    app.state.quality.influx.max_rows = 3  # type: ignore[attr-defined]
+    try:
+        wide = api.client.get("/api/cells/dataset", params={"cells": "CELL-000001"}, headers=api.h("viewer"))
+    finally:
+        app.state.quality.influx.max_rows = 200_000  # type: ignore[attr-defined]
+    assert wide.status_code == 422 and "quality.max_rows" in wide.json()["detail"]
+    assert gate.running() == 0
