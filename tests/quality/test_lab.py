@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import rdflib
 import yaml
 from fastapi.testclient import TestClient
 
@@ -151,6 +152,16 @@ def test_thousand_rows_ten_percent_bad(plant: Plant, tmp_path: Path) -> None:
         assert (g["trace_id"], g["quantity"], g["time"].replace("Z", ".000000000Z")) in got
     assert any(x["quantity"] == "cell_impedance" for x in rec["lab"])
     assert any(f.startswith("lab:Cell:cell_impedance") for f in rec["features"])
+    # and in the record's JSON-LD, as measured values of their material, still conforming to the shapes
+    from ontology.shapes import validate
+    from twin.quality.jsonld import record_graph
+
+    graph = record_graph(plant.store, rec)
+    report = validate(graph)
+    assert report.conforms, report.text
+    keys = {str(o) for o in graph.objects(None, rdflib.URIRef("https://pilotline.example.org/vocab#key"))}
+    assert {f"lab:{x['quantity']}" for x in rec["lab"]} == {"lab:cell_impedance", "lab:viscosity",
+                                                            "lab:peel_strength"} <= keys
 
     # the same file again: nothing stored twice, every good row refused as already stored
     again = env.client.post("/api/lab", content=body, headers={**env.h("operator"), "Content-Type": "text/csv"}).json()
