@@ -70,7 +70,7 @@ def line_data(events: Iterable[dict[str, Any]], *, step_m: float = 0.25, dew_eve
         elif typ == "FormationRun" and ev.get("start") and formation_every_s:
             a, b = _ns(ev["start"]), _ns(ev["end"])
             for i, t in enumerate(range(a, b + 1, int(formation_every_s * 10**9))):
-                yield sample_line(Sample(t, line, "Formation", "Voltage", 3.0 + 0.01 * i, "V",
+                yield sample_line(Sample(t, line, f"Formation/{ev['equipment']}", "Voltage", 3.0 + 0.01 * i, "V",
                                          trace={"channel": ev["equipment"], "cell_id": ev["inputs"][0]["id"]}))
         elif typ == "CalenderedRoll":
             roll = ev["inputs"][0]["id"]

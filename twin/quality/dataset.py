@@ -150,7 +150,7 @@ class DatasetBuilder:
 
         def done(rows: list[dict[str, Any]]) -> None:
             for row in rows:
-                name = CellRecords._signal_key(row)
+                name = CellRecords._signal_key(row, m.channel)
                 s = Summary.from_row(row)
                 if name is not None and s is not None and CellRecords._lane_fits(m, row):
                     m.signals[name] = s.to_dict(self.records.specs.get(name))

@@ -276,7 +276,7 @@ class CellRecords:
                 continue
             seen[id(owner)] = seen.get(id(owner), 0) + 1
             for r in rows:
-                name = self._signal_key(r)
+                name = self._signal_key(r, owner.channel if owner is not None else None)
                 s = Summary.from_row(r)
                 if name is None or s is None:
                     continue
@@ -295,12 +295,14 @@ class CellRecords:
         return ambient
 
     @staticmethod
-    def _signal_key(row: Row) -> str | None:
+    def _signal_key(row: Row, channel: str | None = None) -> str | None:
+        """``<measurement>[/<lane>]/<signal>``; a cycler's channel is its station's lane (``Formation/CH-03``), left
+        out so that every cell's formation signals share one name."""
         meas, signal = row.get("_measurement"), row.get("signal")
         if not signal or meas in OWN_MEASUREMENTS:
             return None
         lane = row.get("lane")
-        return f"{meas}/{lane}/{signal}" if lane else f"{meas}/{signal}"
+        return f"{meas}/{lane}/{signal}" if lane and lane != channel else f"{meas}/{signal}"
 
     @staticmethod
     def _lane_fits(m: Material, row: Row) -> bool:
