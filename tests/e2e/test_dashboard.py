@@ -205,6 +205,11 @@ def test_dashboard_live_approve_viewer_genealogy(stack: Any) -> None:
                                    "document.querySelector('#record').textContent.includes('cells made from it')",
                                    timeout=20_000)
             page.screenshot(path=str(SCREENSHOT_DIR / "record-batch.png"))
+            # a roll named in the URL opens on the gauge that measured it (the first gauge listed is another lane's)
+            page.goto(f"{url}/#/rollmap/CR-C-000001")
+            page.wait_for_function("document.querySelector('#rm-roll').value === 'CR-C-000001' && "
+                                   "document.querySelector('#rm-signal').value.startsWith('Drying/Cathode/') && "
+                                   "document.querySelector('#rm-info').textContent.includes('track')", timeout=30_000)
             assert _api(f"{url}/api/genealogy/NOT-AN-ID-1", tokens["viewer"])[0] == 404
             assert _api(f"{url}/api/genealogy/bad%20id", tokens["viewer"])[0] == 422
             # every call the pages made answered, and none took long (the slowest is printed for the record)
@@ -292,7 +297,11 @@ def _trends(page: Any, stack: Any, proposal: dict[str, Any], shots: Path) -> Non
         document.querySelector('#trend-start').value = f(a); document.querySelector('#trend-end').value = f(b); }""",
                   [start_ms, int(time.time() * 1000) + 60_000])
     page.click("#trend-form button[type=submit]")
-    page.wait_for_selector("svg.trend[data-signal='Drying/Cathode/MassLoading'] path.mean", timeout=20_000)
+    try:
+        page.wait_for_selector("svg.trend[data-signal='Drying/Cathode/MassLoading'] path.mean", timeout=30_000)
+    except Exception as exc:  # noqa: BLE001 - say what the page said
+        raise AssertionError(f"trend page: {page.inner_text('#trend-info')!r}, "
+                             f"{page.inner_text('#trend-charts')[:300]!r}") from exc
     assert page.query_selector("svg.trend[data-signal='Drying/Cathode/MassLoading'] rect.spec-band")
     page.wait_for_selector(f"svg.trend[data-signal='{actual}'] g.setpoint-mark", state="attached", timeout=20_000)
     marks = page.eval_on_selector_all(f"svg.trend[data-signal='{actual}'] g.setpoint-mark title",

@@ -396,11 +396,19 @@ function colour(v, lo, hi) {
 }
 
 async function loadRolls() {
-  const sig = $("#rm-signal").value;
+  let sig = $("#rm-signal").value;
   if (!sig) return;
+  const rollsOf = (g) => api("/api/rolls?signal=" + encodeURIComponent(g) + "&end=" + Math.round(lineNow() + 1e9) +
+    "&limit=50");
   try {
-    const r = await api("/api/rolls?signal=" + encodeURIComponent(sig) + "&end=" + Math.round(lineNow() + 1e9) +
-      "&limit=50");
+    let r = await rollsOf(sig);
+    if (state.page === "rollmap" && state.arg && !r.rolls.some((x) => x.roll === state.arg)) {
+      // a roll named in the URL: the gauge that measured it (a handful of gauges at most)
+      for (const o of [...$("#rm-signal").options].filter((o) => o.value !== sig)) {
+        const other = await rollsOf(o.value);
+        if (other.rolls.some((x) => x.roll === state.arg)) { r = other; sig = o.value; $("#rm-signal").value = sig; break; }
+      }
+    }
     const sel = $("#rm-roll");
     const keep = state.arg && r.rolls.some((x) => x.roll === state.arg) ? state.arg : sel.value;
     sel.innerHTML = r.rolls.map((x) => "<option>" + esc(x.roll) + "</option>").join("");
@@ -415,6 +423,7 @@ async function renderRollmap() {
   const cv = $("#rm-canvas"), ov = $("#rm-overlay");
   clear(ov);
   if (!sig || !roll) { $("#rm-info").textContent = "no roll measured yet"; return; }
+  $("#rm-info").textContent = "loading " + roll + "…";
   try {
     const m = await api("/api/rollmap2d?signal=" + encodeURIComponent(sig) + "&roll=" + encodeURIComponent(roll));
     state.rollmap = m;
