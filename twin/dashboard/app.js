@@ -205,7 +205,7 @@ function unitHtml(u, s, states) {
   }
   if (subs.length) {
     // channels (a cycler's) as one compact grid: colour = state, number = the first measured value
-    h.push('<div class="channels" id="' + (u.step === "formation" ? "formation-grid" : "") + '">');
+    h.push('<div class="channels"' + (u.step === "formation" ? ' id="formation-grid"' : "") + ">");
     for (const k of subs) {
       const cs = states[k];
       const first = Object.keys(s.signals).find((x) => x.startsWith(k + "/") && /Voltage|Capacity/.test(x)) ||
