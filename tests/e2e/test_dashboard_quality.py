@@ -91,7 +91,8 @@ def test_cell_record_and_root_cause_pages(served: tuple[str, Env], plant: Plant,
             page.wait_for_selector("#lab-result .lab-summary", timeout=30_000)
             assert page.inner_text("#lab-result .lab-summary").startswith("2 rows stored, 1 quarantined")
             assert "unknown_quantity" in page.inner_text("#lab-refused")
-            page.wait_for_function("document.querySelector(\".rec-section[data-section='lab']\").textContent"
+            # the record is read again after the import (the section is absent while it loads)
+            page.wait_for_function("(document.querySelector(\".rec-section[data-section='lab']\")?.textContent || '')"
                                    ".includes('cell_impedance')", timeout=30_000)
             # root cause: the cells cut from the low stretch, their gauge ranked first, with its box plot
             page.goto(f"{url}/#/rootcause")
