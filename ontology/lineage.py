@@ -62,7 +62,8 @@ class Lineage:
 
     def coated_stretches(self, line: str, entity_id: str, depth: int = 8) -> list[Stretch]:
         """(coated roll ID, from_m, to_m) of every coated roll reached from the entity within `depth` steps back,
-        each with the stretch named nearest to that roll on the way (positions are carried unchanged)."""
+        each with the narrowest stretch named on the way (positions are carried unchanged, so a sheet cut from 4-6 m
+        of a coil slit from the whole 0-10 m of a roll is 4-6 m of that roll, not 0-10 m)."""
         out: list[Stretch] = []
         made_from = self._made_from
 
@@ -76,8 +77,19 @@ class Lineage:
             for p in found[1] if found is not None else ():
                 if p.type in NOT_WALKED:
                     continue
-                walk(p.id, p.type, p.from_m if p.from_m is not None else a, p.to_m if p.to_m is not None else b, d - 1)
+                walk(p.id, p.type, *_narrowest(a, b, p.from_m, p.to_m), d - 1)
 
         root = made_from.get((line, entity_id))
         walk(entity_id, root[0] if root is not None else None, None, None, depth)
         return out
+
+
+def _narrowest(a: float | None, b: float | None, from_m: float | None,
+               to_m: float | None) -> tuple[float | None, float | None]:
+    """The stretch named further down (a, b) within the one an input names (from_m, to_m): their intersection. An
+    empty intersection (events that contradict each other) keeps the stretch named further down."""
+    lo = from_m if a is None else a if from_m is None else max(a, from_m)
+    hi = to_m if b is None else b if to_m is None else min(b, to_m)
+    if lo is not None and hi is not None and lo >= hi:
+        return a if a is not None else from_m, b if b is not None else to_m
+    return lo, hi

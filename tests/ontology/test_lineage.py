@@ -88,3 +88,26 @@ def test_the_store_records_the_inputs_when_the_event_is_handed_over() -> None:
         assert store.lineage.coated_stretches("PL1", "CELL-000002") == []
         assert store.flush(timeout=60)
         assert store.status()["placed"] == 7 and len(store.quarantine) == 1
+
+
+def test_a_stretch_named_further_up_does_not_widen_the_sheets() -> None:
+    """A sheet cut from 4-6 m of a coil that was slit from the whole 0-10 m of a calendered roll is 4-6 m of the
+    coated roll (positions are roll coordinates all the way), not 0-10 m."""
+    from contract.trace import parse_trace_event
+    from ontology.lineage import Lineage
+
+    def ev(seq: int, id_: str, type_: str, inputs: list[dict[str, object]]) -> object:
+        return parse_trace_event({"schema": "pilotline.trace.v1", "seq": seq, "line": "PL1",
+                                  "time": "2026-11-30T10:00:00.000000Z", "kind": "created", "id": id_, "type": type_,
+                                  "step": "s", "station": "X", "equipment": "E", "inputs": inputs,
+                                  "parameters": {}, "properties": {}})
+
+    lin = Lineage()
+    lin.add(ev(1, "CR-C-000001", "CoatedRoll", []))  # type: ignore[arg-type]
+    lin.add(ev(2, "CAL-C-000001", "CalenderedRoll",  # type: ignore[arg-type]
+               [{"id": "CR-C-000001", "type": "CoatedRoll", "from_m": 0.0, "to_m": 10.0}]))
+    lin.add(ev(3, "SC-C-000001-1", "SlitCoil",  # type: ignore[arg-type]
+               [{"id": "CAL-C-000001", "type": "CalenderedRoll", "from_m": 0.0, "to_m": 10.0}]))
+    lin.add(ev(4, "ES-C-000001", "ElectrodeSheet",  # type: ignore[arg-type]
+               [{"id": "SC-C-000001-1", "type": "SlitCoil", "from_m": 4.0, "to_m": 6.0}]))
+    assert lin.coated_stretches("PL1", "ES-C-000001") == [("CR-C-000001", 4.0, 6.0)]
