@@ -93,7 +93,7 @@ async def _latency(tmp: Path, influxd: Any, simulator_factory: Any, speed: float
             await asyncio.to_thread(sim.start)
         t0 = time.monotonic()
         while time.monotonic() - t0 < WARMUP_MAX_S:
-            live = svc.controller.live.get("Cathode")
+            live = svc.controller.live.get("CathodeCoating")  # the coating loop of deploy/lines/simulator.yaml
             gauge = svc.live.value("Drying/Cathode/MassLoading")
             # at --speed 1, also wait for the end of the warm-up: the gauge's samples are stamped with the wall clock
             caught_up = speed != 1 or (gauge is not None and gauge.time_ns > time.time_ns() - 2_000_000_000)
