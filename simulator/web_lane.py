@@ -168,7 +168,7 @@ class ElectrodeLane:
         self.L = lane_letter(lane)
         # the plant's true parameters: the process-chain defaults unless the scenario's ``plant`` section says
         # otherwise (model-plant mismatch, simulator/scenario.py PLANT_PARAMETERS)
-        true = dict(plant or {})
+        true: dict[str, Any] = dict(plant or {})
         self.delivery_efficiency = float(true.pop("pump_delivery_efficiency", 1.0))
         self.gamma_loading_exp = float(true.pop("compaction_resistance_loading_exp", 0.0))
         nominal = pc.PARAMETER_SETS[lane.lower()]

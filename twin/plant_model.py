@@ -52,7 +52,8 @@ class ModelAnswer:
 
 
 class PlantModel(Protocol):
-    version: str
+    @property
+    def version(self) -> str: ...
 
     def evaluate(self, electrode: str, inputs: Mapping[str, Any]) -> ModelAnswer: ...
 

@@ -27,8 +27,8 @@ from connectors.records import Sample, TraceEvent
 from twin.alarms import AlarmManager
 from twin.api import create_app
 from twin.audit import AuditEntry, AuditLog, audit_line_protocol
-from twin.calibration import CalibratedModel, Calibration
 from twin.auth import TokenStore
+from twin.calibration import CalibratedModel, Calibration
 from twin.config import Config
 from twin.context import TwinContext
 from twin.control import Controller
