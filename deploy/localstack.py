@@ -413,7 +413,15 @@ def main() -> int:
         if own_line:
             os.environ["PILOTLINE__LINE__DESCRIPTION"] = str(Path(own_line).resolve())
         else:
-            os.environ.update({"PILOTLINE__MQTT__URL": mqtt.url, "PILOTLINE__OPCUA__ENDPOINT": sim.endpoint})
+            os.environ.update({
+                "PILOTLINE__MQTT__URL": mqtt.url, "PILOTLINE__OPCUA__ENDPOINT": sim.endpoint,
+                # the simulator's operator may write setpoints (password from --opcua-password-file)
+                "PILOTLINE__OPCUA__AUTH_METHOD": "username", "PILOTLINE__OPCUA__USERNAME": "operator",
+                # a value waits up to one publishing interval in the server before the twin sees it; 20 ms keeps a
+                # gauge sample's way to a recommendation under 50 ms end to end (the default, 100 ms, suits bulk
+                # monitoring)
+                "PILOTLINE__OPCUA__SUBSCRIPTION_INTERVAL_MS": "20",
+            })
         os.environ.update({
             "PILOTLINE__INFLUX__URL": influx.url,
             "PILOTLINE__SERVICE__HTTP__PORT": str(http_port),

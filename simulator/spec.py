@@ -162,8 +162,10 @@ def channel_specs(channel: str) -> list[NodeSpec]:
         _text(f"{f}.CellId", "cell on the channel (CELL-*), empty when idle"),
         _text(f"{f}.FormationRunId", "formation run (FR-*)"),
         _text(f"{f}.Step", "idle | charge | rest | discharge | fault"),
-        _analog(f"{f}.Voltage", "VLT", 0, 5, "cell voltage"),
-        _analog(f"{f}.Current", "AMP", -50, 50, "cell current (charge positive)"),
+        _analog(f"{f}.Voltage", "VLT", -1, 6, "cell voltage"),
+        # a time-compressed formation (scenario formation_duration_s) drives proportionally higher currents: the
+        # EURange, which the twin takes as the node's physical range, covers them
+        _analog(f"{f}.Current", "AMP", -1000, 1000, "cell current (charge positive)"),
         _analog(f"{f}.Capacity", "AMH", 0, 50, "capacity moved in the current step"),
         _analog(f"{f}.Temperature", "CEL", 0, 80, "cell surface temperature"),
     ]

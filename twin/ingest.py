@@ -226,6 +226,13 @@ class IngestPipeline:
     def _opcua_sink_live(self, records: Sequence[Record | Rejected], ack: Ack | None) -> bool:
         return self.submit(records, ack, samples_dispatched=True)
 
+    def _opcua_connectors(self) -> list[Any]:
+        """Every OPC UA connector: the line's sources, and ``opcua`` when it was set from outside (tests, tools)."""
+        conns = list(self.opcua_sources.values())
+        if self.opcua is not None and all(c is not self.opcua for c in conns):
+            conns.insert(0, self.opcua)
+        return conns
+
     def opcua_source(self, name: str) -> Any:
         """The OPC UA connector called ``name``; "" = the first. None when it does not run."""
         return self.opcua if not name else self.opcua_sources.get(name)
@@ -534,7 +541,7 @@ class IngestPipeline:
         elif self._inbox_records < self.cfg.ingest.queue_max // 2 and alarms.is_active("ingest_queue_full", "ingest"):
             alarms.clear("ingest_queue_full", "ingest")
         self._queue_alarm_seen = shed
-        lost = sum(c.state.lost_at_source for c in self.opcua_sources.values())
+        lost = sum(c.state.lost_at_source for c in self._opcua_connectors())
         if lost > self._lost_alarm_seen:  # not cleared by itself: lost data needs a person to look at it
             alarms.raise_("data_lost_at_source", "opcua",
                           f"{lost} OPC UA notification messages were held back and the server no longer had them: "

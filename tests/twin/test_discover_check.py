@@ -348,7 +348,7 @@ def test_check_line_passes_on_the_simulators_description(simulator: Simulator) -
     r = twin_cli("check-line", str(SIMULATOR_LINE), "--endpoint", f"simulator={simulator.endpoint}")
     assert r.returncode == 0, r.stdout + r.stderr
     assert "check-line: 0 errors" in r.stdout
-    assert re.search(r"^OK +products\.prozell-cathode\.loops\.Cathode\.manipulated\.0\.setpoint_node: "
+    assert re.search(r"^OK +products\.prozell-cathode\.loops\.CathodeCoating\.manipulated\.0\.setpoint_node: "
                      r"PilotLine/Coating/Cathode/PumpFlowRateSetpoint on simulator: Double, EURange 100\.\.2000",
                      r.stdout, re.M), r.stdout
     assert re.search(r"^OK +sources\.opcua\.0\.grant_node: .*Boolean", r.stdout, re.M)
@@ -374,11 +374,11 @@ def test_check_line_names_each_wrong_key_and_its_line(simulator: Simulator, tmp_
     out = r.stdout
     base = "products.prozell-cathode.loops"
     expected = {
-        f"{base}.Cathode.manipulated.0.setpoint_node": ("PumpFlowRateSetpointX", "not found"),
-        f"{base}.Cathode.manipulated.1.setpoint_node": ("setpoint_node: PilotLine/Calendering/Cathode/LineLoad,",
+        f"{base}.CathodeCoating.manipulated.0.setpoint_node": ("PumpFlowRateSetpointX", "not found"),
+        f"{base}.CathodeCalender.manipulated.0.setpoint_node": ("setpoint_node: PilotLine/Calendering/Cathode/LineLoad,",
                                                        "not writable by anonymous"),
         "sources.opcua.0.grant_node": ("grant_node:", "not found"),
-        f"{base}.Anode.manipulated.0.actual_signal": ("PumpFlowRat,", "produced by no source"),
+        f"{base}.AnodeCoating.manipulated.0.actual_signal": ("PumpFlowRat,", "produced by no source"),
         "sources.opcua.0.signals.0.match": ("NoSuchNode", "does not exist"),
         "trace.0.node": ("Cathode/WebSpeed, key: roll_id", "is a Double; roll_id needs a String node"),
         "trace.1.node": ("RollTag", "not found on simulator"),
