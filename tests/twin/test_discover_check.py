@@ -375,8 +375,8 @@ def test_check_line_names_each_wrong_key_and_its_line(simulator: Simulator, tmp_
     base = "products.prozell-cathode.loops"
     expected = {
         f"{base}.CathodeCoating.manipulated.0.setpoint_node": ("PumpFlowRateSetpointX", "not found"),
-        f"{base}.CathodeCalender.manipulated.0.setpoint_node": ("setpoint_node: PilotLine/Calendering/Cathode/LineLoad,",
-                                                       "not writable by anonymous"),
+        f"{base}.CathodeCalender.manipulated.0.setpoint_node": (
+            "setpoint_node: PilotLine/Calendering/Cathode/LineLoad,", "not writable by anonymous"),
         "sources.opcua.0.grant_node": ("grant_node:", "not found"),
         f"{base}.AnodeCoating.manipulated.0.actual_signal": ("PumpFlowRat,", "produced by no source"),
         "sources.opcua.0.signals.0.match": ("NoSuchNode", "does not exist"),
