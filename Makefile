@@ -13,7 +13,7 @@ run: deps
 	$(VPY) -m deploy.localstack
 
 test: deps lint
-	$(VPY) -m pytest -q $(PYTEST_ARGS)
+	$(VPY) -m pytest -q -n 2 $(PYTEST_ARGS)
 
 # ruff (pycodestyle, pyflakes, import order, bugbear, pyupgrade) and mypy, both configured in pyproject.toml
 lint: deps
