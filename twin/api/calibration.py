@@ -12,8 +12,8 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Depends, HTTPException, Query
 from pydantic import BaseModel, Field
 
+from twin.api.deps import clean_json as _clean
 from twin.api.deps import ctx_of, engineer, viewer
-from twin.api.routes import _clean
 from twin.auth import Principal
 from twin.context import TwinContext
 

@@ -18,8 +18,10 @@ from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, HTTPException, Query
 
-from connectors.records import iso_to_ns, ns_to_iso
+from connectors.records import ns_to_iso
+from twin.api.deps import clean_json as _clean
 from twin.api.deps import ctx_of, viewer
+from twin.api.deps import time_ns_param as _time_ns
 from twin.auth import Principal
 from twin.context import TwinContext
 from twin.store.lineproto import measurement_of
@@ -37,27 +39,6 @@ MAX_MARKS = 500        # setpoint writes marked on a trend
 NAME_RE = re.compile(r"^[A-Za-z][A-Za-z0-9_]*$")
 STATION_RE = re.compile(r"^[A-Za-z][A-Za-z0-9_]*(/[A-Za-z0-9][A-Za-z0-9_-]*)?$")
 TRACK_RE = re.compile(r"\.P(\d{3,4})$")
-
-
-def _clean(obj: Any) -> Any:
-    if isinstance(obj, float):
-        return obj if math.isfinite(obj) else None
-    if isinstance(obj, dict):
-        return {k: _clean(v) for k, v in obj.items()}
-    if isinstance(obj, (list, tuple)):
-        return [_clean(v) for v in obj]
-    return obj
-
-
-def _time_ns(text: str | None, default_ns: int, name: str) -> int:
-    if text is None or text == "":
-        return default_ns
-    if text.lstrip("-").isdigit():
-        return int(text)
-    try:
-        return iso_to_ns(text)
-    except ValueError as exc:
-        raise HTTPException(422, f"{name}: {exc}") from None
 
 
 def _split(key: str) -> tuple[str, str, str]:

@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import math
 from collections.abc import Awaitable, Callable
+from typing import Any
 
 from fastapi import Depends, HTTPException, Request
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 
+from connectors.records import iso_to_ns
 from twin.auth import Principal, Role
 from twin.context import TwinContext
 
@@ -40,3 +43,26 @@ def require(role: Role) -> Callable[..., Awaitable[Principal]]:
 viewer = require(Role.viewer)
 operator = require(Role.operator)
 engineer = require(Role.engineer)
+
+
+def clean_json(obj: Any) -> Any:
+    """JSON has no NaN / inf: they become null (and the API never emits invalid JSON)."""
+    if isinstance(obj, float):
+        return obj if math.isfinite(obj) else None
+    if isinstance(obj, dict):
+        return {k: clean_json(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [clean_json(v) for v in obj]
+    return obj
+
+
+def time_ns_param(text: str | None, default_ns: int, name: str) -> int:
+    """A query parameter's time: integer ns, or RFC 3339; empty = ``default_ns``; anything else is a 422."""
+    if text is None or text == "":
+        return default_ns
+    if text.lstrip("-").isdigit():
+        return int(text)
+    try:
+        return iso_to_ns(text)
+    except ValueError as exc:
+        raise HTTPException(422, f"{name}: {exc}") from None

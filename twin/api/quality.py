@@ -9,7 +9,6 @@ really finished (429 with Retry-After when all are taken), so a crowd of exports
 from __future__ import annotations
 
 import asyncio
-import math
 from collections.abc import Callable
 from typing import Annotated, Any, TypeVar
 
@@ -17,6 +16,7 @@ from fastapi import APIRouter, Depends, HTTPException, Query, Request
 from fastapi.responses import JSONResponse, Response
 
 from ontology.limits import Busy, QueryGate
+from twin.api.deps import clean_json as _clean
 from twin.api.deps import ctx_of, operator, viewer
 from twin.auth import Principal
 from twin.context import TwinContext
@@ -30,16 +30,6 @@ Ctx = Annotated[TwinContext, Depends(ctx_of)]
 Viewer = Annotated[Principal, Depends(viewer)]
 Operator = Annotated[Principal, Depends(operator)]
 T = TypeVar("T")
-
-
-def _clean(obj: Any) -> Any:
-    if isinstance(obj, float):
-        return obj if math.isfinite(obj) else None
-    if isinstance(obj, dict):
-        return {k: _clean(v) for k, v in obj.items()}
-    if isinstance(obj, (list, tuple)):
-        return [_clean(v) for v in obj]
-    return obj
 
 
 def quality_settings(ctx: TwinContext) -> QualitySettings:

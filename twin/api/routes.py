@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import math
 import time
 from collections.abc import AsyncIterator
 from typing import Annotated, Any, Literal
@@ -14,8 +13,10 @@ from pydantic import BaseModel, Field
 from sse_starlette.sse import EventSourceResponse
 from starlette.background import BackgroundTask
 
-from connectors.records import iso_to_ns, ns_to_iso
+from connectors.records import ns_to_iso
+from twin.api.deps import clean_json as _clean
 from twin.api.deps import ctx_of, operator, viewer
+from twin.api.deps import time_ns_param as _time_ns
 from twin.auth import Principal
 from twin.context import TwinContext
 
@@ -34,33 +35,11 @@ class ModeChange(BaseModel):
     why: str = Field("", max_length=500)
 
 
-def _clean(obj: Any) -> Any:
-    """JSON has no NaN / inf: they become null (and the API never emits invalid JSON)."""
-    if isinstance(obj, float):
-        return obj if math.isfinite(obj) else None
-    if isinstance(obj, dict):
-        return {k: _clean(v) for k, v in obj.items()}
-    if isinstance(obj, (list, tuple)):
-        return [_clean(v) for v in obj]
-    return obj
-
-
 def _split_key(key: str) -> tuple[str, str]:
     if "/" not in key:
         raise HTTPException(422, f"signal {key!r} must be '<station>/<signal>', e.g. Drying/Cathode/MassLoading")
     station, signal = key.rsplit("/", 1)
     return station, signal
-
-
-def _time_ns(text: str | None, default_ns: int, name: str) -> int:
-    if text is None or text == "":
-        return default_ns
-    if text.lstrip("-").isdigit():
-        return int(text)
-    try:
-        return iso_to_ns(text)
-    except ValueError as exc:
-        raise HTTPException(422, f"{name}: {exc}") from None
 
 
 # -- who am I ---------------------------------------------------------------------------------------------------------
