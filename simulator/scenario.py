@@ -244,9 +244,10 @@ def load_scenario(path: str | Path | None) -> Scenario:
 @dataclass(frozen=True)
 class FamilyRanges:
     """Ranges of every drift and disturbance the simulator supports, for ``draw_scenario``. Pairs are (low, high),
-    drawn uniformly; ``*_abs`` ranges are magnitudes with a random sign. What the simulator cannot vary yet, and the
-    family therefore leaves out: the coating width (a constant of the lane, not a setpoint) and offsets of the plant's
-    process-chain parameters (the lane runs ``models.process_chain``'s parameter set as it is)."""
+    drawn uniformly; ``*_abs`` ranges are magnitudes with a random sign. ``plant_offsets_abs``: the cathode plant's
+    true parameters off the literature values the twin's models keep (model-plant mismatch, ``plant:``), each by a
+    fraction drawn from the range with a random sign. What the simulator cannot vary yet, and the family therefore
+    leaves out: the coating width (a constant of the lane, not a setpoint)."""
 
     duration_s: float = 3.0 * 3600.0
     noise_scale: tuple[float, float] = (0.5, 2.0)           # gauge and actuator noise, x the instruments' sigmas
@@ -264,6 +265,10 @@ class FamilyRanges:
     dropout_at_s: tuple[float, float] = (1200.0, 9600.0)
     dropout_s: tuple[float, float] = (20.0, 120.0)
     dropout_nodes: tuple[str, ...] = ("Drying.Cathode.MassLoading", "Calendering.Cathode.CoatingDensity")
+    plant_offsets_abs: dict[str, tuple[float, float]] = field(default_factory=lambda: {
+        "solid_content": (0.0, 0.03), "rho_active_g_cm3": (0.0, 0.03), "dry_porosity_ref": (0.0, 0.05),
+        "compaction_resistance_ref_N_mm": (0.0, 0.10)})
+    pump_delivery_efficiency: tuple[float, float] = (0.92, 1.0)  # slip the flow meter does not see
 
 
 def draw_scenario(seed: int, ranges: FamilyRanges | None = None) -> Scenario:
@@ -294,11 +299,20 @@ def draw_scenario(seed: int, ranges: FamilyRanges | None = None) -> Scenario:
     events += [Event(at_s=round(u(r.dropout_at_s)), action="fault", fault="dropout",
                      node=str(rng.choice(list(r.dropout_nodes))), duration_s=round(u(r.dropout_s)))
                for _ in range(int(rng.integers(r.dropouts[0], r.dropouts[1] + 1)))]
+    # drawn last, so that the seeds' earlier draws (and the scenarios recorded before the plant offsets) stay the same
+    from models import process_chain as pc
+
+    nominal = pc.PARAMETER_SETS["cathode"]
+    plant: dict[str, float] = {name: round(float(getattr(nominal, name)) * (1.0 + signed(lo_hi)), 5)
+                               for name, lo_hi in sorted(r.plant_offsets_abs.items())}
+    plant["pump_delivery_efficiency"] = round(u(r.pump_delivery_efficiency), 4)
     desc = (f"family seed {seed}: solid content {drift.solid_content_per_batch:+.4f}/batch of "
             f"{line.slurry_batch_volume_l} l, pump wear {drift.pump_wear_per_h:.3f}/h, compaction "
             f"{drift.compaction_resistance_per_h:+.3f}/h, dew point {drift.dew_point_per_h:+.2f} K/h, "
             f"noise x{noise:.2f}, batch variation x{variation:.2f}, "
             f"{sum(e.action == 'set' for e in events)} speed step(s), "
-            f"{sum(e.action == 'fault' for e in events)} dropout(s)")
+            f"{sum(e.action == 'fault' for e in events)} dropout(s), cathode plant "
+            + ", ".join(f"{k} {v:g}" for k, v in plant.items()))
     return Scenario(name=f"family-{seed}", description=desc, noise_scale=noise, batch_variation=variation,
-                    line=line, drift=drift, events=tuple(sorted(events, key=lambda e: e.at_s)))
+                    line=line, drift=drift, events=tuple(sorted(events, key=lambda e: e.at_s)),
+                    plant={"cathode": plant})
