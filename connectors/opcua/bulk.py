@@ -153,17 +153,21 @@ async def browse_many(client: Client, node_ids: Sequence[ua.NodeId], limits: Ope
         tree.browse_requests += 1
         retry: list[int] = []
         continued: list[tuple[int, bytes]] = []
-        for i, res in zip(batch, results, strict=True):
-            code = res.StatusCode.value
-            if code == ua.StatusCodes.BadNoContinuationPoints:
-                retry.append(i)
-                continue
+
+        def keep(i: int, res: ua.BrowseResult, continued: list[tuple[int, bytes]]) -> None:
+            """A node's references (or its failure), and its continuation point to follow."""
             if not res.StatusCode.is_good():
                 tree.failed.append((node_ids[i].to_string(), res.StatusCode.name))
-                continue
+                return
             out[i].extend(res.References or [])
             if res.ContinuationPoint:
                 continued.append((i, res.ContinuationPoint))
+
+        for i, res in zip(batch, results, strict=True):
+            if res.StatusCode.value == ua.StatusCodes.BadNoContinuationPoints:
+                retry.append(i)
+            else:
+                keep(i, res, continued)
         while continued:
             step, continued = continued[:limits.browse], continued[limits.browse:]
             nparams = ua.BrowseNextParameters()
@@ -172,12 +176,7 @@ async def browse_many(client: Client, node_ids: Sequence[ua.NodeId], limits: Ope
             nresults = await client.uaclient.browse_next(nparams)
             tree.browse_requests += 1
             for (i, _), res in zip(step, nresults, strict=True):
-                if not res.StatusCode.is_good():
-                    tree.failed.append((node_ids[i].to_string(), res.StatusCode.name))
-                    continue
-                out[i].extend(res.References or [])
-                if res.ContinuationPoint:
-                    continued.append((i, res.ContinuationPoint))
+                keep(i, res, continued)
         if retry:
             if len(retry) < len(batch):
                 per_request = len(batch) - len(retry)  # what the server had points for
